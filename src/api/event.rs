@@ -1,0 +1,122 @@
+//! `Event`: a flag processes wait on (`multiprocessing.Event`).
+
+use std::time::{Duration, Instant};
+
+use super::ensure;
+use crate::error::{CreateError, OpenError, OpenOrCreateError};
+use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::sync::event::{self, RawEvent};
+
+/// A flag shared by name: `set` wakes every process waiting for it, `clear` resets it
+/// (`multiprocessing.Event` semantics). Waiters sleep on a futex after a short spin.
+///
+/// # Crash safety
+/// The event owns no state: a process killed at any point leaves it usable by the others.
+///
+/// # Examples
+/// ```
+/// let name = format!("doc-event-{}", std::process::id());
+/// let ready = shmq::Event::create(name.as_str())?;
+/// assert!(!ready.wait_timeout(std::time::Duration::from_millis(1)));
+/// ready.set();
+/// assert!(ready.is_set());
+/// ready.wait();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Event {
+    seg: Segment,
+}
+
+impl Event {
+    fn layout() -> Layout {
+        Layout {
+            kind: Kind::Event,
+            ty: TypeInfo::NONE,
+            payload_size: 64,
+            param0: 0,
+            param1: 0,
+        }
+    }
+
+    /// Creates the event, clear.
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name, it exists, no space, permissions.
+    pub fn create(opts: impl Into<Options>) -> Result<Self, CreateError> {
+        Ok(Event {
+            seg: Segment::create_kind(&opts.into(), &Self::layout(), |_| {})?,
+        })
+    }
+
+    /// Opens an existing event.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not an event, corrupted.
+    pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
+        Self::check(Segment::open_kind(
+            &opts.into(),
+            Kind::Event,
+            TypeInfo::NONE,
+        )?)
+    }
+
+    /// Opens the event, creating it (clear) if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Event::create`] and [`Event::open`].
+    pub fn open_or_create(opts: impl Into<Options>) -> Result<Self, OpenOrCreateError> {
+        Ok(Self::check(Segment::open_or_create_kind(
+            &opts.into(),
+            &Self::layout(),
+            |_| {},
+        )?)?)
+    }
+
+    fn check(seg: Segment) -> Result<Self, OpenError> {
+        let size = seg.info().payload_size;
+        ensure(&seg, size >= event::SIZE as u64, || {
+            "event area too small".into()
+        })?;
+        Ok(Event { seg })
+    }
+
+    fn raw(&self) -> RawEvent<'_> {
+        RawEvent::at(self.seg.payload(), 0).expect("event area size validated at open")
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.raw().set();
+    }
+
+    /// Resets the flag.
+    pub fn clear(&self) {
+        self.raw().clear();
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.raw().is_set()
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        while !self.raw().wait(None) {}
+    }
+
+    /// Waits at most `timeout`; returns whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Waits until `deadline` at most; returns whether the flag is set.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.raw().wait(Some(deadline))
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> String {
+        self.seg.name()
+    }
+}

@@ -1,0 +1,51 @@
+//! L4: the typed objects users create and open by name.
+
+pub(crate) mod array;
+pub(crate) mod event;
+pub(crate) mod mutex;
+pub(crate) mod semaphore;
+pub(crate) mod value;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::error::OpenError;
+use crate::segment::Segment;
+
+/// Plain data that may live in shared memory: no padding, no pointers, every bit pattern
+/// valid. Implemented for every type that derives zerocopy's `FromBytes`, `IntoBytes` and
+/// `Immutable`:
+///
+/// ```
+/// #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Debug, PartialEq)]
+/// #[repr(C)]
+/// struct Point { x: f64, y: f64 }
+///
+/// let name = format!("doc-pod-{}", std::process::id());
+/// let p = shmq::Value::create(name.as_str(), Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(p.load(), Point { x: 1.0, y: 2.0 });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait Pod: FromBytes + IntoBytes + Immutable + Sized + 'static {}
+
+impl<T: FromBytes + IntoBytes + Immutable + Sized + 'static> Pod for T {}
+
+/// Fails an open with `Corrupted` unless `ok`.
+pub(crate) fn ensure(
+    seg: &Segment,
+    ok: bool,
+    reason: impl FnOnce() -> String,
+) -> Result<(), OpenError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(OpenError::Corrupted {
+            name: seg.name(),
+            reason: reason(),
+        })
+    }
+}
+
+/// Offset of a `T` placed after a 16-byte lock word, aligned for `T` and to 64.
+pub(crate) fn data_offset<T>() -> usize {
+    std::mem::align_of::<T>().max(64)
+}

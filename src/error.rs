@@ -1,0 +1,295 @@
+//! Error types, one per operation.
+
+use std::fmt;
+use std::io;
+
+/// Creating a segment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The name breaks the naming rule.
+    #[error(
+        "invalid segment name {name:?}: {reason}; use 1-200 characters of A-Z a-z 0-9 . _ - not starting with '.'"
+    )]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which part of the rule it breaks.
+        reason: &'static str,
+    },
+    /// A segment (or other file) of that name exists already.
+    #[error("segment {name:?} already exists; open it, or remove it with `shmq rm {name}`")]
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+    },
+    /// The filesystem behind the segment (tmpfs for /dev/shm) has no room for it.
+    #[error(
+        "no space for segment {name:?} of {size} bytes: /dev/shm (or the file's filesystem) is full or too small"
+    )]
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// Bytes asked for.
+        size: u64,
+    },
+    /// The caller may not create the file.
+    #[error("permission denied creating segment {name:?}")]
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+    },
+    /// A size or count asked for is out of range.
+    #[error("invalid size for segment {name:?}: {reason}")]
+    InvalidSize {
+        /// The segment's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another OS error.
+    #[error("creating segment {name:?}: {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Opening (attaching to) an existing segment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The name breaks the naming rule.
+    #[error(
+        "invalid segment name {name:?}: {reason}; use 1-200 characters of A-Z a-z 0-9 . _ - not starting with '.'"
+    )]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which part of the rule it breaks.
+        reason: &'static str,
+    },
+    /// No segment of that name exists.
+    #[error("no segment named {name:?}; is the creating process running?")]
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// The caller may not open the file.
+    #[error("permission denied opening segment {name:?}")]
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+    },
+    /// The path is a symbolic link; shmq never follows one.
+    #[error("segment {name:?} is a symbolic link, which shmq refuses to follow")]
+    Symlink {
+        /// The segment's name.
+        name: String,
+    },
+    /// The file exists but is not a shmq segment.
+    #[error("{name:?} is not a shmq segment (bad magic number)")]
+    NotShmq {
+        /// The segment's name.
+        name: String,
+    },
+    /// Made by an incompatible version of shmq.
+    #[error("segment {name:?} has layout version {found}, this shmq reads version {expected}")]
+    VersionMismatch {
+        /// The segment's name.
+        name: String,
+        /// Version in the segment.
+        found: u32,
+        /// Version this library writes.
+        expected: u32,
+    },
+    /// The segment holds another kind of object (a Value opened as a Semaphore, say).
+    #[error("segment {name:?} holds a {found}, not a {expected}")]
+    KindMismatch {
+        /// The segment's name.
+        name: String,
+        /// Kind found in the segment.
+        found: String,
+        /// Kind asked for.
+        expected: String,
+    },
+    /// The payload type differs between creator and opener.
+    #[error("segment {name:?} was created for type {found}, opened as type {expected}")]
+    TypeMismatch {
+        /// The segment's name.
+        name: String,
+        /// The creator's type (name, size, alignment).
+        found: String,
+        /// The opener's type (name, size, alignment).
+        expected: String,
+    },
+    /// The header or the kind-specific area is inconsistent.
+    #[error("segment {name:?} is corrupted: {reason}")]
+    Corrupted {
+        /// The segment's name.
+        name: String,
+        /// What check failed.
+        reason: String,
+    },
+    /// The creator is still initializing the segment after the open timeout.
+    #[error(
+        "segment {name:?} is still being initialized by its creator (pid {pid}) after the open timeout"
+    )]
+    InitTimeout {
+        /// The segment's name.
+        name: String,
+        /// The creator's pid (0 if not yet recorded).
+        pid: u32,
+    },
+    /// The creator died before it finished initializing the segment.
+    #[error(
+        "segment {name:?} was abandoned: its creator (pid {pid}) died during initialization; remove it with `shmq rm {name}`"
+    )]
+    Abandoned {
+        /// The segment's name.
+        name: String,
+        /// The dead creator's pid.
+        pid: u32,
+    },
+    /// Another OS error.
+    #[error("opening segment {name:?}: {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `open_or_create` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenOrCreateError {
+    /// Creating failed (for a reason other than "it exists").
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// The segment existed, and opening it failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// An offset or index outside an object's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("range {start}..{end} is out of bounds for length {len}")]
+pub struct OutOfBounds {
+    /// First position asked for.
+    pub start: usize,
+    /// One past the last position asked for.
+    pub end: usize,
+    /// The object's length.
+    pub len: usize,
+}
+
+/// A lock was acquired from a holder that died while holding it.
+///
+/// The guard inside gives access all the same; the protected data may be half-updated by the
+/// dead holder, so check or repair it before relying on it. Like `EOWNERDEAD` for robust
+/// pthread mutexes; only the first locker after the death is told.
+pub struct OwnerDied<G> {
+    guard: G,
+}
+
+impl<G> OwnerDied<G> {
+    pub(crate) fn new(guard: G) -> Self {
+        OwnerDied { guard }
+    }
+
+    /// The guard: the lock is held.
+    pub fn into_inner(self) -> G {
+        self.guard
+    }
+
+    /// Borrows the guard.
+    pub fn get_ref(&self) -> &G {
+        &self.guard
+    }
+
+    /// Mutably borrows the guard.
+    pub fn get_mut(&mut self) -> &mut G {
+        &mut self.guard
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnerDied").finish_non_exhaustive()
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the previous lock holder died while holding the lock; the data may be inconsistent",
+        )
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+/// `try_lock` did not get the lock.
+#[non_exhaustive]
+pub enum TryLockError<G> {
+    /// Another live holder has it.
+    WouldBlock,
+    /// Acquired, but the previous holder died holding it.
+    OwnerDied(OwnerDied<G>),
+}
+
+/// `lock_timeout` / `lock_deadline` did not get the lock cleanly.
+#[non_exhaustive]
+pub enum LockTimeoutError<G> {
+    /// A live holder kept it past the deadline.
+    Timeout,
+    /// Acquired, but the previous holder died holding it.
+    OwnerDied(OwnerDied<G>),
+}
+
+macro_rules! lock_error_impls {
+    ($t:ident, $other:ident, $msg:literal) => {
+        impl<G> fmt::Debug for $t<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $t::$other => f.write_str(stringify!($other)),
+                    $t::OwnerDied(e) => fmt::Debug::fmt(e, f),
+                }
+            }
+        }
+        impl<G> fmt::Display for $t<G> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $t::$other => f.write_str($msg),
+                    $t::OwnerDied(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+        impl<G> std::error::Error for $t<G> {}
+        impl<G> From<OwnerDied<G>> for $t<G> {
+            fn from(e: OwnerDied<G>) -> Self {
+                $t::OwnerDied(e)
+            }
+        }
+    };
+}
+lock_error_impls!(
+    TryLockError,
+    WouldBlock,
+    "the lock is held by another live process or thread"
+);
+lock_error_impls!(LockTimeoutError, Timeout, "timed out waiting for the lock");
+
+/// `Semaphore::release` would raise the count above the semaphore's maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("semaphore released too many times: its value is already at the maximum {max}")]
+pub struct SemaphoreFull {
+    /// The semaphore's maximum value.
+    pub max: u32,
+}

@@ -1,0 +1,77 @@
+//! # shmq: inter-process communication through named shared memory
+//!
+//! shmq gives Linux processes the shapes of Python's `multiprocessing` — [`Value`],
+//! [`Array`], [`Mutex`]/[`Lock`], [`Semaphore`], [`Event`] (queues and pipes follow) — living
+//! in named POSIX shared memory (`/dev/shm/NAME`) or a memory-mapped file, and synchronised
+//! with futexes, so the cost of talking to another process is the cost of moving a cache line.
+//!
+//! Every object is created by one process and opened by name by others:
+//!
+//! ```
+//! use shmq::{Event, Mutex};
+//!
+//! let id = std::process::id();
+//! let counter = Mutex::<u64>::create(format!("doc-counter-{id}"), 0)?;
+//! let done = Event::create(format!("doc-done-{id}"))?;
+//!
+//! // In another process: Mutex::<u64>::open(...) and Event::open(...) by the same names.
+//! *counter.lock().map_err(|e| e.to_string())? += 1;
+//! done.set();
+//!
+//! assert_eq!(*counter.lock().map_err(|e| e.to_string())?, 1);
+//! assert!(done.is_set());
+//! // Dropping the creator's handles removes the names from /dev/shm.
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## When to use it, and when not
+//! Use it between processes on one Linux machine that trust each other's *code* but must
+//! survive each other's *crashes*: a peer killed mid-operation never wedges or corrupts the
+//! others (see each type's "Crash safety"), and every byte read from a segment is validated
+//! before use, so a buggy or hostile peer yields an error, never undefined behaviour in you.
+//! Do not use it across machines, across pid namespaces (liveness checks use pids), or for
+//! types with pointers: payloads must be [`Pod`].
+//!
+//! ## Map
+//! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw
+//!   [`Segment`]s of bytes.
+//! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
+//!   timeout). Every constructor takes `impl Into<Options>`, so a `&str` name works.
+//! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],
+//!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
+//!   [`OutOfBounds`].
+//!
+//! ## Layers
+//! `sys` (the only code that calls the OS) → `segment` (the header, created and validated
+//! there only) → `sync` (futex state machines) → `cell` (algorithms) → the types above.
+
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc,
+    clippy::multiple_unsafe_ops_per_block
+)]
+
+mod api;
+mod cell;
+mod error;
+mod region;
+pub mod segment;
+mod sync;
+mod sys;
+
+pub use api::Pod;
+pub use api::array::{Array, ArrayGuard};
+pub use api::event::Event;
+pub use api::mutex::{Lock, Mutex, MutexGuard};
+pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
+pub use api::value::{Integer, Number, Value};
+pub use error::{
+    CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds, OwnerDied,
+    SemaphoreFull, TryLockError,
+};
+pub use segment::{Kind, Options, Segment, SegmentInfo};
+
+/// Re-exported so users can derive [`Pod`] without naming zerocopy in their own manifest.
+pub use zerocopy;

@@ -1,0 +1,612 @@
+#![allow(unsafe_code)]
+//! L1: named segments with a validated header.
+//!
+//! [`Segment`] is a mapped shmq segment: its header was written (by us) or validated (when we
+//! opened it) here, and nowhere else. Typed objects ([`Value`](crate::Value),
+//! [`Mutex`](crate::Mutex), ...) are a `Segment` plus a view of its payload. Used directly,
+//! a `Segment` is a named block of raw bytes.
+//!
+//! # Creation protocol
+//! The creator makes the file with `O_CREAT|O_EXCL` (so exactly one creator wins), reserves
+//! its memory, records its pid and start time and the magic, fills the header and the
+//! kind's area, then stores `READY` (Release) and wakes waiters on that word. An opener maps
+//! the file, waits (futex, bounded by [`Options::open_timeout`]) for `READY` (Acquire), then
+//! validates. A creator that dies before `READY` leaves an *abandoned* segment, reported as
+//! [`OpenError::Abandoned`] as soon as an opener notices the creator is gone.
+
+mod header;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub(crate) use header::{HEADER_SIZE, TypeInfo};
+pub use header::{Kind, SegmentInfo};
+
+use crate::error::{CreateError, OpenError, OpenOrCreateError, OutOfBounds};
+use crate::region::Region;
+use crate::sys::futex;
+use crate::sys::process::{self, Liveness, ProcessId};
+use crate::sys::shm::{self, Location, Mapping, SysError};
+
+/// Default bound on how long an opener waits for a creator to finish initializing.
+pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest segment shmq creates (1 TiB): far beyond any tmpfs, small enough that no size
+/// computation overflows.
+const MAX_SEGMENT: u64 = 1 << 40;
+
+/// Where a segment lives and how to create or open it.
+///
+/// Every `create`/`open` in shmq takes `impl Into<Options>`, so a plain name works:
+/// `Value::<u64>::create("counter", 0)`. Use `Options` for the rest:
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = shmq::Options::new(format!("doc-options-{}", std::process::id()))
+///     .mode(0o600)
+///     .open_timeout(Duration::from_millis(200));
+/// let v = shmq::Value::<u32>::create(&opts, 7)?;
+/// assert_eq!(v.load(), 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    target: Target,
+    mode: u32,
+    persistent: bool,
+    open_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Name(String),
+    File(PathBuf),
+}
+
+impl Options {
+    /// A POSIX shared-memory segment, `/dev/shm/NAME`. The name must be 1-200 characters of
+    /// `[A-Za-z0-9._-]`, not starting with a dot (checked when the segment is created or
+    /// opened).
+    pub fn new(name: impl Into<String>) -> Options {
+        Options {
+            target: Target::Name(name.into()),
+            mode: 0o600,
+            persistent: false,
+            open_timeout: DEFAULT_OPEN_TIMEOUT,
+        }
+    }
+
+    /// A segment backed by a regular file at `path` (mapped shared), so its contents outlive
+    /// every process and a reboot. File-backed segments are persistent: the creator does not
+    /// remove the file on drop.
+    pub fn file(path: impl Into<PathBuf>) -> Options {
+        Options {
+            target: Target::File(path.into()),
+            persistent: true,
+            ..Options::new("")
+        }
+    }
+
+    /// Permission bits for a new segment (default `0o600`: the creating user only).
+    pub fn mode(mut self, mode: u32) -> Options {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// Keep the segment after its creator drops it (default: removed on drop, except for
+    /// [`Options::file`] segments).
+    pub fn persistent(mut self, persistent: bool) -> Options {
+        self.persistent = persistent;
+        self
+    }
+
+    /// How long `open` waits for a creator that is still initializing (default 1 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Options {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// The name or path, for messages.
+    pub(crate) fn label(&self) -> String {
+        match &self.target {
+            Target::Name(n) => n.clone(),
+            Target::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn location_for_create(&self) -> Result<Location, CreateError> {
+        match &self.target {
+            Target::File(p) => Ok(Location::File(p.clone())),
+            Target::Name(n) => match shm::check_name(n) {
+                Ok(()) => Ok(Location::Shm(n.clone())),
+                Err(reason) => Err(CreateError::InvalidName {
+                    name: n.clone(),
+                    reason,
+                }),
+            },
+        }
+    }
+
+    fn location_for_open(&self) -> Result<Location, OpenError> {
+        self.location_for_create().map_err(|e| match e {
+            CreateError::InvalidName { name, reason } => OpenError::InvalidName { name, reason },
+            other => OpenError::Os {
+                name: String::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })
+    }
+}
+
+impl From<&str> for Options {
+    fn from(name: &str) -> Options {
+        Options::new(name)
+    }
+}
+
+impl From<String> for Options {
+    fn from(name: String) -> Options {
+        Options::new(name)
+    }
+}
+
+impl From<&String> for Options {
+    fn from(name: &String) -> Options {
+        Options::new(name.clone())
+    }
+}
+
+impl From<&Options> for Options {
+    fn from(o: &Options) -> Options {
+        o.clone()
+    }
+}
+
+/// What a typed object asks of a new segment.
+pub(crate) struct Layout {
+    pub(crate) kind: Kind,
+    pub(crate) ty: TypeInfo,
+    pub(crate) payload_size: usize,
+    pub(crate) param0: u64,
+    pub(crate) param1: u64,
+}
+
+/// A mapped shmq segment: a named block of shared memory with a validated header.
+///
+/// As a public type it is a raw byte area ([`Kind::Raw`]) that processes read and write by
+/// offset; pair it with a [`Semaphore`](crate::Semaphore) or [`Lock`](crate::Lock) to
+/// coordinate. The creator removes the name on drop unless the segment is persistent.
+///
+/// ```
+/// let name = format!("doc-segment-{}", std::process::id());
+/// let a = shmq::Segment::create(name.as_str(), 64)?;
+/// let b = shmq::Segment::open(name.as_str())?;
+/// a.write(0, b"hello")?;
+/// let mut buf = [0u8; 5];
+/// b.read(0, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Segment {
+    map: Mapping,
+    loc: Location,
+    info: SegmentInfo,
+    /// Our pid if we created it and must remove it on drop.
+    remove_on_drop: Option<u32>,
+}
+
+impl Segment {
+    /// Creates a raw segment with `size` usable bytes, zero-filled.
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name, it exists, no space, permissions.
+    pub fn create(opts: impl Into<Options>, size: usize) -> Result<Segment, CreateError> {
+        let layout = Layout {
+            kind: Kind::Raw,
+            ty: TypeInfo::NONE,
+            payload_size: size,
+            param0: 0,
+            param1: 0,
+        };
+        Segment::create_kind(&opts.into(), &layout, |_| {})
+    }
+
+    /// Opens an existing raw segment.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a raw shmq segment, corrupted, still initializing.
+    pub fn open(opts: impl Into<Options>) -> Result<Segment, OpenError> {
+        Segment::open_kind(&opts.into(), Kind::Raw, TypeInfo::NONE)
+    }
+
+    /// Opens the raw segment, creating it with `size` bytes if it does not exist. Safe when
+    /// several processes race to do this: exactly one creates, the others open.
+    ///
+    /// # Errors
+    /// As [`Segment::create`] and [`Segment::open`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        size: usize,
+    ) -> Result<Segment, OpenOrCreateError> {
+        let layout = Layout {
+            kind: Kind::Raw,
+            ty: TypeInfo::NONE,
+            payload_size: size,
+            param0: 0,
+            param1: 0,
+        };
+        Segment::open_or_create_kind(&opts.into(), &layout, |_| {})
+    }
+
+    /// Reads the header of any shmq segment, read-only, without attaching to it: for tools.
+    ///
+    /// # Errors
+    /// [`OpenError`] if it is missing, not shmq, or its header is inconsistent.
+    pub fn inspect(opts: impl Into<Options>) -> Result<SegmentInfo, OpenError> {
+        let opts = opts.into();
+        let loc = opts.location_for_open()?;
+        let name = loc.display_name();
+        let map = match shm::open(&loc, false) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(OpenError::InitTimeout { name, pid: 0 }),
+            Err(e) => return Err(open_error(&name, e)),
+        };
+        // SAFETY: the mapping is page-aligned, `len` bytes long, and lives until this function
+        // returns, longer than the region; we only read through atomics.
+        let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
+        header::read_info(&region).map_err(|e| invalid(&name, e))
+    }
+
+    /// Usable bytes (the payload, after the header).
+    pub fn len(&self) -> usize {
+        self.info.payload_size as usize
+    }
+
+    /// Whether the segment has no usable bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name (or file path) it was created or opened under.
+    pub fn name(&self) -> String {
+        self.loc.display_name()
+    }
+
+    /// The validated header, as read when this handle was made.
+    pub fn info(&self) -> &SegmentInfo {
+        &self.info
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`.
+    ///
+    /// Bytes are copied with atomic word loads, so a concurrent writer in another process can
+    /// never cause undefined behaviour, but without your own synchronisation the bytes may mix
+    /// old and new contents.
+    ///
+    /// # Errors
+    /// [`OutOfBounds`] if the range leaves the segment.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+        self.payload()
+            .read(offset, buf)
+            .ok_or(self.oob(offset, buf.len()))
+    }
+
+    /// Copies `data` into the segment at `offset`.
+    ///
+    /// # Errors
+    /// [`OutOfBounds`] if the range leaves the segment.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        self.payload()
+            .write(offset, data)
+            .ok_or(self.oob(offset, data.len()))
+    }
+
+    fn oob(&self, start: usize, n: usize) -> OutOfBounds {
+        OutOfBounds {
+            start,
+            end: start.saturating_add(n),
+            len: self.len(),
+        }
+    }
+
+    /// Removes the segment's name now (processes that have it mapped keep using it).
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`] if it was already removed, or an OS error.
+    pub fn unlink(opts: impl Into<Options>) -> Result<(), OpenError> {
+        let loc = opts.into().location_for_open()?;
+        shm::unlink(&loc).map_err(|e| open_error(&loc.display_name(), e))
+    }
+
+    // ----- crate-internal: typed objects build on these -----
+
+    /// The payload area.
+    pub(crate) fn payload(&self) -> Region<'_> {
+        // SAFETY: the mapping is page-aligned, `len` bytes, valid while `self` lives (the
+        // region borrows `self`), and shmq only touches it through atomics or exclusive grants.
+        let whole = unsafe { Region::from_raw(self.map.as_ptr(), self.map.len()) };
+        // Validated at create/open: payload_offset + payload_size <= total_size == map len,
+        // and the offset is 64-byte aligned. The fallback keeps this panic-free regardless.
+        whole
+            .sub(
+                self.info.payload_offset as usize,
+                self.info.payload_size as usize,
+            )
+            .unwrap_or_else(|| whole.sub(0, 0).expect("empty sub-region is always valid"))
+    }
+
+    pub(crate) fn create_kind(
+        opts: &Options,
+        layout: &Layout,
+        init: impl FnOnce(Region<'_>),
+    ) -> Result<Segment, CreateError> {
+        let loc = opts.location_for_create()?;
+        let name = loc.display_name();
+        let total = (HEADER_SIZE as u64)
+            .checked_add(layout.payload_size as u64)
+            .map(|t| t.div_ceil(4096) * 4096)
+            .filter(|&t| t <= MAX_SEGMENT)
+            .ok_or_else(|| CreateError::InvalidSize {
+                name: name.clone(),
+                reason: format!("{} bytes is more than the 1 TiB limit", layout.payload_size),
+            })?;
+        let map = shm::create(&loc, total as usize, opts.mode).map_err(|e| match e {
+            SysError::AlreadyExists => CreateError::AlreadyExists { name: name.clone() },
+            SysError::NoSpace => CreateError::NoSpace {
+                name: name.clone(),
+                size: total,
+            },
+            SysError::PermissionDenied => CreateError::PermissionDenied { name: name.clone() },
+            SysError::NotFound => CreateError::Os {
+                name: name.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "parent directory does not exist",
+                ),
+            },
+            SysError::SymlinkRefused => CreateError::AlreadyExists { name: name.clone() },
+            SysError::Os(source) => CreateError::Os {
+                name: name.clone(),
+                source,
+            },
+        })?;
+        let me = process::current();
+        let remove_on_drop = (!opts.persistent).then_some(me.pid);
+        // SAFETY: the fresh mapping is page-aligned and `total` bytes long; the region is
+        // dropped before `map` moves into the Segment below (it only lives in this block).
+        let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
+        let new = header::NewHeader {
+            kind: layout.kind,
+            ty: layout.ty,
+            payload_size: layout.payload_size as u64,
+            param0: layout.param0,
+            param1: layout.param1,
+            creator_pid: me.pid,
+            creator_start: me.start_time,
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        header::write_header(&region, &new).ok_or_else(|| CreateError::InvalidSize {
+            name: name.clone(),
+            reason: "segment too small for its header".into(),
+        })?;
+        if let Some(payload) = region.sub(HEADER_SIZE, layout.payload_size) {
+            init(payload);
+        }
+        header::publish_ready(&region);
+        let info = header::read_info(&region).map_err(|e| CreateError::Os {
+            name: name.clone(),
+            source: std::io::Error::other(format!("segment changed during creation: {e:?}")),
+        })?;
+        Ok(Segment {
+            map,
+            loc,
+            info,
+            remove_on_drop,
+        })
+    }
+
+    pub(crate) fn open_kind(
+        opts: &Options,
+        kind: Kind,
+        ty: TypeInfo,
+    ) -> Result<Segment, OpenError> {
+        let loc = opts.location_for_open()?;
+        let name = loc.display_name();
+        let deadline = Instant::now() + opts.open_timeout;
+        let (map, info) = loop {
+            let map = match shm::open(&loc, true) {
+                Ok(Some(map)) => map,
+                Ok(None) => {
+                    // The creator has not sized the file yet.
+                    if Instant::now() >= deadline {
+                        return Err(OpenError::InitTimeout { name, pid: 0 });
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                Err(e) => return Err(open_error(&name, e)),
+            };
+            if let Some(info) = wait_ready(&map, &name, deadline)? {
+                break (map, info);
+            }
+        };
+        if info.kind != kind {
+            return Err(OpenError::KindMismatch {
+                name,
+                found: info.kind.name().into(),
+                expected: kind.name().into(),
+            });
+        }
+        if (info.type_size, info.type_align, info.type_hash) != (ty.size, ty.align, ty.hash) {
+            return Err(OpenError::TypeMismatch {
+                name,
+                found: format!(
+                    "{} (size {}, align {})",
+                    info.type_name, info.type_size, info.type_align
+                ),
+                expected: format!("{} (size {}, align {})", ty.name, ty.size, ty.align),
+            });
+        }
+        Ok(Segment {
+            map,
+            loc,
+            info,
+            remove_on_drop: None,
+        })
+    }
+
+    pub(crate) fn open_or_create_kind(
+        opts: &Options,
+        layout: &Layout,
+        init: impl FnOnce(Region<'_>),
+    ) -> Result<Segment, OpenOrCreateError> {
+        let deadline = Instant::now() + opts.open_timeout;
+        let mut init = Some(init);
+        loop {
+            match Segment::create_kind(opts, layout, |r| (init.take().expect("init runs once"))(r))
+            {
+                Ok(s) => return Ok(s),
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match Segment::open_kind(opts, layout.kind, layout.ty) {
+                Ok(s) => return Ok(s),
+                // Removed between our create and open: race again, within the deadline.
+                Err(OpenError::NotFound { .. }) if Instant::now() < deadline => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Only the creating process removes the name; a forked child that inherited the
+        // handle does not.
+        if self.remove_on_drop == Some(process::current().pid) {
+            let _ = shm::unlink_if_same(&self.loc, self.map.inode());
+        }
+    }
+}
+
+/// Waits until the mapped segment is READY, then validates it. `Ok(None)`: the file is not
+/// yet sized as its header says (retry with a fresh mapping).
+fn wait_ready(
+    map: &Mapping,
+    name: &str,
+    deadline: Instant,
+) -> Result<Option<SegmentInfo>, OpenError> {
+    // SAFETY: `map` is page-aligned, `len` bytes, and outlives this function's region; only
+    // atomic accesses are made.
+    let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
+    let Some(word) = header::init_state_word(&region) else {
+        return Err(OpenError::NotShmq { name: name.into() });
+    };
+    let mut next_liveness_check = Instant::now();
+    loop {
+        let (magic, state, pid, start) =
+            header::peek_state(&region).ok_or(OpenError::NotShmq { name: name.into() })?;
+        if magic != 0 && magic != header::MAGIC {
+            return Err(OpenError::NotShmq { name: name.into() });
+        }
+        match state {
+            header::READY => {
+                return header::read_info(&region)
+                    .map(Some)
+                    .map_err(|e| invalid(name, e));
+            }
+            header::INITIALIZING => {}
+            other => {
+                return Err(OpenError::Corrupted {
+                    name: name.into(),
+                    reason: format!("init state {other}"),
+                });
+            }
+        }
+        let now = Instant::now();
+        if pid != 0 && now >= next_liveness_check {
+            if process::liveness(ProcessId {
+                pid,
+                start_time: start,
+            }) == Liveness::Dead
+            {
+                return Err(OpenError::Abandoned {
+                    name: name.into(),
+                    pid,
+                });
+            }
+            next_liveness_check = now + Duration::from_millis(20);
+        }
+        if now >= deadline {
+            return Err(OpenError::InitTimeout {
+                name: name.into(),
+                pid,
+            });
+        }
+        futex::wait(
+            word,
+            header::INITIALIZING,
+            Some(deadline.min(now + Duration::from_millis(20))),
+        );
+    }
+}
+
+fn invalid(name: &str, e: header::Invalid) -> OpenError {
+    match e {
+        header::Invalid::NotShmq => OpenError::NotShmq { name: name.into() },
+        header::Invalid::Version(found) => OpenError::VersionMismatch {
+            name: name.into(),
+            found,
+            expected: header::VERSION,
+        },
+        header::Invalid::Corrupted(reason) => OpenError::Corrupted {
+            name: name.into(),
+            reason,
+        },
+    }
+}
+
+fn open_error(name: &str, e: SysError) -> OpenError {
+    let name = name.to_owned();
+    match e {
+        SysError::NotFound => OpenError::NotFound { name },
+        SysError::PermissionDenied => OpenError::PermissionDenied { name },
+        SysError::SymlinkRefused => OpenError::Symlink { name },
+        SysError::AlreadyExists => OpenError::Os {
+            name,
+            source: std::io::ErrorKind::AlreadyExists.into(),
+        },
+        SysError::NoSpace => OpenError::Os {
+            name,
+            source: std::io::Error::other("out of memory mapping segment"),
+        },
+        SysError::Os(source) => OpenError::Os { name, source },
+    }
+}
+
+impl SegmentInfo {
+    /// Validates `image`, the bytes of a whole segment file, as a shmq header. For tools and
+    /// fuzzing: never panics and never reads outside `image`.
+    ///
+    /// # Errors
+    /// [`OpenError`] (named `"image"`) saying what check failed.
+    pub fn parse(image: &[u8]) -> Result<SegmentInfo, OpenError> {
+        let words: Box<[std::sync::atomic::AtomicU64]> = image
+            .chunks(8)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                std::sync::atomic::AtomicU64::new(u64::from_ne_bytes(w))
+            })
+            .collect();
+        let region = Region::from_words(&words);
+        // The file is `image.len()` bytes, not the rounded-up word count.
+        let region = region.sub(0, image.len()).ok_or(OpenError::NotShmq {
+            name: "image".into(),
+        })?;
+        header::read_info(&region).map_err(|e| invalid("image", e))
+    }
+}

@@ -1,0 +1,354 @@
+//! A robust mutex word in shared memory, futex-backed, that survives its holder's death.
+//!
+//! Implementation notes: the state machine is the classic three-state futex mutex (Drepper,
+//! "Futexes Are Tricky", mutex 2; std's `sys/sync/mutex/futex.rs`), except that "locked" is
+//! the holder's *pid*, so a waiter can notice a dead holder and take the lock over, the way
+//! robust pthread mutexes report `EOWNERDEAD`. We do not use the kernel's robust-futex list:
+//! glibc owns each thread's list, and registering our own would break its robust mutexes.
+//!
+//! State word (`u32`):
+//!
+//! | value              | meaning                                              |
+//! |--------------------|------------------------------------------------------|
+//! | `UNLOCKED` (0)     | free                                                 |
+//! | `pid`              | held by process `pid`, nobody sleeping               |
+//! | `pid \| CONTENDED` | held by `pid`, somebody may be sleeping on the word  |
+//!
+//! Beside it, `owner_start` holds the holder's start time (0 while unknown), so a recycled
+//! pid is not taken for the dead holder. The holder writes it right after acquiring and clears
+//! it before releasing.
+//!
+//! Sleepers wake at least every `MAX_CHECK` to check the holder's liveness, so a holder
+//! killed by SIGKILL is noticed within about that long; the first waiter to notice takes the
+//! word over with a CAS and is told [`Locked::OwnerDied`].
+//!
+//! Known limit: a holder killed between its acquiring CAS and the store of its start time,
+//! *and* whose pid is then reused by a live process, is mistaken for that process. Both must
+//! happen within a few instructions of each other.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::park::{self, Wake};
+use crate::region::Region;
+use crate::sys::process::{self, Liveness, ProcessId};
+
+const UNLOCKED: u32 = 0;
+const CONTENDED: u32 = 1 << 31;
+const OWNER_MASK: u32 = !CONTENDED;
+
+/// First liveness check of the holder, after this long asleep.
+const FIRST_CHECK: Duration = Duration::from_millis(2);
+/// Longest sleep between two liveness checks.
+const MAX_CHECK: Duration = Duration::from_millis(50);
+
+/// Bytes a `RawMutex` occupies in a region.
+pub(crate) const SIZE: usize = 16;
+
+/// How a lock was acquired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// From a live holder (or free).
+    Clean,
+    /// Taken over from a holder that died holding it.
+    OwnerDied,
+}
+
+/// A deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
+/// The mutex words: `state` at offset 0, `owner_start` at offset 8.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawMutex<'a> {
+    state: &'a AtomicU32,
+    owner_start: &'a AtomicU64,
+}
+
+impl<'a> RawMutex<'a> {
+    /// The mutex at `offset` in `region`, if its 16 bytes fit there (8-aligned).
+    pub(crate) fn at(region: Region<'a>, offset: usize) -> Option<Self> {
+        Some(RawMutex {
+            state: region.u32_at(offset)?,
+            owner_start: region.u64_at(offset.checked_add(8)?)?,
+        })
+    }
+
+    fn took(&self, me: ProcessId) {
+        self.owner_start.store(me.start_time, Ordering::Relaxed);
+    }
+
+    /// Takes the lock if it is free, or if its holder is dead.
+    pub(crate) fn try_lock(&self) -> Option<Locked> {
+        let me = process::current();
+        // Acquire: pairs with the Release in `unlock`.
+        if self
+            .state
+            .compare_exchange(UNLOCKED, me.pid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.took(me);
+            return Some(Locked::Clean);
+        }
+        let state = self.state.load(Ordering::Relaxed);
+        if state != UNLOCKED && self.take_over_if_dead(state, me) {
+            return Some(Locked::OwnerDied);
+        }
+        None
+    }
+
+    /// Locks, waiting until `deadline` (`None`: as long as a live holder keeps it).
+    #[inline]
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
+        let me = process::current();
+        // Acquire: pairs with the Release in `unlock`.
+        if self
+            .state
+            .compare_exchange(UNLOCKED, me.pid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.took(me);
+            return Ok(Locked::Clean);
+        }
+        self.lock_contended(me, deadline)
+    }
+
+    #[cold]
+    fn lock_contended(&self, me: ProcessId, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
+        // Short spin while the holder is running and nobody sleeps yet.
+        let got = park::spin_until(|| {
+            self.state.load(Ordering::Relaxed) == UNLOCKED
+                && self
+                    .state
+                    .compare_exchange(UNLOCKED, me.pid, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+        });
+        if got {
+            self.took(me);
+            return Ok(Locked::Clean);
+        }
+        let mut check_every = FIRST_CHECK;
+        let mut next_check = Instant::now() + check_every;
+        loop {
+            let mut state = self.state.load(Ordering::Relaxed);
+            if state == UNLOCKED {
+                // Take it marked CONTENDED: others may be asleep and must be woken on unlock.
+                // Acquire: pairs with the Release in `unlock`.
+                match self.state.compare_exchange(
+                    UNLOCKED,
+                    me.pid | CONTENDED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        self.took(me);
+                        return Ok(Locked::Clean);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if state & CONTENDED == 0 {
+                if self
+                    .state
+                    .compare_exchange(
+                        state,
+                        state | CONTENDED,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    )
+                    .is_err()
+                {
+                    continue;
+                }
+                state |= CONTENDED;
+            }
+            let now = Instant::now();
+            if now >= next_check {
+                if self.take_over_if_dead(state, me) {
+                    return Ok(Locked::OwnerDied);
+                }
+                check_every = (check_every * 2).min(MAX_CHECK);
+                next_check = now + check_every;
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(TimedOut);
+            }
+            if park::sleep(
+                self.state,
+                state,
+                park::earliest(deadline, Some(next_check)),
+            ) == Wake::TimedOut
+                && deadline.is_some_and(|d| Instant::now() >= d)
+            {
+                // One last look: the lock may have come free just as we gave up.
+                return match self.try_lock() {
+                    Some(l) => Ok(l),
+                    None => Err(TimedOut),
+                };
+            }
+        }
+    }
+
+    /// If the holder recorded in `state` is dead, takes the lock over (keeping CONTENDED set,
+    /// since others may sleep). Returns whether we now hold it.
+    fn take_over_if_dead(&self, state: u32, me: ProcessId) -> bool {
+        let holder = state & OWNER_MASK;
+        if holder == me.pid {
+            // Another thread of ours holds it; we are alive.
+            return false;
+        }
+        let start_time = self.owner_start.load(Ordering::Relaxed);
+        if process::liveness(ProcessId {
+            pid: holder,
+            start_time,
+        }) == Liveness::Alive
+        {
+            return false;
+        }
+        // Acquire: whatever the dead holder wrote is as visible as it will ever be.
+        if self
+            .state
+            .compare_exchange(
+                state,
+                me.pid | CONTENDED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.took(me);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Releases the lock held by this process. If the word no longer names us (a peer
+    /// overwrote it), it is left alone rather than releasing someone else's lock.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        let me = process::current().pid;
+        self.owner_start.store(0, Ordering::Relaxed);
+        // Release: pairs with the Acquire of the next locker's CAS.
+        if self
+            .state
+            .compare_exchange(me, UNLOCKED, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        self.unlock_contended(me);
+    }
+
+    #[cold]
+    fn unlock_contended(&self, me: u32) {
+        // Release: as in `unlock`.
+        if self
+            .state
+            .compare_exchange(
+                me | CONTENDED,
+                UNLOCKED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            park::wake(self.state, 1);
+        }
+    }
+
+    /// The holder's pid, or `None` if free. For diagnostics.
+    pub(crate) fn holder(&self) -> Option<u32> {
+        match self.state.load(Ordering::Relaxed) & OWNER_MASK {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::heap;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn lock_unlock_try() {
+        let buf = heap(16);
+        let m = RawMutex::at(Region::from_words(&buf), 0).unwrap();
+        assert_eq!(m.lock(None), Ok(Locked::Clean));
+        assert_eq!(m.holder(), Some(std::process::id()));
+        m.unlock();
+        assert_eq!(m.holder(), None);
+        assert_eq!(m.try_lock(), Some(Locked::Clean));
+        m.unlock();
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let buf = heap(16);
+        let region = Region::from_words(&buf);
+        let inside = AtomicUsize::new(0);
+        let total = AtomicUsize::new(0);
+        let n = if cfg!(miri) { 20 } else { 20_000 };
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    let m = RawMutex::at(region, 0).unwrap();
+                    for _ in 0..n {
+                        m.lock(None).unwrap();
+                        assert_eq!(inside.fetch_add(1, Ordering::Relaxed), 0);
+                        total.fetch_add(1, Ordering::Relaxed);
+                        inside.fetch_sub(1, Ordering::Relaxed);
+                        m.unlock();
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 3 * n);
+    }
+
+    #[test]
+    fn timeout_while_held_by_live_thread() {
+        let buf = heap(16);
+        let m = RawMutex::at(Region::from_words(&buf), 0).unwrap();
+        m.lock(None).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let deadline = Instant::now() + Duration::from_millis(30);
+                assert_eq!(m.lock(Some(deadline)), Err(TimedOut));
+                assert!(Instant::now() >= deadline);
+                assert_eq!(m.try_lock(), None);
+            });
+        });
+        m.unlock();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // reads /proc
+    fn dead_holder_is_taken_over() {
+        let buf = heap(16);
+        let m = RawMutex::at(Region::from_words(&buf), 0).unwrap();
+        // A holder pid that cannot exist (above pid_max's ceiling of 2^22).
+        m.state.store((1 << 30) | CONTENDED, Ordering::Relaxed);
+        assert_eq!(
+            m.lock(Some(Instant::now() + Duration::from_secs(5))),
+            Ok(Locked::OwnerDied)
+        );
+        m.unlock();
+        assert_eq!(m.lock(None), Ok(Locked::Clean));
+        m.unlock();
+        m.state.store(1 << 30, Ordering::Relaxed);
+        assert_eq!(m.try_lock(), Some(Locked::OwnerDied));
+        m.unlock();
+    }
+
+    #[test]
+    fn foreign_unlock_leaves_word_alone() {
+        let buf = heap(16);
+        let m = RawMutex::at(Region::from_words(&buf), 0).unwrap();
+        m.state.store(1 << 30, Ordering::Relaxed);
+        m.unlock();
+        assert_eq!(m.holder(), Some(1 << 30));
+    }
+}

@@ -1,0 +1,144 @@
+//! A counting semaphore word in shared memory.
+//!
+//! Implementation notes: the count is the futex word; a separate waiter count lets `release`
+//! skip the `futex_wake` syscall when nobody sleeps (the "waiter flag" of CloudWeGo shmipc and
+//! of std's futex primitives). The waiter's `waiters += 1; load count` and the releaser's
+//! `count += 1; load waiters` are all SeqCst, so at least one of them sees the other
+//! (Dekker): no wake-up is lost.
+//!
+//! | word      | meaning                                                      |
+//! |-----------|--------------------------------------------------------------|
+//! | `count`   | permits available, `0..=max`                                  |
+//! | `waiters` | processes/threads that may be asleep on `count` (a hint only) |
+//!
+//! Crash safety: a permit held by a process that dies is not returned (semaphores have no
+//! owner, as in POSIX). A waiter that dies leaves `waiters` too high, which only costs later
+//! releases a needless wake syscall.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use super::park::{self, Wake};
+use crate::region::Region;
+
+/// Bytes a `RawSemaphore` occupies in a region.
+pub(crate) const SIZE: usize = 8;
+
+/// The semaphore words: `count` at 0, `waiters` at 4.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawSemaphore<'a> {
+    count: &'a AtomicU32,
+    waiters: &'a AtomicU32,
+}
+
+impl<'a> RawSemaphore<'a> {
+    pub(crate) fn at(region: Region<'a>, offset: usize) -> Option<Self> {
+        Some(RawSemaphore {
+            count: region.u32_at(offset)?,
+            waiters: region.u32_at(offset.checked_add(4)?)?,
+        })
+    }
+
+    pub(crate) fn init(&self, value: u32) {
+        self.count.store(value, Ordering::Relaxed);
+    }
+
+    pub(crate) fn value(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Takes a permit if one is available.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> bool {
+        let mut c = self.count.load(Ordering::Relaxed);
+        while c > 0 {
+            // Acquire: pairs with the release in `release`, so what the releaser wrote before
+            // handing back the permit is visible.
+            match self
+                .count
+                .compare_exchange_weak(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
+        false
+    }
+
+    /// Takes a permit, waiting until `deadline`. Returns whether one was taken.
+    pub(crate) fn acquire(&self, deadline: Option<Instant>) -> bool {
+        if self.try_acquire() || park::spin_until(|| self.try_acquire()) {
+            return true;
+        }
+        self.acquire_slow(deadline)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, deadline: Option<Instant>) -> bool {
+        // SeqCst: Dekker pairing with `release` (see the module notes).
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let got = loop {
+            if self.count.load(Ordering::SeqCst) > 0 {
+                if self.try_acquire() {
+                    break true;
+                }
+                continue;
+            }
+            if park::sleep(self.count, 0, deadline) == Wake::TimedOut {
+                break self.try_acquire();
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        got
+    }
+
+    /// Returns a permit, unless the count is already `max`.
+    pub(crate) fn release(&self, max: u32) -> Result<(), ()> {
+        // SeqCst: the RMW is the releaser's half of the Dekker pairing; it is also a release,
+        // pairing with the Acquire in `try_acquire`.
+        self.count
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |c| {
+                (c < max).then(|| c + 1)
+            })
+            .map_err(|_| ())?;
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            park::wake(self.count, 1);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::heap;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_and_bounds() {
+        let buf = heap(8);
+        let s = RawSemaphore::at(Region::from_words(&buf), 0).unwrap();
+        s.init(2);
+        assert!(s.try_acquire());
+        assert!(s.try_acquire());
+        assert!(!s.try_acquire());
+        assert!(!s.acquire(Some(Instant::now() + Duration::from_millis(5))));
+        s.release(2).unwrap();
+        s.release(2).unwrap();
+        assert_eq!(s.release(2), Err(()));
+        assert_eq!(s.value(), 2);
+    }
+
+    #[test]
+    fn release_wakes_sleeper() {
+        let buf = heap(8);
+        let s = RawSemaphore::at(Region::from_words(&buf), 0).unwrap();
+        std::thread::scope(|scope| {
+            let t = scope.spawn(|| s.acquire(Some(Instant::now() + Duration::from_secs(20))));
+            std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
+            s.release(u32::MAX).unwrap();
+            assert!(t.join().unwrap());
+        });
+        assert_eq!(s.value(), 0);
+    }
+}

@@ -1,0 +1,152 @@
+#![allow(unsafe_code)]
+//! Process identity and liveness.
+//!
+//! A process is named by its pid *and* its start time (field 22 of `/proc/<pid>/stat`, in clock
+//! ticks since boot), so a pid the kernel recycled for an unrelated process is never taken for
+//! the peer that used to own it. All processes that share a segment must share a pid namespace.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A process: pid plus start time. `start_time == 0` means "unknown" (`/proc` unreadable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcessId {
+    pub(crate) pid: u32,
+    pub(crate) start_time: u64,
+}
+
+/// What we can tell about a recorded process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Running (or stopped), with the recorded start time when one was recorded.
+    Alive,
+    /// Gone, a zombie, or its pid now belongs to a process that started at another time.
+    Dead,
+}
+
+static CACHED_PID: AtomicU32 = AtomicU32::new(0);
+static CACHED_START: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn forget_cached_pid() {
+    // Runs in the child right after fork(): only an atomic store, which is async-signal-safe.
+    CACHED_PID.store(0, Ordering::Relaxed);
+}
+
+/// The calling process. Cheap after the first call (two atomic loads); a forked child
+/// recomputes it, because an `atfork` handler clears the cache.
+pub(crate) fn current() -> ProcessId {
+    let pid = CACHED_PID.load(Ordering::Acquire);
+    if pid != 0 {
+        return ProcessId {
+            pid,
+            start_time: CACHED_START.load(Ordering::Relaxed),
+        };
+    }
+    current_slow()
+}
+
+#[cold]
+fn current_slow() -> ProcessId {
+    ATFORK.call_once(|| {
+        // SAFETY: pthread_atfork only records the three function pointers. The prepare and
+        // parent handlers are null (allowed); the child handler is a plain `extern "C" fn` with
+        // no state that performs one atomic store, which is async-signal-safe and so may run in
+        // a child of a multi-threaded process.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_cached_pid)) };
+        debug_assert_eq!(rc, 0, "pthread_atfork failed");
+    });
+    let pid = std::process::id();
+    let start_time = start_time_of(pid).unwrap_or(0);
+    CACHED_START.store(start_time, Ordering::Relaxed);
+    // Release: pairs with the Acquire load in `current`, which then sees CACHED_START.
+    CACHED_PID.store(pid, Ordering::Release);
+    ProcessId { pid, start_time }
+}
+
+/// Parsed `/proc/<pid>/stat`: the state letter and the start time.
+fn stat_of(pid: u32) -> Option<(u8, u64)> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses the state (field 3) and start time (field 22) out of a `/proc/<pid>/stat` line.
+/// The command name (field 2) may contain spaces and parentheses, so fields are counted from
+/// the *last* `)`.
+fn parse_stat(text: &[u8]) -> Option<(u8, u64)> {
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    // After the state (field 3) come fields 4..; start time is field 22, i.e. 18 further on.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn start_time_of(pid: u32) -> Option<u64> {
+    stat_of(pid).map(|(_, start)| start)
+}
+
+/// Is `who` still running? A zombie (`Z`) or dead (`X`) entry counts as dead: it will never
+/// release anything again. A `start_time` of 0 skips the recycled-pid check.
+pub(crate) fn liveness(who: ProcessId) -> Liveness {
+    if who.pid == 0 || who.pid > i32::MAX as u32 {
+        return Liveness::Dead;
+    }
+    match stat_of(who.pid) {
+        None => {
+            // No /proc entry. Fall back to kill(pid, 0) in case /proc is not mounted.
+            match rustix::process::Pid::from_raw(who.pid as i32) {
+                Some(pid) if rustix::process::test_kill_process(pid).is_ok() && !proc_mounted() => {
+                    Liveness::Alive
+                }
+                _ => Liveness::Dead,
+            }
+        }
+        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
+        Some((_, start)) if who.start_time != 0 && start != who.start_time => Liveness::Dead,
+        Some(_) => Liveness::Alive,
+    }
+}
+
+fn proc_mounted() -> bool {
+    std::path::Path::new("/proc/self/stat").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_names() {
+        let line =
+            b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2 3";
+        assert_eq!(parse_stat(line), Some((b'S', 987654)));
+        assert_eq!(parse_stat(b"garbage"), None);
+        assert_eq!(parse_stat(b"1 (x) R 1 2"), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn current_process_is_alive_and_recycled_pid_is_not() {
+        let me = current();
+        assert_eq!(me.pid, std::process::id());
+        assert_ne!(me.start_time, 0);
+        assert_eq!(liveness(me), Liveness::Alive);
+        let impostor = ProcessId {
+            pid: me.pid,
+            start_time: me.start_time + 1,
+        };
+        assert_eq!(liveness(impostor), Liveness::Dead);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn exited_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start_time = start_time_of(pid).unwrap_or(0);
+        child.wait().unwrap();
+        assert_eq!(liveness(ProcessId { pid, start_time }), Liveness::Dead);
+    }
+}
