@@ -149,7 +149,7 @@ impl<'a> Region<'a> {
 }
 
 /// A heap buffer of zeroed atomic words, for tests and fuzzing.
-#[cfg(any(test, fuzzing))]
+#[cfg(test)]
 pub(crate) fn heap(len: usize) -> Box<[AtomicU64]> {
     (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect()
 }
@@ -177,6 +177,10 @@ mod tests {
     }
 
     #[test]
+    // Mixed-size (u8/u64) atomic stores to the same bytes ICE Miri's weak-memory emulation on
+    // nightlies before rust-lang/miri#5188 (miri#5185). Passes with
+    // `-Zmiri-disable-weak-memory-emulation`; drop this once the pinned nightly has the fix.
+    #[cfg_attr(miri, ignore)]
     fn unaligned_copies_round_trip() {
         let buf = heap(64);
         let r = Region::from_words(&buf);

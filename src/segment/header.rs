@@ -217,14 +217,14 @@ pub(crate) enum Invalid {
 }
 
 fn header_of<'a>(region: &Region<'a>) -> Option<&'a Header> {
-    let first = region.u64_at(0)?;
     if region.len() < HEADER_SIZE {
         return None;
     }
-    // SAFETY: `first` is an 8-aligned word at the region's start and the region holds at least
-    // HEADER_SIZE = size_of::<Header>() bytes, so a Header (8-aligned, all atomics) fits there.
-    // Atomic fields may be changed by other processes concurrently; that is allowed.
-    Some(unsafe { &*(first as *const AtomicU64).cast::<Header>() })
+    // SAFETY: the region starts 8-aligned (Region's invariant, Header's alignment) and holds
+    // at least HEADER_SIZE = size_of::<Header>() bytes valid for `'a`; the pointer comes from
+    // the region's base, so its provenance covers all of them. Header is all atomics, which
+    // other processes may change concurrently: that is allowed.
+    Some(unsafe { region.as_ptr().cast::<Header>().as_ref() })
 }
 
 /// Reads the creator's pid/start (valid as soon as the magic is there) and the init state.

@@ -280,9 +280,11 @@ impl Segment {
 
     /// Copies `buf.len()` bytes at `offset` into `buf`.
     ///
-    /// Bytes are copied with atomic word loads, so a concurrent writer in another process can
-    /// never cause undefined behaviour, but without your own synchronisation the bytes may mix
-    /// old and new contents.
+    /// Bytes are copied with atomic loads, so a writer in another process that ignores your
+    /// protocol can at worst make the bytes mix old and new contents. Coordinate readers and
+    /// writers (a [`Semaphore`](crate::Semaphore), a [`Lock`](crate::Lock)); threads of one
+    /// process must do so too, as racing reads and writes of *different* ranges that overlap
+    /// the same bytes are mixed-size atomic accesses, which Rust does not define.
     ///
     /// # Errors
     /// [`OutOfBounds`] if the range leaves the segment.
