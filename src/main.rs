@@ -1,5 +1,7 @@
 //! The `shmq` command: see `shmq --help`.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 fn main() -> std::process::ExitCode {

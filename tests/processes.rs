@@ -293,3 +293,109 @@ fn seqlock_value_is_never_torn_across_processes() {
     }
     assert_gone(&name);
 }
+
+/// CPU ticks (user + system) a process has used, from /proc/<pid>/stat.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn blocked_waiters_sleep_instead_of_spinning() {
+    if let Some(name) = role("blocked_waiters_sleep_instead_of_spinning") {
+        let ev = Event::open(format!("{name}-ev")).unwrap();
+        let m = Mutex::<u64>::open(format!("{name}-m")).unwrap();
+        let up = Semaphore::open(format!("{name}-up")).unwrap();
+        up.release().unwrap();
+        assert!(ev.wait_timeout(Duration::from_secs(60)));
+        drop(
+            m.lock_timeout(Duration::from_secs(60))
+                .map_err(|e| e.to_string())
+                .unwrap(),
+        );
+        return;
+    }
+    let name = unique("idle");
+    {
+        let ev = Event::create(format!("{name}-ev")).unwrap();
+        let m = Mutex::<u64>::create(format!("{name}-m"), 0).unwrap();
+        let up = Semaphore::create(format!("{name}-up"), 0).unwrap();
+        let guard = m.lock().unwrap();
+        let mut kid = spawn("blocked_waiters_sleep_instead_of_spinning", &name);
+        assert!(
+            up.acquire_timeout(Duration::from_secs(60)),
+            "child never started"
+        );
+        // Blocked on the event for a while...
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = cpu_ticks(kid.id());
+        std::thread::sleep(Duration::from_millis(500));
+        let on_event = cpu_ticks(kid.id()) - t0;
+        ev.set();
+        // ...then on the mutex we hold.
+        std::thread::sleep(Duration::from_millis(100));
+        let t1 = cpu_ticks(kid.id());
+        std::thread::sleep(Duration::from_millis(500));
+        let on_mutex = cpu_ticks(kid.id()) - t1;
+        drop(guard);
+        assert!(wait(&mut kid, LIMIT).success());
+        // A spinning waiter would burn ~50 ticks (at 100 Hz) in 500 ms; a sleeping one ~0.
+        // The mutex waiter wakes every 50 ms to check that the holder lives: still ~0.
+        assert!(
+            on_event <= 5,
+            "event waiter used {on_event} ticks in 500 ms"
+        );
+        assert!(
+            on_mutex <= 5,
+            "mutex waiter used {on_mutex} ticks in 500 ms"
+        );
+    }
+    assert_gone(&name);
+}
+
+#[test]
+fn seqlock_writer_killed_mid_store_never_leaves_a_torn_value() {
+    #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug)]
+    #[repr(C)]
+    struct Wide {
+        words: [u64; 512],
+    }
+    if let Some(name) = role("seqlock_writer_killed_mid_store_never_leaves_a_torn_value") {
+        let v = Value::<Wide>::open(name.as_str()).unwrap();
+        let mut i = 1u64;
+        loop {
+            v.store(Wide { words: [i; 512] });
+            i += 1;
+        }
+    }
+    let name = unique("killwide");
+    {
+        let v = Value::<Wide>::create(name.as_str(), Wide { words: [0; 512] }).unwrap();
+        for round in 0..10u64 {
+            let mut kid = spawn(
+                "seqlock_writer_killed_mid_store_never_leaves_a_torn_value",
+                &name,
+            );
+            // Let it write for a varying while, then kill it wherever it is.
+            let started = std::time::Instant::now();
+            while v.load().words[0] == 0 && started.elapsed() < Duration::from_secs(60) {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(1 + round * 3));
+            kid.kill().unwrap();
+            kid.wait().unwrap();
+            let w = v.load();
+            assert!(
+                w.words.iter().all(|&x| x == w.words[0]),
+                "torn after kill in round {round}"
+            );
+            // The next writer takes over a lock the dead one may have held, and stores whole.
+            v.store(Wide { words: [0; 512] });
+            assert_eq!(v.load().words, [0; 512]);
+        }
+    }
+    assert_gone(&name);
+}
