@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use zerocopy::IntoBytes;
 
-use super::{Pod, data_offset, ensure};
+use super::{Pod, data_offset, ensure, guard_result, timeout_lock_result, try_lock_result};
 use crate::error::{
     CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds, OwnerDied,
     TryLockError,
 };
 use crate::region::Region;
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
-use crate::sync::mutex::{self, Locked, RawMutex};
+use crate::sync::mutex::{Locked, RawMutex};
 
 /// A fixed-length array of plain-data `T` shared by name, like `multiprocessing.Array` with
 /// its default `lock=True`: every access holds the array's robust lock, so element reads and
@@ -249,16 +249,13 @@ impl<T: Pod> Array<T> {
         v
     }
 
-    fn guard(&self, how: Locked) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
+    /// The guard for a lock this thread has just acquired.
+    fn guard(&self) -> ArrayGuard<'_, T> {
         let ptr = self.data().as_ptr().cast::<T>();
-        let g = ArrayGuard {
+        ArrayGuard {
             array: self,
             ptr,
             _not_send: PhantomData,
-        };
-        match how {
-            Locked::Clean => Ok(g),
-            Locked::OwnerDied => Err(OwnerDied::new(g)),
         }
     }
 
@@ -268,7 +265,7 @@ impl<T: Pod> Array<T> {
     /// [`OwnerDied`] (holding the guard) if the previous holder died holding the lock.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
         let how = self.raw().lock(None).unwrap_or(Locked::Clean);
-        self.guard(how)
+        guard_result(how, self.guard())
     }
 
     /// Locks the whole array if no live holder has it.
@@ -276,10 +273,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// [`TryLockError::WouldBlock`], or [`TryLockError::OwnerDied`] as for [`Array::lock`].
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        match self.raw().try_lock() {
-            None => Err(TryLockError::WouldBlock),
-            Some(how) => Ok(self.guard(how)?),
-        }
+        try_lock_result(self.raw().try_lock(), || self.guard())
     }
 
     /// Locks the whole array, waiting at most `timeout`.
@@ -291,10 +285,9 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        match self.raw().lock(Some(Instant::now() + timeout)) {
-            Err(mutex::TimedOut) => Err(LockTimeoutError::Timeout),
-            Ok(how) => Ok(self.guard(how)?),
-        }
+        timeout_lock_result(self.raw().lock(Some(Instant::now() + timeout)), || {
+            self.guard()
+        })
     }
 
     /// The segment's name.

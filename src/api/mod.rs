@@ -8,8 +8,9 @@ pub(crate) mod value;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::error::OpenError;
+use crate::error::{LockTimeoutError, OpenError, OwnerDied, TryLockError};
 use crate::segment::Segment;
+use crate::sync::mutex::{Locked, TimedOut};
 
 /// Plain data that may live in shared memory: no padding, no pointers, every bit pattern
 /// valid. Implemented for every type that derives zerocopy's `FromBytes`, `IntoBytes` and
@@ -48,4 +49,30 @@ pub(crate) fn ensure(
 /// Offset of a `T` placed after a 16-byte lock word, aligned for `T` and to 64.
 pub(crate) fn data_offset<T>() -> usize {
     std::mem::align_of::<T>().max(64)
+}
+
+/// A guard, or the guard wrapped in `OwnerDied` if the lock was taken from a dead holder.
+pub(crate) fn guard_result<G>(how: Locked, guard: G) -> Result<G, OwnerDied<G>> {
+    match how {
+        Locked::Clean => Ok(guard),
+        Locked::OwnerDied => Err(OwnerDied::new(guard)),
+    }
+}
+
+/// The outcome of `RawMutex::try_lock` as the public `try_lock` result.
+pub(crate) fn try_lock_result<G>(
+    how: Option<Locked>,
+    guard: impl FnOnce() -> G,
+) -> Result<G, TryLockError<G>> {
+    let how = how.ok_or(TryLockError::WouldBlock)?;
+    Ok(guard_result(how, guard())?)
+}
+
+/// The outcome of `RawMutex::lock` with a deadline as the public `lock_timeout` result.
+pub(crate) fn timeout_lock_result<G>(
+    how: Result<Locked, TimedOut>,
+    guard: impl FnOnce() -> G,
+) -> Result<G, LockTimeoutError<G>> {
+    let how = how.map_err(|TimedOut| LockTimeoutError::Timeout)?;
+    Ok(guard_result(how, guard())?)
 }

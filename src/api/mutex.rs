@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use super::{Pod, data_offset, ensure};
+use super::{Pod, data_offset, ensure, guard_result, timeout_lock_result, try_lock_result};
 use crate::error::{
     CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OwnerDied, TryLockError,
 };
@@ -128,19 +128,16 @@ impl<T: Pod> Mutex<T> {
         RawMutex::at(self.seg.payload(), 0).expect("mutex area size validated at open")
     }
 
-    fn guard(&self, how: Locked) -> Result<MutexGuard<'_, T>, OwnerDied<MutexGuard<'_, T>>> {
+    /// The guard for a lock this thread has just acquired.
+    fn guard(&self) -> MutexGuard<'_, T> {
         let data = self.seg.payload().as_ptr();
         // SAFETY: data_offset::<T>() + size_of::<T>() <= payload size (validated at open), so
         // the pointer stays inside the payload.
         let ptr = unsafe { data.add(data_offset::<T>()) }.cast::<T>();
-        let guard = MutexGuard {
+        MutexGuard {
             mutex: self,
             ptr,
             _not_send: PhantomData,
-        };
-        match how {
-            Locked::Clean => Ok(guard),
-            Locked::OwnerDied => Err(OwnerDied::new(guard)),
         }
     }
 
@@ -151,7 +148,7 @@ impl<T: Pod> Mutex<T> {
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, OwnerDied<MutexGuard<'_, T>>> {
         // With no deadline, `lock` cannot time out.
         let how = self.raw().lock(None).unwrap_or(Locked::Clean);
-        self.guard(how)
+        guard_result(how, self.guard())
     }
 
     /// Locks if that needs no waiting (or the holder is dead).
@@ -160,10 +157,7 @@ impl<T: Pod> Mutex<T> {
     /// [`TryLockError::WouldBlock`] if a live holder has it; [`TryLockError::OwnerDied`] as
     /// for [`Mutex::lock`].
     pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        match self.raw().try_lock() {
-            None => Err(TryLockError::WouldBlock),
-            Some(how) => Ok(self.guard(how)?),
-        }
+        try_lock_result(self.raw().try_lock(), || self.guard())
     }
 
     /// Locks, waiting at most `timeout`.
@@ -186,10 +180,7 @@ impl<T: Pod> Mutex<T> {
         &self,
         deadline: Instant,
     ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        match self.raw().lock(Some(deadline)) {
-            Err(mutex::TimedOut) => Err(LockTimeoutError::Timeout),
-            Ok(how) => Ok(self.guard(how)?),
-        }
+        timeout_lock_result(self.raw().lock(Some(deadline)), || self.guard())
     }
 
     /// The segment's name.

@@ -171,6 +171,19 @@ pub(crate) struct Layout {
     pub(crate) param1: u64,
 }
 
+impl Layout {
+    /// A raw byte segment of `size` usable bytes.
+    fn raw(size: usize) -> Layout {
+        Layout {
+            kind: Kind::Raw,
+            ty: TypeInfo::NONE,
+            payload_size: size,
+            param0: 0,
+            param1: 0,
+        }
+    }
+}
+
 /// A mapped shmq segment: a named block of shared memory with a validated header.
 ///
 /// As a public type it is a raw byte area ([`Kind::Raw`]) that processes read and write by
@@ -202,14 +215,7 @@ impl Segment {
     /// # Errors
     /// [`CreateError`]: invalid name, it exists, no space, permissions.
     pub fn create(opts: impl Into<Options>, size: usize) -> Result<Segment, CreateError> {
-        let layout = Layout {
-            kind: Kind::Raw,
-            ty: TypeInfo::NONE,
-            payload_size: size,
-            param0: 0,
-            param1: 0,
-        };
-        Segment::create_kind(&opts.into(), &layout, |_| {})
+        Segment::create_kind(&opts.into(), &Layout::raw(size), |_| {})
     }
 
     /// Opens an existing raw segment.
@@ -229,14 +235,7 @@ impl Segment {
         opts: impl Into<Options>,
         size: usize,
     ) -> Result<Segment, OpenOrCreateError> {
-        let layout = Layout {
-            kind: Kind::Raw,
-            ty: TypeInfo::NONE,
-            payload_size: size,
-            param0: 0,
-            param1: 0,
-        };
-        Segment::open_or_create_kind(&opts.into(), &layout, |_| {})
+        Segment::open_or_create_kind(&opts.into(), &Layout::raw(size), |_| {})
     }
 
     /// Reads the header of any shmq segment, read-only, without attaching to it: for tools.

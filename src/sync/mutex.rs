@@ -78,16 +78,25 @@ impl<'a> RawMutex<'a> {
         self.owner_start.store(me.start_time, Ordering::Relaxed);
     }
 
+    /// The uncontended path: takes the lock if it is free. `word` is what to store: our pid,
+    /// plus CONTENDED when others may be asleep.
+    #[inline]
+    fn acquire_free(&self, me: ProcessId, word: u32) -> bool {
+        // Acquire: pairs with the Release in `unlock`.
+        let ok = self
+            .state
+            .compare_exchange(UNLOCKED, word, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if ok {
+            self.took(me);
+        }
+        ok
+    }
+
     /// Takes the lock if it is free, or if its holder is dead.
     pub(crate) fn try_lock(&self) -> Option<Locked> {
         let me = process::current();
-        // Acquire: pairs with the Release in `unlock`.
-        if self
-            .state
-            .compare_exchange(UNLOCKED, me.pid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.took(me);
+        if self.acquire_free(me, me.pid) {
             return Some(Locked::Clean);
         }
         let state = self.state.load(Ordering::Relaxed);
@@ -101,13 +110,7 @@ impl<'a> RawMutex<'a> {
     #[inline]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
         let me = process::current();
-        // Acquire: pairs with the Release in `unlock`.
-        if self
-            .state
-            .compare_exchange(UNLOCKED, me.pid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.took(me);
+        if self.acquire_free(me, me.pid) {
             return Ok(Locked::Clean);
         }
         self.lock_contended(me, deadline)
@@ -116,15 +119,9 @@ impl<'a> RawMutex<'a> {
     #[cold]
     fn lock_contended(&self, me: ProcessId, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
         // Short spin while the holder is running and nobody sleeps yet.
-        let got = park::spin_until(|| {
-            self.state.load(Ordering::Relaxed) == UNLOCKED
-                && self
-                    .state
-                    .compare_exchange(UNLOCKED, me.pid, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-        });
-        if got {
-            self.took(me);
+        if park::spin_until(|| {
+            self.state.load(Ordering::Relaxed) == UNLOCKED && self.acquire_free(me, me.pid)
+        }) {
             return Ok(Locked::Clean);
         }
         let mut check_every = FIRST_CHECK;
@@ -133,19 +130,10 @@ impl<'a> RawMutex<'a> {
             let mut state = self.state.load(Ordering::Relaxed);
             if state == UNLOCKED {
                 // Take it marked CONTENDED: others may be asleep and must be woken on unlock.
-                // Acquire: pairs with the Release in `unlock`.
-                match self.state.compare_exchange(
-                    UNLOCKED,
-                    me.pid | CONTENDED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        self.took(me);
-                        return Ok(Locked::Clean);
-                    }
-                    Err(_) => continue,
+                if self.acquire_free(me, me.pid | CONTENDED) {
+                    return Ok(Locked::Clean);
                 }
+                continue;
             }
             if state & CONTENDED == 0 {
                 if self
