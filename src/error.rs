@@ -293,3 +293,99 @@ pub struct SemaphoreFull {
     /// The semaphore's maximum value.
     pub max: u32,
 }
+
+/// Claiming a ring's producer or consumer role failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// A live process already holds that role.
+    #[error("the ring's {role} role is held by live process {pid}")]
+    RoleTaken {
+        /// "producer" or "consumer".
+        role: &'static str,
+        /// The holder's pid.
+        pid: u32,
+    },
+    /// The ring's indices are inconsistent.
+    #[error("ring is corrupted: {reason}")]
+    Corrupted {
+        /// What check failed.
+        reason: String,
+    },
+}
+
+macro_rules! ring_errors {
+    ($(#[$doc:meta] $name:ident { $($(#[$vdoc:meta])* $variant:ident $({ $($field:ident : $ty:ty),* })? => $msg:literal),* $(,)? })*) => {
+        $(
+            #[$doc]
+            #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+            #[non_exhaustive]
+            pub enum $name {
+                $(
+                    $(#[$vdoc])*
+                    #[error($msg)]
+                    $variant $({ $(#[allow(missing_docs)] $field: $ty),* })?,
+                )*
+            }
+        )*
+    };
+}
+
+ring_errors! {
+    /// `try_send` / `try_reserve` failed; nothing was sent.
+    TrySendError {
+        /// No room now; the consumer has not caught up.
+        Full => "ring is full",
+        /// Larger than the ring's maximum message size.
+        TooLarge { len: usize, max: usize } => "message of {len} bytes exceeds the ring's maximum of {max}",
+        /// The consumer has let go of the ring (or its process died).
+        Disconnected => "the receiving end is disconnected",
+        /// Shared memory failed a check.
+        Corrupted { reason: String } => "ring is corrupted: {reason}",
+    }
+    /// `send` / `reserve` failed; nothing was sent.
+    SendError {
+        /// Larger than the ring's maximum message size.
+        TooLarge { len: usize, max: usize } => "message of {len} bytes exceeds the ring's maximum of {max}",
+        /// The consumer has let go of the ring (or its process died).
+        Disconnected => "the receiving end is disconnected",
+        /// Shared memory failed a check.
+        Corrupted { reason: String } => "ring is corrupted: {reason}",
+    }
+    /// `send_timeout` / `reserve_timeout` failed; nothing was sent.
+    SendTimeoutError {
+        /// Still no room when the timeout passed.
+        Timeout => "timed out waiting for room in the ring",
+        /// Larger than the ring's maximum message size.
+        TooLarge { len: usize, max: usize } => "message of {len} bytes exceeds the ring's maximum of {max}",
+        /// The consumer has let go of the ring (or its process died).
+        Disconnected => "the receiving end is disconnected",
+        /// Shared memory failed a check.
+        Corrupted { reason: String } => "ring is corrupted: {reason}",
+    }
+    /// `try_recv` got no message.
+    TryRecvError {
+        /// Nothing waiting now.
+        Empty => "ring is empty",
+        /// The producer let go (or died) and every message it sent has been received.
+        Disconnected => "the sending end is disconnected and the ring is drained",
+        /// Shared memory failed a check.
+        Corrupted { reason: String } => "ring is corrupted: {reason}",
+    }
+    /// `recv` got no message.
+    RecvError {
+        /// The producer let go (or died) and every message it sent has been received.
+        Disconnected => "the sending end is disconnected and the ring is drained",
+        /// Shared memory failed a check.
+        Corrupted { reason: String } => "ring is corrupted: {reason}",
+    }
+    /// `recv_timeout` got no message.
+    RecvTimeoutError {
+        /// Nothing arrived before the timeout.
+        Timeout => "timed out waiting for a message",
+        /// The producer let go (or died) and every message it sent has been received.
+        Disconnected => "the sending end is disconnected and the ring is drained",
+        /// Shared memory failed a check.
+        Corrupted { reason: String } => "ring is corrupted: {reason}",
+    }
+}

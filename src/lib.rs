@@ -57,6 +57,7 @@ mod api;
 mod cell;
 mod error;
 mod region;
+mod ring;
 pub mod segment;
 mod sync;
 mod sys;
@@ -65,12 +66,15 @@ pub use api::Pod;
 pub use api::array::{Array, ArrayGuard};
 pub use api::event::Event;
 pub use api::mutex::{Lock, Mutex, MutexGuard};
+pub use api::ring::{Consumer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 pub use api::value::{Integer, Number, Value};
 pub use error::{
-    CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds, OwnerDied,
-    SemaphoreFull, TryLockError,
+    AttachError, CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds,
+    OwnerDied, RecvError, RecvTimeoutError, SemaphoreFull, SendError, SendTimeoutError,
+    TryLockError, TryRecvError, TrySendError,
 };
+pub use ring::wait::WaitMode;
 pub use segment::{Kind, Options, Segment, SegmentInfo};
 
 /// Re-exported so users can derive [`Pod`] without naming zerocopy in their own manifest.

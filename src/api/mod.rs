@@ -3,6 +3,7 @@
 pub(crate) mod array;
 pub(crate) mod event;
 pub(crate) mod mutex;
+pub(crate) mod ring;
 pub(crate) mod semaphore;
 pub(crate) mod value;
 

@@ -92,6 +92,10 @@ pub enum Kind {
     Semaphore,
     /// An [`Event`](crate::Event).
     Event,
+    /// A single-producer single-consumer [`Ring`](crate::Ring) (also a one-way pipe).
+    Ring,
+    /// A duplex [`Pipe`](crate::Pipe): two rings.
+    Pipe,
 }
 
 impl Kind {
@@ -103,6 +107,8 @@ impl Kind {
             Kind::Mutex => 4,
             Kind::Semaphore => 5,
             Kind::Event => 6,
+            Kind::Ring => 7,
+            Kind::Pipe => 8,
         }
     }
 
@@ -114,6 +120,8 @@ impl Kind {
             Kind::Mutex,
             Kind::Semaphore,
             Kind::Event,
+            Kind::Ring,
+            Kind::Pipe,
         ]
         .into_iter()
         .find(|k| k.code() == code)
@@ -128,6 +136,8 @@ impl Kind {
             Kind::Mutex => "mutex",
             Kind::Semaphore => "semaphore",
             Kind::Event => "event",
+            Kind::Ring => "ring",
+            Kind::Pipe => "pipe",
         }
     }
 }

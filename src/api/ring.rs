@@ -1,0 +1,813 @@
+#![allow(unsafe_code)]
+//! `Ring`, `Producer`, `Consumer`: the zero-copy single-producer single-consumer byte ring.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::ensure;
+use crate::error::{
+    AttachError, CreateError, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+use crate::region::Region;
+use crate::ring::spsc::{self, Corrupt, RawRing, Record, Reservation, ReserveFail, Side};
+use crate::ring::wait::{self, Ended, WaitMode};
+use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+
+/// Rounds a requested capacity up to the ring's geometry (a power of two, at least 64).
+pub(crate) fn normalize_capacity(name: &Options, capacity: usize) -> Result<u64, CreateError> {
+    let cap = capacity.max(spsc::MIN_CAPACITY).checked_next_power_of_two();
+    match cap {
+        Some(c) if c <= spsc::MAX_CAPACITY => Ok(c as u64),
+        _ => Err(CreateError::InvalidSize {
+            name: name.label(),
+            reason: format!("ring capacity {capacity} is above the 2 GiB limit"),
+        }),
+    }
+}
+
+/// Bytes one ring occupies in a segment, rounded to keep the next ring 128-byte aligned.
+pub(crate) fn ring_stride(cap: u64) -> usize {
+    spsc::region_size(cap as usize).div_ceil(128) * 128
+}
+
+/// Ring `index` of a segment holding ring(s) of this geometry, with the segment's lifetime
+/// erased: the caller keeps `seg` alive for as long as it uses the ring.
+pub(crate) fn ring_of(
+    seg: &Arc<Segment>,
+    index: usize,
+    cap: u64,
+    max: u64,
+) -> Option<RawRing<'static>> {
+    let payload = seg.payload();
+    // SAFETY: the payload lies inside the segment's mapping, which stays mapped while any
+    // `Arc<Segment>` lives. Every `RawRing<'static>` made here is stored in a handle next to
+    // a clone of that Arc and is never handed out with a lifetime longer than a borrow of that
+    // handle, so the memory outlives every use. Access is atomic or through exclusive grants.
+    let region: Region<'static> = unsafe { Region::from_raw(payload.as_ptr(), payload.len()) };
+    RawRing::new(
+        region.sub(index * ring_stride(cap), spsc::region_size(cap as usize))?,
+        cap,
+        max,
+    )
+}
+
+/// A single-producer single-consumer ring of byte messages in a named segment.
+///
+/// One process [`create`](Ring::create)s it, any process [`open`](Ring::open)s it, and two
+/// of them claim the roles: [`producer`](Ring::producer) and [`consumer`](Ring::consumer)
+/// (in either order; the consumer may wait for a producer that has not come yet). A ring is
+/// also the one-way form of a [`Pipe`](crate::Pipe) (`multiprocessing.Pipe(duplex=False)`).
+///
+/// Messages are 0 to [`max_message`](Ring::max_message) bytes; each is one contiguous slice,
+/// written in place through a [`WriteGrant`] and read in place through a [`ReadGuard`].
+///
+/// # Examples
+/// ```
+/// let name = format!("doc-ring-{}", std::process::id());
+/// let ring = shmq::Ring::create(name.as_str(), 4096)?;
+/// let mut tx = ring.producer()?;
+/// let mut rx = shmq::Ring::open(name.as_str())?.consumer()?;
+///
+/// let mut grant = tx.reserve(5)?;      // space in the ring, written in place
+/// grant.copy_from_slice(b"hello");
+/// grant.commit();                      // now the consumer can see it
+/// tx.send(b"world")?;                  // or copy in one call
+///
+/// assert_eq!(&*rx.recv()?, b"hello");  // a guard over the bytes in the ring
+/// let mut buf = Vec::new();
+/// rx.recv_into(&mut buf)?;
+/// assert_eq!(buf, b"world");
+///
+/// drop(tx);                            // the consumer drains, then sees Disconnected
+/// assert_eq!(rx.try_recv().err(), Some(shmq::TryRecvError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Ring {
+    seg: Arc<Segment>,
+    cap: u64,
+    max: u64,
+}
+
+impl Ring {
+    fn layout(cap: u64, max: u64) -> Layout {
+        Layout {
+            kind: Kind::Ring,
+            ty: TypeInfo::NONE,
+            payload_size: ring_stride(cap),
+            param0: cap,
+            param1: max,
+        }
+    }
+
+    /// Creates a ring of at least `capacity` bytes (rounded up to a power of two, at least
+    /// 64), accepting messages of up to half of it less an 8-byte header.
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name, it exists, no space, capacity too large.
+    pub fn create(opts: impl Into<Options>, capacity: usize) -> Result<Ring, CreateError> {
+        let opts = opts.into();
+        let cap = normalize_capacity(&opts, capacity)?;
+        Ring::create_with_max(opts, cap as usize, spsc::max_message_for(cap) as usize)
+    }
+
+    /// Creates a ring with a smaller maximum message size than [`Ring::create`] picks.
+    ///
+    /// # Errors
+    /// As [`Ring::create`]; [`CreateError::InvalidSize`] if `max_message` is above the
+    /// capacity's limit (half the capacity, less 8 bytes).
+    pub fn create_with_max(
+        opts: impl Into<Options>,
+        capacity: usize,
+        max_message: usize,
+    ) -> Result<Ring, CreateError> {
+        let opts = opts.into();
+        let cap = normalize_capacity(&opts, capacity)?;
+        if max_message as u64 > spsc::max_message_for(cap) {
+            return Err(CreateError::InvalidSize {
+                name: opts.label(),
+                reason: format!(
+                    "maximum message {max_message} is more than a {cap}-byte ring allows ({})",
+                    spsc::max_message_for(cap)
+                ),
+            });
+        }
+        let seg = Segment::create_kind(&opts, &Ring::layout(cap, max_message as u64), |_| {})?;
+        Ok(Ring {
+            seg: Arc::new(seg),
+            cap,
+            max: max_message as u64,
+        })
+    }
+
+    /// Opens an existing ring.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a ring, corrupted geometry.
+    pub fn open(opts: impl Into<Options>) -> Result<Ring, OpenError> {
+        let seg = Arc::new(Segment::open_kind(
+            &opts.into(),
+            Kind::Ring,
+            TypeInfo::NONE,
+        )?);
+        let (cap, max) = (seg.info().param0, seg.info().param1);
+        ensure(&seg, ring_of(&seg, 0, cap, max).is_some(), || {
+            format!(
+                "ring geometry: capacity {cap}, maximum message {max}, {} bytes",
+                seg.info().payload_size
+            )
+        })?;
+        Ok(Ring { seg, cap, max })
+    }
+
+    fn raw(&self) -> RawRing<'static> {
+        ring_of(&self.seg, 0, self.cap, self.max).expect("ring geometry validated at create/open")
+    }
+
+    /// Claims the producer role.
+    ///
+    /// # Errors
+    /// [`AttachError::RoleTaken`] if a live process (this one included) holds it;
+    /// [`AttachError::Corrupted`] if the ring's indices are inconsistent.
+    pub fn producer(&self) -> Result<Producer, AttachError> {
+        Producer::attach(Arc::clone(&self.seg), self.raw())
+    }
+
+    /// Claims the consumer role.
+    ///
+    /// # Errors
+    /// As [`Ring::producer`].
+    pub fn consumer(&self) -> Result<Consumer, AttachError> {
+        Consumer::attach(Arc::clone(&self.seg), self.raw())
+    }
+
+    /// Buffer size in bytes (records take 8 bytes of header plus the payload rounded to 8).
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Largest message accepted, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.max as usize
+    }
+
+    /// Bytes published and not yet released (approximate while either side is active).
+    pub fn len(&self) -> usize {
+        let raw = self.raw();
+        raw.published_tail()
+            .saturating_sub(raw.published_head())
+            .min(self.cap) as usize
+    }
+
+    /// Whether no message is waiting (approximate while either side is active).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> String {
+        self.seg.name()
+    }
+}
+
+/// Internal outcome of a reserve/receive attempt, mapped to each method's error type.
+enum Fail {
+    Empty,
+    Timeout,
+    TooLarge(usize, usize),
+    Disconnected,
+    Corrupted(String),
+}
+
+impl From<Corrupt> for Fail {
+    fn from(c: Corrupt) -> Fail {
+        Fail::Corrupted(c.0)
+    }
+}
+
+/// `None`: do not wait. `Some(None)`: wait without limit. `Some(Some(d))`: wait until `d`.
+type Waiting = Option<Option<Instant>>;
+
+/// The sending end of a [`Ring`] (or of a [`Pipe`](crate::Pipe)). Lets go of the role on
+/// drop; the consumer then drains what was sent and gets `Disconnected`.
+///
+/// # Crash safety
+/// If the producer process dies, a reservation it had not committed is never seen, every
+/// committed message is delivered, and the consumer gets `Disconnected` once drained (within
+/// about 40 ms of running dry, spinning or asleep). A new producer may then claim the role.
+pub struct Producer {
+    raw: RawRing<'static>,
+    seg: Arc<Segment>,
+    tail: u64,
+    cached_head: u64,
+    mode: WaitMode,
+}
+
+impl fmt::Debug for Producer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("name", &self.seg.name())
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+impl Producer {
+    pub(crate) fn attach(
+        seg: Arc<Segment>,
+        raw: RawRing<'static>,
+    ) -> Result<Producer, AttachError> {
+        raw.claim(Side::Producer)
+            .map_err(|pid| AttachError::RoleTaken {
+                role: "producer",
+                pid,
+            })?;
+        match raw.recover_tail() {
+            Ok(tail) => Ok(Producer {
+                raw,
+                cached_head: raw.published_head(),
+                tail,
+                seg,
+                mode: WaitMode::default(),
+            }),
+            Err(c) => {
+                raw.detach(Side::Producer);
+                Err(AttachError::Corrupted { reason: c.0 })
+            }
+        }
+    }
+
+    /// How blocking calls wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.mode = mode;
+    }
+
+    /// The current wait mode.
+    pub fn wait_mode(&self) -> WaitMode {
+        self.mode
+    }
+
+    /// Largest message accepted, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.raw.max_message() as usize
+    }
+
+    /// Whether the consumer has let go or its process died.
+    pub fn is_abandoned(&self) -> bool {
+        self.raw.peer_gone(Side::Consumer, true)
+    }
+
+    fn reserve_inner(&mut self, len: usize, waiting: Waiting) -> Result<Reservation, Fail> {
+        let raw = self.raw;
+        if raw.peer_gone(Side::Consumer, false) {
+            return Err(Fail::Disconnected);
+        }
+        let map = |e: ReserveFail| match e {
+            ReserveFail::TooLarge => Fail::TooLarge(len, raw.max_message() as usize),
+            ReserveFail::Full => Fail::Empty,
+            ReserveFail::Corrupt(c) => c.into(),
+        };
+        match raw.try_reserve(self.tail, &mut self.cached_head, len) {
+            Ok(r) => return Ok(r),
+            Err(ReserveFail::Full) => {}
+            Err(e) => return Err(map(e)),
+        }
+        let Some(deadline) = waiting else {
+            return Err(Fail::Empty);
+        };
+        let (tail, cached) = (self.tail, &mut self.cached_head);
+        let (sleeping, bell) = raw.sleep_words(Side::Producer);
+        wait::wait(
+            self.mode,
+            deadline,
+            sleeping,
+            bell,
+            || match raw.try_reserve(tail, cached, len) {
+                Ok(r) => Ok(Some(r)),
+                Err(ReserveFail::Full) => Ok(None),
+                Err(e) => Err(e),
+            },
+            |deep| raw.peer_gone(Side::Consumer, deep),
+        )
+        .map_err(|e| match e {
+            Ended::TimedOut => Fail::Timeout,
+            Ended::PeerGone => Fail::Disconnected,
+            Ended::Failed(e) => map(e),
+        })
+    }
+
+    fn grant(&mut self, r: Reservation) -> WriteGrant<'_> {
+        WriteGrant { producer: self, r }
+    }
+
+    /// Reserves room for a `len`-byte message without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError`]: `Full`, `TooLarge`, `Disconnected` (the consumer let go), `Corrupted`.
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError> {
+        match self.reserve_inner(len, None) {
+            Ok(r) => Ok(self.grant(r)),
+            Err(Fail::Empty | Fail::Timeout) => Err(TrySendError::Full),
+            Err(Fail::TooLarge(len, max)) => Err(TrySendError::TooLarge { len, max }),
+            Err(Fail::Disconnected) => Err(TrySendError::Disconnected),
+            Err(Fail::Corrupted(reason)) => Err(TrySendError::Corrupted { reason }),
+        }
+    }
+
+    /// Reserves room for a `len`-byte message, waiting for the consumer as long as needed.
+    ///
+    /// # Errors
+    /// [`SendError`]: `TooLarge`, `Disconnected` (the consumer let go or died), `Corrupted`.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError> {
+        match self.reserve_inner(len, Some(None)) {
+            Ok(r) => Ok(self.grant(r)),
+            Err(Fail::TooLarge(len, max)) => Err(SendError::TooLarge { len, max }),
+            Err(Fail::Empty | Fail::Timeout | Fail::Disconnected) => Err(SendError::Disconnected),
+            Err(Fail::Corrupted(reason)) => Err(SendError::Corrupted { reason }),
+        }
+    }
+
+    /// Reserves room for a `len`-byte message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError`]: `Timeout`, `TooLarge`, `Disconnected`, `Corrupted`.
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGrant<'_>, SendTimeoutError> {
+        match self.reserve_inner(len, Some(Some(Instant::now() + timeout))) {
+            Ok(r) => Ok(self.grant(r)),
+            Err(Fail::Empty | Fail::Timeout) => Err(SendTimeoutError::Timeout),
+            Err(Fail::TooLarge(len, max)) => Err(SendTimeoutError::TooLarge { len, max }),
+            Err(Fail::Disconnected) => Err(SendTimeoutError::Disconnected),
+            Err(Fail::Corrupted(reason)) => Err(SendTimeoutError::Corrupted { reason }),
+        }
+    }
+
+    /// Copies `msg` into the ring without waiting.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve`].
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        let mut g = self.try_reserve(msg.len())?;
+        g.copy_from_slice(msg);
+        g.commit();
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring, waiting for room as long as needed.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve`].
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut g = self.reserve(msg.len())?;
+        g.copy_from_slice(msg);
+        g.commit();
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        let mut g = self.reserve_timeout(msg.len(), timeout)?;
+        g.copy_from_slice(msg);
+        g.commit();
+        Ok(())
+    }
+
+    /// Starts a batch: several messages published together with one store.
+    pub fn batch(&mut self) -> WriteBatch<'_> {
+        let start = self.tail;
+        WriteBatch {
+            producer: self,
+            start,
+            first: None,
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.raw.detach(Side::Producer);
+    }
+}
+
+/// Room for one message inside the ring; derefs to `&mut [u8]` of exactly the reserved length.
+/// [`commit`](WriteGrant::commit) publishes it; dropping the grant publishes nothing.
+#[must_use = "a grant publishes nothing unless committed"]
+pub struct WriteGrant<'a> {
+    producer: &'a mut Producer,
+    r: Reservation,
+}
+
+impl WriteGrant<'_> {
+    /// Publishes the message: the consumer can see it from now on.
+    #[inline]
+    pub fn commit(self) {
+        let raw = self.producer.raw;
+        let word = raw.prepare(&self.r);
+        raw.publish(self.r.pos, word, self.r.end);
+        self.producer.tail = self.r.end;
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload `[start + 8, start + 8 + len)` is inside the buffer (a record
+        // never wraps: `try_reserve` pads instead) and in free space: the consumer released it
+        // (we read its head with Acquire) and cannot read it before we publish, and we hold the
+        // only producer role of the ring, mutably borrowed by this grant. Any bytes are valid u8.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.producer.raw.byte_ptr(self.r.start + 8).as_ptr(),
+                self.r.len as usize,
+            )
+        }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference to those bytes.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.producer.raw.byte_ptr(self.r.start + 8).as_ptr(),
+                self.r.len as usize,
+            )
+        }
+    }
+}
+
+impl fmt::Debug for WriteGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGrant")
+            .field("len", &self.r.len)
+            .finish()
+    }
+}
+
+/// Messages published together: the consumer sees none of them until
+/// [`publish`](WriteBatch::publish), then all of them, for the cost of one store. Dropping the
+/// batch unpublished discards them all. Batches never wait: when the ring fills, publish and
+/// start another.
+#[must_use = "a batch publishes nothing unless published"]
+pub struct WriteBatch<'a> {
+    producer: &'a mut Producer,
+    start: u64,
+    first: Option<(u64, u64)>,
+}
+
+impl WriteBatch<'_> {
+    /// Adds a copy of `msg` to the batch.
+    ///
+    /// # Errors
+    /// As [`Producer::try_send`]; on `Full`, publish what the batch holds and retry.
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        let p = &mut *self.producer;
+        let r = match p.reserve_inner(msg.len(), None) {
+            Ok(r) => r,
+            Err(Fail::Empty | Fail::Timeout) => return Err(TrySendError::Full),
+            Err(Fail::TooLarge(len, max)) => return Err(TrySendError::TooLarge { len, max }),
+            Err(Fail::Disconnected) => return Err(TrySendError::Disconnected),
+            Err(Fail::Corrupted(reason)) => return Err(TrySendError::Corrupted { reason }),
+        };
+        // SAFETY: as in `WriteGrant::deref_mut`: the reserved payload is in free space that
+        // only this producer (mutably borrowed through the batch) may write.
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(p.raw.byte_ptr(r.start + 8).as_ptr(), msg.len())
+        };
+        dst.copy_from_slice(msg);
+        let word = p.raw.prepare(&r);
+        match self.first {
+            None => self.first = Some((r.pos, word)),
+            Some(_) => p.raw.store_header(r.pos, word),
+        }
+        p.tail = r.end;
+        Ok(())
+    }
+
+    /// Messages in the batch so far, as bytes of ring used.
+    pub fn bytes(&self) -> usize {
+        (self.producer.tail - self.start) as usize
+    }
+
+    /// Publishes every message of the batch with one Release store.
+    pub fn publish(mut self) {
+        if let Some((pos, word)) = self.first.take() {
+            self.producer.raw.publish(pos, word, self.producer.tail);
+        }
+        self.start = self.producer.tail;
+    }
+}
+
+impl Drop for WriteBatch<'_> {
+    fn drop(&mut self) {
+        // Unpublished: the header slot at `start` is still zero, so the consumer saw nothing.
+        self.producer.tail = self.start;
+    }
+}
+
+impl fmt::Debug for WriteBatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+/// The receiving end of a [`Ring`] (or of a [`Pipe`](crate::Pipe)). Lets go of the role on
+/// drop; the producer's later sends then fail with `Disconnected`.
+///
+/// # Crash safety
+/// If the consumer process dies, a producer blocked on a full ring gets `Disconnected` within
+/// about 40 ms. A message whose guard was held at the death is delivered again to the next
+/// consumer that claims the role (it was never released).
+pub struct Consumer {
+    raw: RawRing<'static>,
+    seg: Arc<Segment>,
+    head: u64,
+    mode: WaitMode,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.seg.name())
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl Consumer {
+    pub(crate) fn attach(
+        seg: Arc<Segment>,
+        raw: RawRing<'static>,
+    ) -> Result<Consumer, AttachError> {
+        raw.claim(Side::Consumer)
+            .map_err(|pid| AttachError::RoleTaken {
+                role: "consumer",
+                pid,
+            })?;
+        match raw.recover_head() {
+            Ok(head) => Ok(Consumer {
+                raw,
+                seg,
+                head,
+                mode: WaitMode::default(),
+            }),
+            Err(c) => {
+                raw.detach(Side::Consumer);
+                Err(AttachError::Corrupted { reason: c.0 })
+            }
+        }
+    }
+
+    /// How blocking calls wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.mode = mode;
+    }
+
+    /// The current wait mode.
+    pub fn wait_mode(&self) -> WaitMode {
+        self.mode
+    }
+
+    /// Whether the producer has let go or its process died (messages may still be waiting).
+    pub fn is_abandoned(&self) -> bool {
+        self.raw.peer_gone(Side::Producer, true)
+    }
+
+    fn recv_inner(&mut self, waiting: Waiting) -> Result<Record, Fail> {
+        let (raw, head) = (self.raw, self.head);
+        if let Some(r) = raw.peek(head)? {
+            return Ok(r);
+        }
+        let drained = || match raw.peek(head) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(Fail::Disconnected),
+            Err(c) => Err(c.into()),
+        };
+        if raw.peer_gone(Side::Producer, false) {
+            return drained();
+        }
+        let Some(deadline) = waiting else {
+            return Err(Fail::Empty);
+        };
+        let (sleeping, bell) = raw.sleep_words(Side::Consumer);
+        match wait::wait(
+            self.mode,
+            deadline,
+            sleeping,
+            bell,
+            || raw.peek(head),
+            |deep| raw.peer_gone(Side::Producer, deep),
+        ) {
+            Ok(r) => Ok(r),
+            Err(Ended::TimedOut) => Err(Fail::Timeout),
+            Err(Ended::PeerGone) => drained(),
+            Err(Ended::Failed(c)) => Err(c.into()),
+        }
+    }
+
+    fn guard(&mut self, rec: Record) -> ReadGuard<'_> {
+        ReadGuard {
+            consumer: self,
+            rec,
+        }
+    }
+
+    /// The next message, if one is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError`]: `Empty`, `Disconnected` (producer gone and ring drained), `Corrupted`.
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<ReadGuard<'_>, TryRecvError> {
+        match self.recv_inner(None) {
+            Ok(r) => Ok(self.guard(r)),
+            Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(TryRecvError::Empty),
+            Err(Fail::Disconnected) => Err(TryRecvError::Disconnected),
+            Err(Fail::Corrupted(reason)) => Err(TryRecvError::Corrupted { reason }),
+        }
+    }
+
+    /// The next message, waiting as long as needed (also for a producer that has not yet
+    /// attached).
+    ///
+    /// # Errors
+    /// [`RecvError`]: `Disconnected` (producer gone and ring drained), `Corrupted`.
+    #[inline]
+    pub fn recv(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        match self.recv_inner(Some(None)) {
+            Ok(r) => Ok(self.guard(r)),
+            Err(Fail::Corrupted(reason)) => Err(RecvError::Corrupted { reason }),
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// The next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError`]: `Timeout`, `Disconnected`, `Corrupted`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvTimeoutError> {
+        match self.recv_inner(Some(Some(Instant::now() + timeout))) {
+            Ok(r) => Ok(self.guard(r)),
+            Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(RecvTimeoutError::Timeout),
+            Err(Fail::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            Err(Fail::Corrupted(reason)) => Err(RecvTimeoutError::Corrupted { reason }),
+        }
+    }
+
+    /// Copies the next message into `buf` (replacing its contents), waiting as needed.
+    /// Returns the message length.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        let msg = self.recv()?;
+        buf.clear();
+        buf.extend_from_slice(&msg);
+        Ok(msg.len())
+    }
+
+    /// Copies the next message into `buf`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        let msg = self.recv_timeout(timeout)?;
+        buf.clear();
+        buf.extend_from_slice(&msg);
+        Ok(msg.len())
+    }
+
+    /// Hands every message waiting now to `f`, in order, then releases them all with one
+    /// store. Returns how many there were (0: none waiting). Does not wait.
+    ///
+    /// # Errors
+    /// `Disconnected` when the producer is gone and nothing is left; `Corrupted` if the first
+    /// record fails its checks (a later bad record ends the batch; the next call reports it).
+    pub fn try_drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
+        let first = match self.recv_inner(None) {
+            Ok(r) => r,
+            Err(Fail::Disconnected) => return Err(TryRecvError::Disconnected),
+            Err(Fail::Corrupted(reason)) => return Err(TryRecvError::Corrupted { reason }),
+            Err(_) => return Ok(0),
+        };
+        let raw = self.raw;
+        let mut rec = first;
+        let mut n = 0;
+        loop {
+            // SAFETY: as in `ReadGuard::deref`: a published record inside the buffer that the
+            // producer will not overwrite before we release it.
+            f(unsafe {
+                std::slice::from_raw_parts(raw.byte_ptr(rec.data).as_ptr(), rec.len as usize)
+            });
+            n += 1;
+            match raw.peek(rec.next) {
+                Ok(Some(next)) => rec = next,
+                _ => break,
+            }
+        }
+        self.head = rec.next;
+        raw.release(rec.next);
+        Ok(n)
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.raw.detach(Side::Consumer);
+    }
+}
+
+/// A received message, in place in the ring; derefs to `&[u8]`. Dropping it frees the space.
+#[must_use = "the message is released as soon as the guard drops"]
+pub struct ReadGuard<'a> {
+    consumer: &'a mut Consumer,
+    rec: Record,
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `peek` checked that the record lies inside the buffer without wrapping and
+        // acquired its header, so the producer's writes to the payload are visible; the
+        // producer will not reuse those bytes before we release them (its free-space check
+        // reads our head), and the guard borrows the only consumer mutably. Any bytes are
+        // valid u8; a producer breaking the protocol can change values, not memory safety.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.consumer.raw.byte_ptr(self.rec.data).as_ptr(),
+                self.rec.len as usize,
+            )
+        }
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.consumer.head = self.rec.next;
+        self.consumer.raw.release(self.rec.next);
+    }
+}
+
+impl fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadGuard")
+            .field("len", &self.rec.len)
+            .finish()
+    }
+}

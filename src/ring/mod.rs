@@ -1,0 +1,7 @@
+//! L3: the lock-free single-producer single-consumer byte ring, and the one wait strategy.
+//!
+//! [`spsc`] is the algorithm over a [`Region`](crate::region::Region); [`wait`] is how either
+//! side waits (spin, then yield, then futex). The public handles are in `api::ring`.
+
+pub(crate) mod spsc;
+pub(crate) mod wait;

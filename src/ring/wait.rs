@@ -1,0 +1,111 @@
+//! How a ring endpoint waits: the one spin-then-park strategy, in three modes.
+//!
+//! 1. Spin, polling the condition (with `spin_loop` hints); every 256 polls, read the clock
+//!    to honour the deadline and, every [`CHECK_EVERY`], ask whether the peer is gone.
+//! 2. Park: raise our "sleeping" flag, run the heavy barrier (`sys::fence::heavy`), read the
+//!    bell, poll once more, then sleep on the bell with a futex until the peer rings it, the
+//!    deadline passes, or [`CHECK_EVERY`] elapses (to look at the peer's liveness again).
+//!
+//! [`WaitMode::BusyPoll`] never parks, [`WaitMode::Blocking`] parks at once, and
+//! [`WaitMode::Hybrid`] spins for [`HYBRID_SPIN`] first, so a steady stream of messages is
+//! served at busy-poll speed while an idle endpoint costs no CPU.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sync::park;
+use crate::sys::fence;
+
+/// How often a waiter checks whether its peer process is still there.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(40);
+/// How long a hybrid waiter spins before it parks.
+pub(crate) const HYBRID_SPIN: Duration = Duration::from_micros(50);
+
+/// How a ring endpoint waits when it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// Spin until the condition holds: the lowest latency, a whole core while waiting.
+    BusyPoll,
+    /// Sleep on a futex at once: no CPU while idle, a wake-up syscall per message when the
+    /// peer is faster.
+    Blocking,
+    /// Spin for about 50 µs, then sleep: busy-poll speed while messages flow, no CPU while
+    /// idle. The default.
+    #[default]
+    Hybrid,
+}
+
+/// Why a wait ended without the condition.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ended<E> {
+    TimedOut,
+    PeerGone,
+    Failed(E),
+}
+
+/// Waits until `poll` yields `Some`, the deadline passes, `peer_gone` says so, or `poll`
+/// fails. `sleeping`/`bell` are the waiting side's flag and futex word. `peer_gone(deep)`
+/// must be cheap when `deep` is false (a detach flag); `deep` asks it to check liveness too.
+pub(crate) fn wait<R, E>(
+    mode: WaitMode,
+    deadline: Option<Instant>,
+    sleeping: &AtomicU32,
+    bell: &AtomicU32,
+    mut poll: impl FnMut() -> Result<Option<R>, E>,
+    mut peer_gone: impl FnMut(bool) -> bool,
+) -> Result<R, Ended<E>> {
+    let started = Instant::now();
+    let mut next_check = started + CHECK_EVERY;
+    if mode != WaitMode::Blocking {
+        let mut i: u32 = 0;
+        loop {
+            if let Some(r) = poll().map_err(Ended::Failed)? {
+                return Ok(r);
+            }
+            std::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i % 256 != 0 {
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Ended::TimedOut);
+            }
+            let deep = now >= next_check;
+            if peer_gone(deep) {
+                return Err(Ended::PeerGone);
+            }
+            if deep {
+                next_check = now + CHECK_EVERY;
+            }
+            if mode == WaitMode::Hybrid && now - started >= HYBRID_SPIN {
+                break;
+            }
+        }
+    }
+    sleeping.store(1, Ordering::Relaxed);
+    let result = loop {
+        fence::heavy();
+        // Acquire: pairs with the Release increment in `ring_bell`.
+        let rung = bell.load(Ordering::Acquire);
+        match poll() {
+            Ok(Some(r)) => break Ok(r),
+            Ok(None) => {}
+            Err(e) => break Err(Ended::Failed(e)),
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break Err(Ended::TimedOut);
+        }
+        let deep = now >= next_check;
+        if peer_gone(deep) {
+            break Err(Ended::PeerGone);
+        }
+        if deep {
+            next_check = now + CHECK_EVERY;
+        }
+        park::sleep(bell, rung, park::earliest(deadline, Some(next_check)));
+    };
+    sleeping.store(0, Ordering::Relaxed);
+    result
+}
