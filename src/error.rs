@@ -136,7 +136,7 @@ pub enum OpenError {
     },
     /// The creator is still initializing the segment after the open timeout.
     #[error(
-        "segment {name:?} is still being initialized by its creator (pid {pid}) after the open timeout"
+        "segment {name:?} is still being initialized by its creator (pid {pid}; 0 if not yet recorded) after the open timeout; if that creator is gone, remove it with `shmq rm {name}`"
     )]
     InitTimeout {
         /// The segment's name.

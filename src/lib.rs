@@ -25,12 +25,25 @@
 //! ```
 //!
 //! ## When to use it, and when not
-//! Use it between processes on one Linux machine that trust each other's *code* but must
-//! survive each other's *crashes*: a peer killed mid-operation never wedges or corrupts the
-//! others (see each type's "Crash safety"), and every byte read from a segment is validated
-//! before use, so a buggy or hostile peer yields an error, never undefined behaviour in you.
-//! Do not use it across machines, across pid namespaces (liveness checks use pids), or for
-//! types with pointers: payloads must be [`Pod`].
+//! Use it between processes on one Linux machine that must survive each other's *crashes*:
+//! a peer killed mid-operation never wedges or corrupts the others (see each type's "Crash
+//! safety"). Every header field, index and length read from a segment is validated before
+//! use, so a buggy or hostile peer that scribbles over the shared structures yields an error,
+//! never an out-of-bounds access. Do not use it across machines, across pid namespaces
+//! (liveness checks use pids), or for types with pointers: payloads must be [`Pod`].
+//!
+//! ## Known limits
+//! - **Data under a guard trusts the protocol.** A [`MutexGuard`], an [`ArrayGuard`] or a
+//!   ring grant hands out `&T` / `&mut [u8]` over shared memory; that is sound while every
+//!   process follows the locking (or ring) protocol. A peer that writes those bytes without
+//!   holding the lock can change the values you see (any bit pattern is a valid [`Pod`]),
+//!   but that is a data race by Rust's rules, so only share segments with code you trust to
+//!   follow the protocol.
+//! - **Truncation.** A process with write access to the file can shrink it; touching the lost
+//!   pages then raises SIGBUS in every process that maps it. Named shared memory cannot be
+//!   sealed against this; keep segment permissions tight (the default is `0o600`).
+//! - **fork.** A forked child inherits handles and guards; it must not use a guard its parent
+//!   held. Segments are removed only by the process that created them.
 //!
 //! ## Map
 //! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw

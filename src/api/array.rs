@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zerocopy::IntoBytes;
 
@@ -18,6 +18,7 @@ use crate::error::{
 use crate::region::Region;
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::mutex::{Locked, RawMutex};
+use crate::sync::park::deadline_after;
 
 /// A fixed-length array of plain-data `T` shared by name, like `multiprocessing.Array` with
 /// its default `lock=True`: every access holds the array's robust lock, so element reads and
@@ -75,6 +76,7 @@ impl<T: Pod> Array<T> {
         };
         Ok(Layout {
             kind: Kind::Array,
+            align: std::mem::align_of::<T>(),
             ty: TypeInfo::of::<T>(),
             payload_size,
             param0: len as u64,
@@ -142,6 +144,11 @@ impl<T: Pod> Array<T> {
         let info = seg.info();
         ensure(&seg, info.param1 == data_offset::<T>() as u64, || {
             format!("data offset {}", info.param1)
+        })?;
+        let misaligned =
+            (info.payload_offset as usize + data_offset::<T>()) % std::mem::align_of::<T>();
+        ensure(&seg, misaligned == 0, || {
+            format!("payload offset {} misaligns the data", info.payload_offset)
         })?;
         let len = usize::try_from(info.param0).unwrap_or(usize::MAX);
         let need = len
@@ -285,9 +292,7 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        timeout_lock_result(self.raw().lock(Some(Instant::now() + timeout)), || {
-            self.guard()
-        })
+        timeout_lock_result(self.raw().lock(deadline_after(timeout)), || self.guard())
     }
 
     /// The segment's name.

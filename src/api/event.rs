@@ -6,6 +6,7 @@ use super::ensure;
 use crate::error::{CreateError, OpenError, OpenOrCreateError};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::event::{self, RawEvent};
+use crate::sync::park::deadline_after;
 
 /// A flag shared by name: `set` wakes every process waiting for it, `clear` resets it
 /// (`multiprocessing.Event` semantics). Waiters sleep on a futex after a short spin.
@@ -32,6 +33,7 @@ impl Event {
     fn layout() -> Layout {
         Layout {
             kind: Kind::Event,
+            align: 64,
             ty: TypeInfo::NONE,
             payload_size: 64,
             param0: 0,
@@ -107,7 +109,7 @@ impl Event {
 
     /// Waits at most `timeout`; returns whether the flag is set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(Instant::now() + timeout)
+        self.raw().wait(deadline_after(timeout))
     }
 
     /// Waits until `deadline` at most; returns whether the flag is set.

@@ -13,6 +13,7 @@ use crate::error::{
 };
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::mutex::{self, Locked, RawMutex};
+use crate::sync::park::deadline_after;
 
 /// A mutual-exclusion lock across processes, guarding a `T` that lives in the segment.
 ///
@@ -63,6 +64,7 @@ impl<T: Pod> Mutex<T> {
     fn layout() -> Layout {
         Layout {
             kind: Kind::Mutex,
+            align: std::mem::align_of::<T>(),
             ty: TypeInfo::of::<T>(),
             payload_size: data_offset::<T>() + std::mem::size_of::<T>(),
             param0: data_offset::<T>() as u64,
@@ -118,6 +120,11 @@ impl<T: Pod> Mutex<T> {
         ensure(&seg, info.payload_size >= need, || {
             "mutex area too small".into()
         })?;
+        let misaligned =
+            (info.payload_offset as usize + data_offset::<T>()) % std::mem::align_of::<T>();
+        ensure(&seg, misaligned == 0, || {
+            format!("payload offset {} misaligns the data", info.payload_offset)
+        })?;
         Ok(Mutex {
             seg,
             _t: PhantomData,
@@ -169,7 +176,7 @@ impl<T: Pod> Mutex<T> {
         &self,
         timeout: Duration,
     ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        self.lock_deadline(Instant::now() + timeout)
+        timeout_lock_result(self.raw().lock(deadline_after(timeout)), || self.guard())
     }
 
     /// Locks, waiting until `deadline` at most.

@@ -15,6 +15,7 @@ use crate::region::Region;
 use crate::ring::spsc::{self, Corrupt, RawRing, Record, Reservation, ReserveFail, Side};
 use crate::ring::wait::{self, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::sync::park::deadline_after;
 
 /// Rounds a requested capacity up to the ring's geometry (a power of two, at least 64).
 pub(crate) fn normalize_capacity(name: &Options, capacity: usize) -> Result<u64, CreateError> {
@@ -96,6 +97,7 @@ impl Ring {
     fn layout(cap: u64, max: u64) -> Layout {
         Layout {
             kind: Kind::Ring,
+            align: 64,
             ty: TypeInfo::NONE,
             payload_size: ring_stride(cap),
             param0: cap,
@@ -379,7 +381,7 @@ impl Producer {
         len: usize,
         timeout: Duration,
     ) -> Result<WriteGrant<'_>, SendTimeoutError> {
-        match self.reserve_inner(len, Some(Some(Instant::now() + timeout))) {
+        match self.reserve_inner(len, Some(deadline_after(timeout))) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::Empty | Fail::Timeout) => Err(SendTimeoutError::Timeout),
             Err(Fail::TooLarge(len, max)) => Err(SendTimeoutError::TooLarge { len, max }),
@@ -698,7 +700,7 @@ impl Consumer {
     /// # Errors
     /// [`RecvTimeoutError`]: `Timeout`, `Disconnected`, `Corrupted`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvTimeoutError> {
-        match self.recv_inner(Some(Some(Instant::now() + timeout))) {
+        match self.recv_inner(Some(deadline_after(timeout))) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(RecvTimeoutError::Timeout),
             Err(Fail::Disconnected) => Err(RecvTimeoutError::Disconnected),

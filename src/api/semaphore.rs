@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::ensure;
 use crate::error::{CreateError, OpenError, OpenOrCreateError, SemaphoreFull};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::sync::park::deadline_after;
 use crate::sync::semaphore::{self, RawSemaphore};
 
 /// Largest value an unbounded semaphore may reach.
@@ -39,6 +40,7 @@ impl Semaphore {
     fn layout(max: u32) -> Layout {
         Layout {
             kind: Kind::Semaphore,
+            align: 64,
             ty: TypeInfo::NONE,
             payload_size: 64,
             param0: u64::from(max),
@@ -134,7 +136,7 @@ impl Semaphore {
 
     /// Takes a permit, waiting at most `timeout`. Returns whether it got one.
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.acquire_deadline(Instant::now() + timeout)
+        self.raw().acquire(deadline_after(timeout))
     }
 
     /// Takes a permit, waiting until `deadline` at most. Returns whether it got one.

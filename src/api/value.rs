@@ -20,8 +20,9 @@ const MODE_SEQLOCK: u64 = 2;
 ///
 /// A torn read is impossible. Types of up to 8 bytes (integers, floats, small structs) are a
 /// single atomic word: every operation is lock-free, and `update`/`fetch_add` are CAS loops.
-/// Larger types use a double-buffered seqlock: reads are lock-free and never see a half-written
-/// value, writes take a robust lock.
+/// Larger types use a double-buffered seqlock: reads never wait for a writer (they retry if
+/// two writes overlap one read, and only under a storm of writes take the writer lock
+/// briefly) and never see a half-written value; writes take a robust lock.
 ///
 /// # Crash safety
 /// A process killed in the middle of any operation leaves the last completely stored value
@@ -87,6 +88,7 @@ impl<T: Pod> Value<T> {
     fn layout() -> Layout {
         Layout {
             kind: Kind::Value,
+            align: 64,
             ty: TypeInfo::of::<T>(),
             payload_size: payload_size::<T>(),
             param0: mode::<T>(),
@@ -245,11 +247,19 @@ impl<T: Pod> Value<T> {
         // A writer that died holding the lock only ever wrote the inactive buffer, so the
         // active one is whole and we carry on either way.
         let _ = cell.lock();
+        // Unlocks even if `f` panics, so a panicking closure cannot wedge every process.
+        struct Unlock<'a>(SeqLock<'a>);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                self.0.unlock();
+            }
+        }
+        let held = Unlock(cell);
         let mut old = T::new_zeroed();
-        cell.read_held(old.as_mut_bytes());
+        held.0.read_held(old.as_mut_bytes());
         let new = f(T::read_from_bytes(old.as_bytes()).unwrap_or_else(|_| T::new_zeroed()));
-        cell.write_held(new.as_bytes());
-        cell.unlock();
+        held.0.write_held(new.as_bytes());
+        drop(held);
         old
     }
 

@@ -19,18 +19,21 @@
 //! | 64 + stride       | buffer 1: `seq` (`u64`), then the value  |
 //!
 //! `seq` is odd while a writer is inside that buffer. A reader that keeps failing (a writer
-//! storm, or a hostile peer flipping the words) falls back to taking the writer lock.
+//! storm, or a hostile peer flipping the words) falls back to taking the writer lock, with a
+//! short deadline, between further optimistic attempts.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
 
 use crate::region::Region;
 use crate::sync::mutex::{Locked, RawMutex};
-use crate::sync::park;
 
 const ACTIVE: usize = 16;
 const BUFFERS: usize = 64;
 /// Optimistic read attempts before falling back to the writer lock.
 const READ_TRIES: u32 = 64;
+/// Longest a reader waits for the writer lock before trying optimistically again.
+const LOCK_SLICE: Duration = Duration::from_millis(10);
 
 /// Bytes needed for a value of `size` bytes.
 pub(crate) fn region_size(size: usize) -> usize {
@@ -71,15 +74,25 @@ impl<'a> SeqLock<'a> {
     }
 
     /// Reads the value into `out` (exactly `size` bytes). Never returns a torn value from
-    /// honest writers.
+    /// honest writers, and never waits for a writer that is stopped or dead (writers only
+    /// touch the buffer readers are not sent to). Only a storm of writes, two or more during
+    /// each attempt, makes it fall back to taking the writer lock, and then for at most
+    /// `LOCK_SLICE` at a time between further optimistic attempts.
     pub(crate) fn read(&self, out: &mut [u8]) {
-        let mut tries = 0;
-        let done = park::spin_until(|| {
-            tries += 1;
-            tries <= READ_TRIES && self.try_read(out)
-        });
-        if !done {
-            self.read_locked(out);
+        loop {
+            for attempt in 0..READ_TRIES {
+                if self.try_read(out) {
+                    return;
+                }
+                if attempt < READ_TRIES / 2 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            if self.read_locked(out) {
+                return;
+            }
         }
     }
 
@@ -97,12 +110,15 @@ impl<'a> SeqLock<'a> {
         seq.load(Ordering::Relaxed) == s1
     }
 
-    fn read_locked(&self, out: &mut [u8]) {
-        // Either way we hold the lock, so no honest writer is inside any buffer.
-        let _ = self.lock.lock(None);
+    fn read_locked(&self, out: &mut [u8]) -> bool {
+        // Either way (clean or taken over from a dead writer) no honest writer is inside.
+        if self.lock.lock(Some(Instant::now() + LOCK_SLICE)).is_err() {
+            return false;
+        }
         let (_, data) = self.bufs[(self.active.load(Ordering::Relaxed) & 1) as usize];
         data.read(0, out);
         self.lock.unlock();
+        true
     }
 
     /// Locks out other writers; `Locked::OwnerDied` if a writer died holding the lock (the

@@ -333,6 +333,8 @@ fn read_type_name(h: &Header) -> String {
 /// What a creator writes.
 pub(crate) struct NewHeader {
     pub(crate) kind: Kind,
+    /// Where the payload starts: `HEADER_SIZE` or more, a multiple of 64.
+    pub(crate) payload_offset: u64,
     pub(crate) ty: TypeInfo,
     pub(crate) payload_size: u64,
     pub(crate) param0: u64,
@@ -347,7 +349,9 @@ pub(crate) struct NewHeader {
 pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     let h = header_of(region)?;
     let total = region.len() as u64;
-    if (HEADER_SIZE as u64).checked_add(new.payload_size)? > total {
+    if new.payload_offset < HEADER_SIZE as u64
+        || new.payload_offset.checked_add(new.payload_size)? > total
+    {
         return None;
     }
     h.creator_pid.store(new.creator_pid, Ordering::Relaxed);
@@ -359,7 +363,7 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     h.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
     h.total_size.store(total, Ordering::Relaxed);
     h.payload_offset
-        .store(HEADER_SIZE as u64, Ordering::Relaxed);
+        .store(new.payload_offset, Ordering::Relaxed);
     h.payload_size.store(new.payload_size, Ordering::Relaxed);
     h.type_size.store(new.ty.size, Ordering::Relaxed);
     h.type_align.store(new.ty.align, Ordering::Relaxed);
@@ -398,6 +402,7 @@ mod tests {
             region,
             &NewHeader {
                 kind: Kind::Value,
+                payload_offset: HEADER_SIZE as u64,
                 ty: TypeInfo::of::<u64>(),
                 payload_size: 64,
                 param0: 1,

@@ -24,9 +24,9 @@ pub use header::{Kind, SegmentInfo};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError, OutOfBounds};
 use crate::region::Region;
-use crate::sys::futex;
 use crate::sys::process::{self, Liveness, ProcessId};
 use crate::sys::shm::{self, Location, Mapping, SysError};
+use crate::sys::{clock, futex};
 
 /// Default bound on how long an opener waits for a creator to finish initializing.
 pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -165,6 +165,8 @@ impl From<&Options> for Options {
 /// What a typed object asks of a new segment.
 pub(crate) struct Layout {
     pub(crate) kind: Kind,
+    /// The payload's start is aligned to this (at least 64; page-aligned mapping).
+    pub(crate) align: usize,
     pub(crate) ty: TypeInfo,
     pub(crate) payload_size: usize,
     pub(crate) param0: u64,
@@ -176,6 +178,7 @@ impl Layout {
     fn raw(size: usize) -> Layout {
         Layout {
             kind: Kind::Raw,
+            align: 64,
             ty: TypeInfo::NONE,
             payload_size: size,
             param0: 0,
@@ -344,7 +347,9 @@ impl Segment {
     ) -> Result<Segment, CreateError> {
         let loc = opts.location_for_create()?;
         let name = loc.display_name();
-        let total = (HEADER_SIZE as u64)
+        let align = layout.align.clamp(64, 4096) as u64;
+        let payload_offset = (HEADER_SIZE as u64).div_ceil(align) * align;
+        let total = payload_offset
             .checked_add(layout.payload_size as u64)
             .map(|t| t.div_ceil(4096) * 4096)
             .filter(|&t| t <= MAX_SEGMENT)
@@ -379,6 +384,7 @@ impl Segment {
         let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
         let new = header::NewHeader {
             kind: layout.kind,
+            payload_offset,
             ty: layout.ty,
             payload_size: layout.payload_size as u64,
             param0: layout.param0,
@@ -393,7 +399,7 @@ impl Segment {
             name: name.clone(),
             reason: "segment too small for its header".into(),
         })?;
-        if let Some(payload) = region.sub(HEADER_SIZE, layout.payload_size) {
+        if let Some(payload) = region.sub(payload_offset as usize, layout.payload_size) {
             init(payload);
         }
         header::publish_ready(&region);
@@ -416,13 +422,13 @@ impl Segment {
     ) -> Result<Segment, OpenError> {
         let loc = opts.location_for_open()?;
         let name = loc.display_name();
-        let deadline = Instant::now() + opts.open_timeout;
+        let deadline = clock::deadline_after(opts.open_timeout);
         let (map, info) = loop {
             let map = match shm::open(&loc, true) {
                 Ok(Some(map)) => map,
                 Ok(None) => {
                     // The creator has not sized the file yet.
-                    if Instant::now() >= deadline {
+                    if clock::passed(deadline, Instant::now()) {
                         return Err(OpenError::InitTimeout { name, pid: 0 });
                     }
                     std::thread::sleep(Duration::from_millis(1));
@@ -464,7 +470,7 @@ impl Segment {
         layout: &Layout,
         init: impl FnOnce(Region<'_>),
     ) -> Result<Segment, OpenOrCreateError> {
-        let deadline = Instant::now() + opts.open_timeout;
+        let deadline = clock::deadline_after(opts.open_timeout);
         let mut init = Some(init);
         loop {
             match Segment::create_kind(opts, layout, |r| (init.take().expect("init runs once"))(r))
@@ -476,7 +482,9 @@ impl Segment {
             match Segment::open_kind(opts, layout.kind, layout.ty) {
                 Ok(s) => return Ok(s),
                 // Removed between our create and open: race again, within the deadline.
-                Err(OpenError::NotFound { .. }) if Instant::now() < deadline => continue,
+                Err(OpenError::NotFound { .. }) if !clock::passed(deadline, Instant::now()) => {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -498,7 +506,7 @@ impl Drop for Segment {
 fn wait_ready(
     map: &Mapping,
     name: &str,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<Option<SegmentInfo>, OpenError> {
     // SAFETY: `map` is page-aligned, `len` bytes, and outlives this function's region; only
     // atomic accesses are made.
@@ -541,7 +549,7 @@ fn wait_ready(
             }
             next_liveness_check = now + Duration::from_millis(20);
         }
-        if now >= deadline {
+        if clock::passed(deadline, now) {
             return Err(OpenError::InitTimeout {
                 name: name.into(),
                 pid,
@@ -550,7 +558,7 @@ fn wait_ready(
         futex::wait(
             word,
             header::INITIALIZING,
-            Some(deadline.min(now + Duration::from_millis(20))),
+            clock::earliest(deadline, Some(now + Duration::from_millis(20))),
         );
     }
 }

@@ -14,17 +14,21 @@
 //! | `pid`              | held by process `pid`, nobody sleeping               |
 //! | `pid \| CONTENDED` | held by `pid`, somebody may be sleeping on the word  |
 //!
-//! Beside it, `owner_start` holds the holder's start time (0 while unknown), so a recycled
-//! pid is not taken for the dead holder. The holder writes it right after acquiring and clears
-//! it before releasing.
+//! Beside it, `owner` (`u64`) holds `pid << 40 | start time` of the holder (0 while unknown),
+//! so a recycled pid is not taken for the dead holder. The holder writes it right after
+//! acquiring and clears it before releasing. A waiter trusts the start time only when the pid
+//! in `owner` matches the one in `state`; otherwise (a new holder that has not written it yet)
+//! it checks the pid alone, which can only err towards "alive".
 //!
 //! Sleepers wake at least every `MAX_CHECK` to check the holder's liveness, so a holder
 //! killed by SIGKILL is noticed within about that long; the first waiter to notice takes the
 //! word over with a CAS and is told [`Locked::OwnerDied`].
 //!
-//! Known limit: a holder killed between its acquiring CAS and the store of its start time,
-//! *and* whose pid is then reused by a live process, is mistaken for that process. Both must
-//! happen within a few instructions of each other.
+//! Known limits: a holder killed between its acquiring CAS and the store of `owner`, *and*
+//! whose pid is then reused by a live process, is mistaken for that process (the waiters keep
+//! waiting). And a waiter that judged the holder dead could, in theory, take over from a new
+//! holder that happens to reuse the dead pid in the microseconds between its check and its
+//! CAS. Both need a pid to be recycled within a few instructions.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,11 +62,14 @@ pub(crate) enum Locked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimedOut;
 
-/// The mutex words: `state` at offset 0, `owner_start` at offset 8.
+/// Bits of the start time kept in `owner` (at 100 ticks/s, 348 years of uptime).
+const START_BITS: u32 = 40;
+
+/// The mutex words: `state` at offset 0, `owner` at offset 8.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawMutex<'a> {
     state: &'a AtomicU32,
-    owner_start: &'a AtomicU64,
+    owner: &'a AtomicU64,
 }
 
 impl<'a> RawMutex<'a> {
@@ -70,12 +77,14 @@ impl<'a> RawMutex<'a> {
     pub(crate) fn at(region: Region<'a>, offset: usize) -> Option<Self> {
         Some(RawMutex {
             state: region.u32_at(offset)?,
-            owner_start: region.u64_at(offset.checked_add(8)?)?,
+            owner: region.u64_at(offset.checked_add(8)?)?,
         })
     }
 
     fn took(&self, me: ProcessId) {
-        self.owner_start.store(me.start_time, Ordering::Relaxed);
+        let start = me.start_time & ((1 << START_BITS) - 1);
+        self.owner
+            .store((u64::from(me.pid) << START_BITS) | start, Ordering::Relaxed);
     }
 
     /// The uncontended path: takes the lock if it is free. `word` is what to store: our pid,
@@ -185,7 +194,13 @@ impl<'a> RawMutex<'a> {
             // Another thread of ours holds it; we are alive.
             return false;
         }
-        let start_time = self.owner_start.load(Ordering::Relaxed);
+        let owner = self.owner.load(Ordering::Relaxed);
+        // Trust the recorded start time only if it was recorded by this very holder.
+        let start_time = if (owner >> START_BITS) as u32 == holder {
+            owner & ((1 << START_BITS) - 1)
+        } else {
+            0
+        };
         if process::liveness(ProcessId {
             pid: holder,
             start_time,
@@ -216,7 +231,10 @@ impl<'a> RawMutex<'a> {
     #[inline]
     pub(crate) fn unlock(&self) {
         let me = process::current().pid;
-        self.owner_start.store(0, Ordering::Relaxed);
+        if self.state.load(Ordering::Relaxed) & OWNER_MASK != me {
+            return;
+        }
+        self.owner.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire of the next locker's CAS.
         if self
             .state
@@ -329,6 +347,31 @@ mod tests {
         m.state.store(1 << 30, Ordering::Relaxed);
         assert_eq!(m.try_lock(), Some(Locked::OwnerDied));
         m.unlock();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // spawns a process, reads /proc
+    fn live_holder_with_stale_start_time_is_not_taken_over() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let buf = heap(16);
+        let m = RawMutex::at(Region::from_words(&buf), 0).unwrap();
+        // The child holds the lock; `owner` still describes a previous, different holder.
+        m.state.store(child.id() | CONTENDED, Ordering::Relaxed);
+        m.owner.store(
+            (u64::from(child.id() + 1) << START_BITS) | 12345,
+            Ordering::Relaxed,
+        );
+        assert_eq!(m.try_lock(), None, "took the lock from a live holder");
+        // A start time recorded by this very holder that does not match: a recycled pid.
+        m.owner
+            .store((u64::from(child.id()) << START_BITS) | 1, Ordering::Relaxed);
+        assert_eq!(m.try_lock(), Some(Locked::OwnerDied));
+        m.unlock();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

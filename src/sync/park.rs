@@ -7,6 +7,7 @@
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
+pub(crate) use crate::sys::clock::{deadline_after, earliest};
 pub(crate) use crate::sys::futex::{Wake, wake, wake_all};
 
 /// Spin rounds before yielding: round `i` spins `2^i` times (1 + 2 + ... + 64 = 127 pauses).
@@ -35,17 +36,13 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Whether `deadline` has passed.
+pub(crate) fn passed(deadline: Option<Instant>) -> bool {
+    crate::sys::clock::passed(deadline, Instant::now())
+}
+
 /// Sleeps while `*word == expected`, until woken or `deadline`.
 #[inline]
 pub(crate) fn sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
     crate::sys::futex::wait(word, expected, deadline)
-}
-
-/// `Some(d)` deadline helper: the earlier of two optional deadlines.
-pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
 }

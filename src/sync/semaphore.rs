@@ -13,13 +13,17 @@
 //!
 //! Crash safety: a permit held by a process that dies is not returned (semaphores have no
 //! owner, as in POSIX). A waiter that dies leaves `waiters` too high, which only costs later
-//! releases a needless wake syscall.
+//! releases a needless wake syscall; one that dies after being woken, before taking its
+//! permit, delays the next waiter by at most `RECHECK` (waiters look again unsignalled).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::park::{self, Wake};
 use crate::region::Region;
+
+/// Longest a waiter sleeps before looking at the count again unsignalled.
+const RECHECK: Duration = Duration::from_millis(50);
 
 /// Bytes a `RawSemaphore` occupies in a region.
 pub(crate) const SIZE: usize = 8;
@@ -84,7 +88,10 @@ impl<'a> RawSemaphore<'a> {
                 }
                 continue;
             }
-            if park::sleep(self.count, 0, deadline) == Wake::TimedOut {
+            // Wake now and then even unsignalled: a waiter that was woken and then killed
+            // before taking its permit must not strand the others.
+            let nap = park::earliest(deadline, Some(Instant::now() + RECHECK));
+            if park::sleep(self.count, 0, nap) == Wake::TimedOut && park::passed(deadline) {
                 break self.try_acquire();
             }
         };
@@ -127,6 +134,19 @@ mod tests {
         s.release(2).unwrap();
         assert_eq!(s.release(2), Err(()));
         assert_eq!(s.value(), 2);
+    }
+
+    #[test]
+    fn waiter_notices_a_permit_that_came_without_a_wake() {
+        // As after a woken waiter died before taking its permit: count 1, nobody rings.
+        let buf = heap(8);
+        let s = RawSemaphore::at(Region::from_words(&buf), 0).unwrap();
+        std::thread::scope(|scope| {
+            let t = scope.spawn(|| s.acquire(Some(Instant::now() + Duration::from_secs(20))));
+            std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
+            s.init(1);
+            assert!(t.join().unwrap());
+        });
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmq supports Linux only: it relies on /dev/shm, futex(2) and /proc");
 
+pub(crate) mod clock;
 pub(crate) mod fence;
 pub(crate) mod futex;
 pub(crate) mod process;

@@ -88,29 +88,35 @@ fn start_time_of(pid: u32) -> Option<u64> {
 }
 
 /// Is `who` still running? A zombie (`Z`) or dead (`X`) entry counts as dead: it will never
-/// release anything again. A `start_time` of 0 skips the recycled-pid check.
+/// release anything again, unless it is a thread-group leader whose other threads still run.
+/// A `start_time` of 0 skips the recycled-pid check. When `/proc` cannot tell (unreadable
+/// entry, fd limit, `hidepid`), `kill(pid, 0)` decides, and "cannot tell" counts as alive:
+/// calling a live process dead would hand its lock to someone else.
 pub(crate) fn liveness(who: ProcessId) -> Liveness {
-    if who.pid == 0 || who.pid > i32::MAX as u32 {
+    let Some(pid) = i32::try_from(who.pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return Liveness::Dead;
-    }
+    };
     match stat_of(who.pid) {
-        None => {
-            // No /proc entry. Fall back to kill(pid, 0) in case /proc is not mounted.
-            match rustix::process::Pid::from_raw(who.pid as i32) {
-                Some(pid) if rustix::process::test_kill_process(pid).is_ok() && !proc_mounted() => {
-                    Liveness::Alive
-                }
-                _ => Liveness::Dead,
-            }
-        }
-        Some((b'Z' | b'X' | b'x', _)) => Liveness::Dead,
+        Some((b'Z' | b'X' | b'x', _)) if !has_other_threads(who.pid) => Liveness::Dead,
         Some((_, start)) if who.start_time != 0 && start != who.start_time => Liveness::Dead,
         Some(_) => Liveness::Alive,
+        None => match rustix::process::test_kill_process(pid) {
+            Err(rustix::io::Errno::SRCH) => Liveness::Dead,
+            // Exists (Ok), or exists but belongs to another user (EPERM), or unknown.
+            _ => Liveness::Alive,
+        },
     }
 }
 
-fn proc_mounted() -> bool {
-    std::path::Path::new("/proc/self/stat").exists()
+/// Whether a (zombie) thread-group leader still has other threads running.
+fn has_other_threads(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.take(2).count() > 1)
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -201,7 +201,13 @@ pub(crate) fn open(loc: &Location, writable: bool) -> Result<Option<Mapping>, Sy
     } else {
         OFlags::RDONLY
     };
-    let fd = rustix::fs::open(loc.path(), open_flags(access), Mode::empty())?;
+    // O_NONBLOCK: a FIFO planted under the name must not block the open (it is then refused as
+    // "not a regular file"); on regular files the flag has no effect.
+    let fd = rustix::fs::open(
+        loc.path(),
+        open_flags(access | OFlags::NONBLOCK),
+        Mode::empty(),
+    )?;
     let st = rustix::fs::fstat(&fd)?;
     if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
         return Err(SysError::Os(io::Error::new(
