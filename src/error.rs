@@ -116,6 +116,14 @@ pub enum OpenError {
         /// Kind asked for.
         expected: String,
     },
+    /// The object admits a fixed number of peers, and a live process already holds the place.
+    #[error("segment {name:?} already has its peer attached (pid {pid})")]
+    Busy {
+        /// The segment's name.
+        name: String,
+        /// The pid holding the place.
+        pid: u32,
+    },
     /// The payload type differs between creator and opener.
     #[error("segment {name:?} was created for type {found}, opened as type {expected}")]
     TypeMismatch {

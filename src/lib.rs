@@ -1,7 +1,7 @@
 //! # shmq: inter-process communication through named shared memory
 //!
-//! shmq gives Linux processes the shapes of Python's `multiprocessing` — [`Value`],
-//! [`Array`], [`Mutex`]/[`Lock`], [`Semaphore`], [`Event`] (queues and pipes follow) — living
+//! shmq gives Linux processes the shapes of Python's `multiprocessing` — [`Pipe`], [`Value`],
+//! [`Array`], [`Mutex`]/[`Lock`], [`Semaphore`], [`Event`] (queues follow) — living
 //! in named POSIX shared memory (`/dev/shm/NAME`) or a memory-mapped file, and synchronised
 //! with futexes, so the cost of talking to another process is the cost of moving a cache line.
 //!
@@ -46,17 +46,23 @@
 //!   held. Segments are removed only by the process that created them.
 //!
 //! ## Map
+//! - Messages: [`Ring`] (single producer, single consumer, zero-copy: [`Producer`] /
+//!   [`Consumer`], [`WriteGrant`] / [`ReadGuard`], [`WriteBatch`], typed [`Sender`] /
+//!   [`Receiver`]) and [`Pipe`] (duplex, two rings). [`WaitMode`] picks busy-poll, blocking or
+//!   hybrid waiting.
 //! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw
 //!   [`Segment`]s of bytes.
 //! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
 //!   timeout). Every constructor takes `impl Into<Options>`, so a `&str` name works.
 //! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],
 //!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
-//!   [`OutOfBounds`].
+//!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
+//!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`].
 //!
 //! ## Layers
 //! `sys` (the only code that calls the OS) → `segment` (the header, created and validated
-//! there only) → `sync` (futex state machines) → `cell` (algorithms) → the types above.
+//! there only) → `sync` (futex state machines) → `cell` and `ring` (algorithms, the wait strategy) → the
+//! types above.
 
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
@@ -79,7 +85,9 @@ pub use api::Pod;
 pub use api::array::{Array, ArrayGuard};
 pub use api::event::Event;
 pub use api::mutex::{Lock, Mutex, MutexGuard};
+pub use api::pipe::Pipe;
 pub use api::ring::{Consumer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
+pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 pub use api::value::{Integer, Number, Value};
 pub use error::{

@@ -3,7 +3,9 @@
 pub(crate) mod array;
 pub(crate) mod event;
 pub(crate) mod mutex;
+pub(crate) mod pipe;
 pub(crate) mod ring;
+pub(crate) mod ring_typed;
 pub(crate) mod semaphore;
 pub(crate) mod value;
 

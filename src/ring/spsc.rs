@@ -183,10 +183,6 @@ impl<'a> RawRing<'a> {
         })
     }
 
-    pub(crate) fn capacity(&self) -> u64 {
-        self.cap
-    }
-
     pub(crate) fn max_message(&self) -> u32 {
         self.max
     }
@@ -207,18 +203,12 @@ impl<'a> RawRing<'a> {
     /// The header word at position `pos`.
     #[inline]
     fn word(&self, pos: u64) -> &'a AtomicU64 {
-        let off = (pos & self.mask & !7) as usize;
-        // SAFETY: `off` is 8-aligned and `off + 8 <= cap` (cap is a power of two >= 64, the
-        // mask keeps `off < cap`, the `& !7` keeps it a multiple of 8), so the word lies in
-        // the buffer at DATA.., which RawRing::new checked the region holds; the region is
-        // 8-aligned and valid for `'a`. An AtomicU64 may alias memory other processes change.
-        unsafe {
-            self.region
-                .as_ptr()
-                .add(DATA + off)
-                .cast::<AtomicU64>()
-                .as_ref()
-        }
+        let p = self.byte_ptr(pos & !7).cast::<AtomicU64>();
+        // SAFETY: `byte_ptr` gives an address inside the buffer; with `pos & !7` it is 8-aligned
+        // (the buffer starts 8-aligned) and `off + 8 <= cap` (cap is a multiple of 8), so the
+        // whole word is inside the buffer, which is valid for `'a`. An AtomicU64 may alias
+        // memory other processes change concurrently.
+        unsafe { p.as_ref() }
     }
 
     /// Address of the byte at position `pos` (for payload slices).
@@ -228,7 +218,8 @@ impl<'a> RawRing<'a> {
         unsafe { self.region.as_ptr().add(DATA + (pos & self.mask) as usize) }
     }
 
-    /// Start of the buffer and its length, for tools that copy it out.
+    /// The buffer as a region (tests copy records in and out through it).
+    #[cfg(test)]
     pub(crate) fn buffer(&self) -> Region<'a> {
         self.region
             .sub(DATA, self.cap as usize)
@@ -309,14 +300,6 @@ impl<'a> RawRing<'a> {
                 }) == Liveness::Dead
             }
             _ => false,
-        }
-    }
-
-    /// Whether `side` is currently held (by anyone).
-    pub(crate) fn holder(&self, side: Side) -> Option<u32> {
-        match self.role_words(side).0.load(Ordering::Relaxed) {
-            NEVER | DETACHED => None,
-            pid => Some(pid),
         }
     }
 

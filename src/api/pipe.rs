@@ -1,0 +1,195 @@
+//! `Pipe`: a duplex connection between two processes, two rings in one segment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ensure;
+use super::ring::{Consumer, Producer, ReadGuard, normalize_capacity, ring_of, ring_stride};
+use crate::error::{
+    AttachError, CreateError, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
+use crate::ring::spsc;
+use crate::ring::wait::WaitMode;
+use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+
+/// A duplex pipe between two processes (`multiprocessing.Pipe()`): both ends send and
+/// receive. One process [`create`](Pipe::create)s it and holds one end; another
+/// [`open`](Pipe::open)s it and holds the other. Each direction is a [`Ring`](crate::Ring) of
+/// its own; for a one-way pipe (`Pipe(duplex=False)`) use a `Ring` directly.
+///
+/// Dropping an end is "closing" it: the other end drains what was sent, then gets
+/// `Disconnected`, and its sends fail with `Disconnected`.
+///
+/// # Examples
+/// ```
+/// let name = format!("doc-pipe-{}", std::process::id());
+/// let mut parent = shmq::Pipe::create(name.as_str(), 4096)?;
+/// let mut child = shmq::Pipe::open(name.as_str())?; // in another process, usually
+/// parent.send(b"ping")?;
+/// assert_eq!(&*child.recv()?, b"ping");
+/// child.send(b"pong")?;
+/// assert_eq!(&*parent.recv()?, b"pong");
+/// drop(child);
+/// assert_eq!(parent.recv().err(), Some(shmq::RecvError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Crash safety
+/// As for [`Producer`] and [`Consumer`]: if the other end's process dies, this end drains what
+/// it had sent and then gets `Disconnected` (within about 40 ms of running dry).
+#[derive(Debug)]
+pub struct Pipe {
+    tx: Producer,
+    rx: Consumer,
+}
+
+fn layout(cap: u64, max: u64) -> Layout {
+    Layout {
+        kind: Kind::Pipe,
+        align: 64,
+        ty: TypeInfo::NONE,
+        payload_size: 2 * ring_stride(cap),
+        param0: cap,
+        param1: max,
+    }
+}
+
+impl Pipe {
+    /// Creates the pipe and returns the creator's end. Each direction buffers at least
+    /// `capacity` bytes (rounded up to a power of two); messages may be up to half of that,
+    /// less 8 bytes.
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name, it exists, no space, capacity too large.
+    pub fn create(opts: impl Into<Options>, capacity: usize) -> Result<Pipe, CreateError> {
+        let opts = opts.into();
+        let cap = normalize_capacity(&opts, capacity)?;
+        let max = spsc::max_message_for(cap);
+        let seg = Arc::new(Segment::create_kind(&opts, &layout(cap, max), |_| {})?);
+        // A fresh segment: both roles are free, so claiming cannot fail but for corruption.
+        Pipe::end(&seg, 0, cap, max).map_err(|e| CreateError::Os {
+            name: opts.label(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// Opens the other end of a pipe someone created.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a pipe, corrupted; [`OpenError::Busy`] if a live
+    /// process already holds the other end.
+    pub fn open(opts: impl Into<Options>) -> Result<Pipe, OpenError> {
+        let seg = Arc::new(Segment::open_kind(
+            &opts.into(),
+            Kind::Pipe,
+            TypeInfo::NONE,
+        )?);
+        let (cap, max) = (seg.info().param0, seg.info().param1);
+        ensure(&seg, ring_of(&seg, 1, cap, max).is_some(), || {
+            format!(
+                "pipe geometry: capacity {cap}, maximum message {max}, {} bytes",
+                seg.info().payload_size
+            )
+        })?;
+        Pipe::end(&seg, 1, cap, max).map_err(|e| match e {
+            AttachError::RoleTaken { pid, .. } => OpenError::Busy {
+                name: seg.name(),
+                pid,
+            },
+            other => OpenError::Corrupted {
+                name: seg.name(),
+                reason: other.to_string(),
+            },
+        })
+    }
+
+    /// End `me` (0: creator, 1: opener) sends on ring `me` and receives on ring `1 - me`.
+    fn end(seg: &Arc<Segment>, me: usize, cap: u64, max: u64) -> Result<Pipe, AttachError> {
+        let ring = |i| {
+            ring_of(seg, i, cap, max).ok_or(AttachError::Corrupted {
+                reason: "pipe geometry".into(),
+            })
+        };
+        let tx = Producer::attach(Arc::clone(seg), ring(me)?)?;
+        let rx = Consumer::attach(Arc::clone(seg), ring(1 - me)?)?;
+        Ok(Pipe { tx, rx })
+    }
+
+    /// How blocking calls on both directions wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.tx.set_wait_mode(mode);
+        self.rx.set_wait_mode(mode);
+    }
+
+    /// The sending direction, for zero-copy [`reserve`](Producer::reserve) and batches.
+    pub fn sender(&mut self) -> &mut Producer {
+        &mut self.tx
+    }
+
+    /// The receiving direction, for [`try_drain`](Consumer::try_drain) and friends.
+    pub fn receiver(&mut self) -> &mut Consumer {
+        &mut self.rx
+    }
+
+    /// Splits the end into its two directions, for use from two threads.
+    pub fn split(self) -> (Producer, Consumer) {
+        (self.tx, self.rx)
+    }
+
+    /// Sends a copy of `msg`, waiting for room. See [`Producer::send`].
+    ///
+    /// # Errors
+    /// [`SendError`]: too large, the other end closed or died, corrupted.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.tx.send(msg)
+    }
+
+    /// Sends a copy of `msg` if there is room now. See [`Producer::try_send`].
+    ///
+    /// # Errors
+    /// [`TrySendError`].
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.tx.try_send(msg)
+    }
+
+    /// Sends a copy of `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError`].
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        self.tx.send_timeout(msg, timeout)
+    }
+
+    /// Receives the next message in place, waiting as needed. See [`Consumer::recv`].
+    ///
+    /// # Errors
+    /// [`RecvError`]: the other end closed (or died) and everything was received; corrupted.
+    pub fn recv(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        self.rx.recv()
+    }
+
+    /// Receives the next message if one is waiting.
+    ///
+    /// # Errors
+    /// [`TryRecvError`].
+    pub fn try_recv(&mut self) -> Result<ReadGuard<'_>, TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError`].
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// Copies the next message into `buf`, waiting as needed; returns its length.
+    ///
+    /// # Errors
+    /// As [`Pipe::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        self.rx.recv_into(buf)
+    }
+}
