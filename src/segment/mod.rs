@@ -306,6 +306,28 @@ impl Segment {
             .ok_or(self.oob(offset, data.len()))
     }
 
+    /// The 4-byte word at `offset`, for building your own lock-free protocol in a raw
+    /// segment; `None` unless `offset + 4 <= len()` and `offset` is a multiple of 4.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// let name = format!("doc-atomic-{}", std::process::id());
+    /// let seg = shmq::Segment::create(name.as_str(), 64)?;
+    /// let flag = seg.atomic_u32(8).ok_or("out of range")?;
+    /// flag.store(1, Ordering::Release);
+    /// assert!(seg.atomic_u32(62).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn atomic_u32(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        self.payload().u32_at(offset)
+    }
+
+    /// The 8-byte word at `offset`; `None` unless `offset + 8 <= len()` and `offset` is a
+    /// multiple of 8. See [`Segment::atomic_u32`].
+    pub fn atomic_u64(&self, offset: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        self.payload().u64_at(offset)
+    }
+
     fn oob(&self, start: usize, n: usize) -> OutOfBounds {
         OutOfBounds {
             start,
