@@ -177,3 +177,37 @@ fn raw_segment_semaphore() {
     let run = run_example("raw_segment_semaphore", &[]);
     assert_eq!(run.stdout, "Hello, receiver!\n", "stderr:\n{}", run.stderr);
 }
+
+#[test]
+fn pipe_parent_child() {
+    let run = run_example("pipe_parent_child", &[]);
+    // The child prints before it replies, the parent after the reply: always this order.
+    assert_eq!(
+        run.stdout,
+        "Received: Hello from the main process!\nReceived Reply: Reply from the worker\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn pipe_sender_receiver() {
+    let run = run_example("pipe_sender_receiver", &[]);
+    // Both lines come from the receiver: the message, then Disconnected once it is drained.
+    assert_eq!(
+        run.stdout, "Hello, receiver!\nsender closed the pipe\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn pipe_workers() {
+    let run = run_example("pipe_workers", &[]);
+    // Only the parent prints, one result per request in request order.
+    assert_eq!(
+        run.stdout, "Result: 2\nResult: 12\nResult: 30\nAll results: [2, 12, 30]\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}

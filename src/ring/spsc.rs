@@ -338,12 +338,16 @@ impl<'a> RawRing<'a> {
     /// previous producer published but died before recording in `tail`.
     pub(crate) fn recover_tail(&self) -> Result<u64, Corrupt> {
         let head = self.published_head();
-        let mut tail = self.published_tail();
-        if tail % 8 != 0 || head % 8 != 0 || tail < head || tail - head > self.cap {
+        let published = self.published_tail();
+        if published % 8 != 0 || head % 8 != 0 || head.abs_diff(published) > self.cap {
             return Err(Corrupt(format!(
-                "indices head {head}, tail {tail} out of order"
+                "indices head {head}, tail {published} out of order"
             )));
         }
+        // A producer that died between publishing a record and storing `tail` leaves `tail`
+        // behind; the consumer may even have read past it. Everything before `head` is
+        // consumed, so the walk starts at whichever is further.
+        let mut tail = published.max(head);
         for _ in 0..self.cap / 8 {
             let w = self.word(tail).load(Ordering::Acquire);
             if w == 0 || (w >> 32) as u32 != stamp(tail) || (w as u32) & VALID == 0 {
@@ -639,6 +643,19 @@ mod tests {
             Err(ReserveFail::Corrupt(_))
         ));
         assert!(r.recover_tail().is_err());
+    }
+
+    #[test]
+    fn recover_tail_when_the_consumer_read_past_a_stale_tail() {
+        let buf = heap(region_size(256));
+        let r = ring(&buf, 256);
+        let (mut tail, mut cached, mut head) = (0, 0, 0);
+        for _ in 0..3 {
+            write(&r, &mut tail, &mut cached, b"abc").unwrap();
+        }
+        r.u64(TAIL).store(16, Ordering::Relaxed); // the producer died before storing it
+        while read(&r, &mut head).is_some() {}
+        assert_eq!(r.recover_tail(), Ok(tail));
     }
 
     #[test]
