@@ -53,11 +53,62 @@ fn rm_removes_shmq_segments_and_leaves_foreign_files_alone() {
 }
 
 #[test]
-fn bench_runs_and_says_what_it_measures() {
-    let out = shmq(&["bench"]);
+fn bench_measures_every_transport_and_cleans_up() {
+    let out = shmq(&["bench", "--quick", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json = String::from_utf8_lossy(&out.stdout);
+    // One row per (metric, size, transport): 7 transports x 3 latency sizes x p50/p99, and
+    // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream.
+    assert_eq!(
+        json.matches("\"metric\":\"latency_p50_ns\"").count(),
+        21,
+        "{json}"
+    );
+    assert_eq!(json.matches("\"metric\":\"latency_p99_ns\"").count(), 21);
+    assert_eq!(
+        json.matches("\"metric\":\"throughput_msgs_per_s\"").count(),
+        31
+    );
+    for transport in [
+        "raw",
+        "shmq-busy",
+        "shmq-hybrid",
+        "shmq-blocking",
+        "pipe",
+        "unix",
+        "tcp",
+    ] {
+        assert!(
+            json.contains(&format!("\"transport\":\"{transport}\"")),
+            "{transport} missing"
+        );
+    }
+    // Every figure is a positive number.
+    for value in json.split("\"value\":").skip(1) {
+        let v: f64 = value.split(',').next().unwrap().parse().unwrap();
+        assert!(v > 0.0, "non-positive figure in {json}");
+    }
+    // The table form has a header row naming every transport.
+    let child = Command::new(env!("CARGO_BIN_EXE_shmq"))
+        .args(["bench", "--quick"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("not built yet"));
-    let out = shmq(&["bench", "--json"]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with('{'));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("shmq-busy") && l.contains("pipe") && l.contains("tcp")),
+        "{table}"
+    );
+    assert!(table.contains("throughput 1 MiB"));
+    let left: Vec<String> = common::leftovers("shmq-bench-")
+        .into_iter()
+        .filter(|n| n.ends_with(&format!("-{pid}")))
+        .collect();
+    assert!(left.is_empty(), "bench left segments behind: {left:?}");
 }

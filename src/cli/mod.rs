@@ -1,5 +1,7 @@
 //! `shmq` subcommands. Public API only; no unsafe code.
 
+mod bench;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +21,17 @@ enum Command {
         /// Print machine-readable JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Shorter measurements (about 5 s in all): noisier figures, for a smoke test.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// The other side of a `shmq bench` measurement (started by `shmq bench` itself).
+    #[command(name = "__bench-peer", hide = true)]
+    BenchPeer {
+        transport: String,
+        role: String,
+        endpoint: String,
+        size: usize,
     },
     /// Remove shmq segments by name.
     Rm {
@@ -31,7 +44,13 @@ enum Command {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench { json } => bench(json),
+        Command::Bench { json, quick } => bench::run(json, quick),
+        Command::BenchPeer {
+            transport,
+            role,
+            endpoint,
+            size,
+        } => bench::peer(&transport, &role, &endpoint, size),
         Command::Rm { names } => rm(&names),
     };
     match result {
@@ -41,18 +60,6 @@ pub(crate) fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn bench(json: bool) -> Result<(), String> {
-    // The ring buffer, pipe and their benchmarks land with the SPSC ring issue.
-    if json {
-        println!("{{\"status\":\"not built yet\",\"rows\":[]}}");
-    } else {
-        println!(
-            "shmq bench: the ring-buffer benchmarks are not built yet (they land with the SPSC ring)."
-        );
-    }
-    Ok(())
 }
 
 fn rm(names: &[String]) -> Result<(), String> {

@@ -1,0 +1,765 @@
+//! `shmq bench`: shmq against pipes and sockets, between two real processes, in one table.
+//!
+//! The command re-executes itself as a hidden `__bench-peer` subcommand for the other side.
+//! Latency is a ping-pong: one clock read per round trip, one-way = round trip / 2, p50 and
+//! p99. Throughput is a stream of fixed-size messages, each carrying its sequence number,
+//! which the receiving side checks; it is timed at the receiver. The two processes are pinned
+//! to different CPUs when there are two. Every figure also appears as a ratio against the pipe
+//! (how many times better).
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use shmq::{Pipe, RecvTimeoutError, Ring, Segment, WaitMode};
+
+/// Transports, in table order.
+const TRANSPORTS: [&str; 7] = [
+    "raw",
+    "shmq-busy",
+    "shmq-hybrid",
+    "shmq-blocking",
+    "pipe",
+    "unix",
+    "tcp",
+];
+const LATENCY_SIZES: [usize; 3] = [8, 64, 1024];
+const STREAM_SIZES: [usize; 5] = [8, 64, 1024, 64 * 1024, 1024 * 1024];
+/// How long one latency or throughput measurement runs.
+const BUDGET: Duration = Duration::from_millis(250);
+/// A peer that hears nothing for this long gives up (so nothing is ever left running).
+const PEER_PATIENCE: Duration = Duration::from_secs(20);
+/// Ring size for the shmq streams: room for several of the largest messages.
+const RING_BYTES: usize = 8 << 20;
+
+/// One measured figure.
+struct Cell {
+    metric: &'static str,
+    size: usize,
+    transport: &'static str,
+    /// Nanoseconds for latencies, messages per second for throughput.
+    value: f64,
+}
+
+/// CPUs this process may use, read once before it pins itself (pinning narrows the answer).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Environment variable telling the peer which CPU to pin itself to.
+const PIN_ENV: &str = "SHMQ_BENCH_CPU";
+
+fn pin(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    // Best effort: an unpinned run is still a valid (noisier) run.
+    let _ = rustix::thread::sched_setaffinity(None, &set);
+}
+
+fn seg_name(tag: &str) -> String {
+    format!("shmq-bench-{tag}-{}", std::process::id())
+}
+
+/// Runs the whole comparison and prints the table (or JSON).
+pub(crate) fn run(json: bool, quick: bool) -> Result<(), String> {
+    let budget = if quick { BUDGET / 5 } else { BUDGET };
+    let progress = std::io::stderr().is_terminal();
+    let mut cells = Vec::new();
+    let mut jobs: Vec<(&'static str, &'static str, usize)> = Vec::new();
+    for size in LATENCY_SIZES {
+        for t in TRANSPORTS {
+            jobs.push(("latency", t, size));
+        }
+    }
+    for size in STREAM_SIZES {
+        for t in TRANSPORTS {
+            if t == "raw" && size != 8 {
+                continue; // the raw spin ring carries 8-byte words only
+            }
+            jobs.push(("throughput", t, size));
+        }
+    }
+    if cpus() >= 2 {
+        pin(0);
+    }
+    let started = Instant::now();
+    for (i, (kind, transport, size)) in jobs.iter().enumerate() {
+        if progress {
+            eprint!(
+                "\r\x1b[2K[{}/{}] {kind} {transport} {} ",
+                i + 1,
+                jobs.len(),
+                human_size(*size)
+            );
+        }
+        if *kind == "latency" {
+            let (p50, p99) = latency(transport, *size, budget)
+                .map_err(|e| format!("{transport} latency: {e}"))?;
+            cells.push(Cell {
+                metric: "latency_p50_ns",
+                size: *size,
+                transport,
+                value: p50,
+            });
+            cells.push(Cell {
+                metric: "latency_p99_ns",
+                size: *size,
+                transport,
+                value: p99,
+            });
+        } else {
+            let rate = throughput(transport, *size, budget)
+                .map_err(|e| format!("{transport} throughput: {e}"))?;
+            cells.push(Cell {
+                metric: "throughput_msgs_per_s",
+                size: *size,
+                transport,
+                value: rate,
+            });
+        }
+    }
+    if progress {
+        eprintln!("\r\x1b[2Kdone in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    if json {
+        print_json(&cells);
+    } else {
+        print_table(&cells);
+    }
+    Ok(())
+}
+
+fn human_size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+fn pipe_value(cells: &[Cell], metric: &str, size: usize) -> Option<f64> {
+    cells
+        .iter()
+        .find(|c| c.metric == metric && c.size == size && c.transport == "pipe")
+        .map(|c| c.value)
+}
+
+/// How many times better than the pipe (higher is better for both kinds of figure).
+fn vs_pipe(cells: &[Cell], c: &Cell) -> Option<f64> {
+    let pipe = pipe_value(cells, c.metric, c.size)?;
+    if c.metric.starts_with("latency") {
+        Some(pipe / c.value)
+    } else {
+        Some(c.value / pipe)
+    }
+}
+
+fn print_table(cells: &[Cell]) {
+    println!(
+        "shmq bench: {} CPUs, two processes{}; latency = ping-pong round trip / 2; throughput at the receiver,",
+        cpus(),
+        if cpus() >= 2 {
+            " pinned to CPUs 0 and 1"
+        } else {
+            ""
+        }
+    );
+    println!("every message sequence-checked. (×N) = N times better than the pipe.\n");
+    let mut rows: Vec<(String, &str, usize)> = Vec::new();
+    for size in LATENCY_SIZES {
+        rows.push((
+            format!("latency p50 {}", human_size(size)),
+            "latency_p50_ns",
+            size,
+        ));
+        rows.push((
+            format!("latency p99 {}", human_size(size)),
+            "latency_p99_ns",
+            size,
+        ));
+    }
+    for size in STREAM_SIZES {
+        rows.push((
+            format!("throughput {}", human_size(size)),
+            "throughput_msgs_per_s",
+            size,
+        ));
+    }
+    let mut table: Vec<Vec<String>> = vec![
+        std::iter::once("".to_string())
+            .chain(TRANSPORTS.iter().map(|t| t.to_string()))
+            .collect(),
+    ];
+    for (label, metric, size) in &rows {
+        let mut line = vec![label.clone()];
+        for t in TRANSPORTS {
+            let cell = cells
+                .iter()
+                .find(|c| c.metric == *metric && c.size == *size && c.transport == t);
+            line.push(match cell {
+                None => "—".to_string(),
+                Some(c) => {
+                    let figure = if metric.starts_with("latency") {
+                        format_ns(c.value)
+                    } else {
+                        format_rate(c.value, *size)
+                    };
+                    match vs_pipe(cells, c) {
+                        Some(r) if t != "pipe" => format!("{figure} ({})", format_ratio(r)),
+                        _ => figure,
+                    }
+                }
+            });
+        }
+        table.push(line);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (n, row) in table.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let pad = widths[i] - s.chars().count();
+                if i == 0 {
+                    format!("{s}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{s}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+        if n == 0 {
+            println!(
+                "{}",
+                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+            );
+        }
+    }
+}
+
+fn format_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn format_rate(msgs: f64, size: usize) -> String {
+    if size >= 64 * 1024 {
+        format!("{:.2} GB/s", msgs * size as f64 / 1e9)
+    } else if msgs >= 1e6 {
+        format!("{:.1} M/s", msgs / 1e6)
+    } else {
+        format!("{:.0} k/s", msgs / 1e3)
+    }
+}
+
+fn format_ratio(r: f64) -> String {
+    if r >= 10.0 {
+        format!("×{r:.0}")
+    } else {
+        format!("×{r:.1}")
+    }
+}
+
+fn print_json(cells: &[Cell]) {
+    let rows: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            let ratio = vs_pipe(cells, c).map_or("null".to_string(), |r| format!("{r:.3}"));
+            format!(
+                "{{\"metric\":\"{}\",\"size\":{},\"transport\":\"{}\",\"value\":{:.3},\"vs_pipe\":{ratio}}}",
+                c.metric, c.size, c.transport, c.value
+            )
+        })
+        .collect();
+    println!("{{\"cpus\":{},\"rows\":[{}]}}", cpus(), rows.join(","));
+}
+
+// ----- the measuring side -----
+
+fn spawn_peer(args: &[String], stdio_pipes: bool) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__bench-peer").args(args);
+    if cpus() >= 2 {
+        cmd.env(PIN_ENV, "1");
+    }
+    if stdio_pipes {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    }
+    cmd.spawn()
+        .map_err(|e| format!("starting the peer process: {e}"))
+}
+
+/// Kills the peer if a measurement bails out early.
+struct Peer(Child);
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            // Give a peer that is finishing on its own a moment, then make sure.
+            std::thread::sleep(Duration::from_millis(20));
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+            }
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize] as f64
+}
+
+/// Ping-pong round trips until the budget is spent; returns one-way p50 and p99 in ns.
+fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64), String> {
+    let peer_args = |endpoint: &str| {
+        vec![
+            transport.to_string(),
+            "echo".into(),
+            endpoint.to_string(),
+            size.to_string(),
+        ]
+    };
+    let mut rtts: Vec<u64> = Vec::with_capacity(1 << 20);
+    let mut msg = vec![0u8; size];
+    let mut timed = |round_trip: RoundTrip<'_>| -> Result<(), String> {
+        for seq in 0..1000 {
+            round_trip(seq, &mut msg)?; // warm-up
+        }
+        let start = Instant::now();
+        let mut last = start;
+        let mut seq = 1000;
+        while last - start < budget || rtts.len() < 100 {
+            round_trip(seq, &mut msg)?;
+            let now = Instant::now();
+            rtts.push((now - last).as_nanos() as u64);
+            last = now;
+            seq += 1;
+        }
+        Ok(())
+    };
+    match transport {
+        "raw" => {
+            let name = seg_name("raw-lat");
+            let seg = Segment::create(name.as_str(), 256).map_err(|e| e.to_string())?;
+            let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
+            let (ping, pong) = (
+                seg.atomic_u64(0).ok_or("segment")?,
+                seg.atomic_u64(128).ok_or("segment")?,
+            );
+            let wait_for = |w: &AtomicU64, v: u64| -> Result<(), String> {
+                let t = Instant::now();
+                while w.load(Ordering::Acquire) != v {
+                    std::hint::spin_loop();
+                    if t.elapsed() > PEER_PATIENCE {
+                        return Err("peer stopped answering".into());
+                    }
+                }
+                Ok(())
+            };
+            timed(&mut |seq, _| {
+                ping.store(seq + 1, Ordering::Release);
+                wait_for(pong, seq + 1)
+            })?;
+            ping.store(u64::MAX, Ordering::Release);
+        }
+        t if t.starts_with("shmq") => {
+            let name = seg_name("pipe-lat");
+            let mut end = Pipe::create(name.as_str(), 64 * 1024).map_err(|e| e.to_string())?;
+            end.set_wait_mode(wait_mode(t));
+            let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
+            timed(&mut |seq, msg| {
+                msg[..8].copy_from_slice(&seq.to_le_bytes());
+                end.send(msg).map_err(|e| e.to_string())?;
+                let back = end.recv_timeout(PEER_PATIENCE).map_err(|e| e.to_string())?;
+                check_seq(&back, seq)
+            })?;
+        }
+        _ => {
+            let (mut peer, mut reader, mut writer, cleanup) =
+                stream_endpoints(transport, peer_args)?;
+            timed(&mut |seq, msg| {
+                msg[..8].copy_from_slice(&seq.to_le_bytes());
+                writer.write_all(msg).map_err(|e| e.to_string())?;
+                reader.read_exact(msg).map_err(|e| e.to_string())?;
+                check_seq(msg, seq)
+            })?;
+            drop((reader, writer));
+            let _ = peer.0.wait();
+            drop(peer);
+            cleanup();
+        }
+    }
+    rtts.sort_unstable();
+    Ok((percentile(&rtts, 0.5) / 2.0, percentile(&rtts, 0.99) / 2.0))
+}
+
+fn wait_mode(transport: &str) -> WaitMode {
+    match transport {
+        "shmq-busy" => WaitMode::BusyPoll,
+        "shmq-blocking" => WaitMode::Blocking,
+        _ => WaitMode::Hybrid,
+    }
+}
+
+fn check_seq(msg: &[u8], seq: u64) -> Result<(), String> {
+    let got = msg
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    if got == Some(seq) {
+        Ok(())
+    } else {
+        Err(format!("expected message {seq}, got {got:?}"))
+    }
+}
+
+type Cleanup = Box<dyn FnOnce()>;
+/// One ping-pong exchange: send message `seq` in the buffer, wait for it to come back.
+type RoundTrip<'a> = &'a mut dyn FnMut(u64, &mut [u8]) -> Result<(), String>;
+/// A byte-stream connection to a peer: the peer, both directions, and what to remove after.
+type Stream = (Peer, Box<dyn Read>, Box<dyn Write>, Cleanup);
+
+/// Starts a peer for a byte-stream transport and returns both directions of the connection.
+fn stream_endpoints(
+    transport: &str,
+    peer_args: impl Fn(&str) -> Vec<String>,
+) -> Result<Stream, String> {
+    let e = |e: std::io::Error| e.to_string();
+    match transport {
+        "pipe" => {
+            let mut child = spawn_peer(&peer_args("-"), true)?;
+            let w = child.stdin.take().ok_or("no stdin")?;
+            let r = child.stdout.take().ok_or("no stdout")?;
+            Ok((Peer(child), Box::new(r), Box::new(w), Box::new(|| {})))
+        }
+        "unix" => {
+            let path = std::env::temp_dir().join(format!("{}.sock", seg_name("unix")));
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).map_err(e)?;
+            let peer = Peer(spawn_peer(&peer_args(&path.to_string_lossy()), false)?);
+            let (s, _) = listener.accept().map_err(e)?;
+            let r = s.try_clone().map_err(e)?;
+            Ok((
+                peer,
+                Box::new(r),
+                Box::new(s),
+                Box::new(move || drop(std::fs::remove_file(&path))),
+            ))
+        }
+        "tcp" => {
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(e)?;
+            let port = listener.local_addr().map_err(e)?.port();
+            let peer = Peer(spawn_peer(&peer_args(&port.to_string()), false)?);
+            let (s, _) = listener.accept().map_err(e)?;
+            s.set_nodelay(true).map_err(e)?;
+            let r = s.try_clone().map_err(e)?;
+            Ok((peer, Box::new(r), Box::new(s), Box::new(|| {})))
+        }
+        other => Err(format!("unknown transport {other}")),
+    }
+}
+
+/// Receives a stream of `size`-byte messages for about `budget`; returns messages per second.
+fn throughput(transport: &str, size: usize, budget: Duration) -> Result<f64, String> {
+    let peer_args = |endpoint: &str| {
+        vec![
+            transport.to_string(),
+            "stream".into(),
+            endpoint.to_string(),
+            size.to_string(),
+        ]
+    };
+    let mut received = 0u64;
+    let mut first = None;
+    let mut last = Instant::now();
+    // Counts a message, checks its sequence number, says whether to go on. The clock is read
+    // on the first message and then every 256th, so timing does not cost more than the
+    // messages it times.
+    let mut take = |seq_bytes: &[u8]| -> Result<bool, String> {
+        check_seq(seq_bytes, received)?;
+        received += 1;
+        if received == 1 || received % 256 == 0 {
+            last = Instant::now();
+            let t0 = *first.get_or_insert(last);
+            return Ok(last - t0 < budget);
+        }
+        Ok(true)
+    };
+    match transport {
+        "raw" => {
+            let name = seg_name("raw-ring");
+            let seg = Segment::create(name.as_str(), RAW_RING_BYTES).map_err(|e| e.to_string())?;
+            let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
+            let ring = RawRing::new(&seg).ok_or("segment")?;
+            let mut head = 0u64;
+            let mut cached_tail = 0u64;
+            let mut idle = Instant::now();
+            loop {
+                if head == cached_tail {
+                    cached_tail = ring.tail.load(Ordering::Acquire);
+                    if head == cached_tail {
+                        std::hint::spin_loop();
+                        if idle.elapsed() > PEER_PATIENCE {
+                            return Err("peer stopped sending".into());
+                        }
+                        continue;
+                    }
+                }
+                idle = Instant::now();
+                let v = ring.slot(head).load(Ordering::Relaxed);
+                head += 1;
+                ring.head.store(head, Ordering::Release);
+                if !take(&v.to_le_bytes())? {
+                    break;
+                }
+            }
+            ring.stop.store(1, Ordering::Release);
+        }
+        t if t.starts_with("shmq") => {
+            let name = seg_name("ring-tput");
+            let ring = Ring::create(name.as_str(), RING_BYTES).map_err(|e| e.to_string())?;
+            let mut rx = ring.consumer().map_err(|e| e.to_string())?;
+            rx.set_wait_mode(wait_mode(t));
+            let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
+            // Wait for one message (spinning or sleeping per the mode), then take everything
+            // else already there as one batch, released with one store. Messages are read in
+            // place: only their sequence numbers are touched.
+            let mut more = true;
+            while more {
+                match rx.recv_timeout(PEER_PATIENCE) {
+                    Ok(msg) => more = take(&msg)?,
+                    Err(RecvTimeoutError::Timeout) => return Err("peer stopped sending".into()),
+                    Err(e) => return Err(e.to_string()),
+                }
+                let mut failed = None;
+                rx.try_drain(|msg| {
+                    if more && failed.is_none() {
+                        match take(msg) {
+                            Ok(go) => more = go,
+                            Err(e) => failed = Some(e),
+                        }
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+            drop(rx); // the producer sees Disconnected and exits
+        }
+        _ => {
+            let (peer, mut reader, writer, cleanup) = stream_endpoints(transport, peer_args)?;
+            drop(writer);
+            let mut buf = vec![0u8; size];
+            loop {
+                reader.read_exact(&mut buf).map_err(|e| e.to_string())?;
+                if !take(&buf)? {
+                    break;
+                }
+            }
+            drop(reader); // the peer's next write fails with EPIPE and it exits
+            drop(peer);
+            cleanup();
+        }
+    }
+    // The run stops right after a clock read, so `received - 1` messages arrived in
+    // `last - first` (the first one started the clock).
+    let elapsed = first.map_or(Duration::ZERO, |f| last - f);
+    if received < 2 || elapsed.is_zero() {
+        return Err("too few messages to time".into());
+    }
+    Ok((received - 1) as f64 / elapsed.as_secs_f64())
+}
+
+// ----- the raw spin ring: the upper bound for 8-byte messages -----
+
+const RAW_SLOTS: usize = 4096;
+const RAW_RING_BYTES: usize = 384 + RAW_SLOTS * 8;
+
+/// A minimal SPSC ring of 8-byte words over a raw segment: tail, head and a stop flag on
+/// separate 128-byte lines, cached remote indices. The floor any 8-byte transport can reach.
+struct RawRing<'a> {
+    tail: &'a AtomicU64,
+    head: &'a AtomicU64,
+    stop: &'a AtomicU64,
+    seg: &'a Segment,
+}
+
+impl<'a> RawRing<'a> {
+    fn new(seg: &'a Segment) -> Option<Self> {
+        Some(RawRing {
+            tail: seg.atomic_u64(0)?,
+            head: seg.atomic_u64(128)?,
+            stop: seg.atomic_u64(256)?,
+            seg,
+        })
+    }
+
+    fn slot(&self, i: u64) -> &'a AtomicU64 {
+        // In range: the segment holds RAW_SLOTS words after the 384-byte control area.
+        self.seg
+            .atomic_u64(384 + (i as usize % RAW_SLOTS) * 8)
+            .unwrap_or(self.stop)
+    }
+}
+
+// ----- the peer process -----
+
+/// `shmq __bench-peer TRANSPORT echo|stream ENDPOINT SIZE`: the other side of a measurement.
+pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> Result<(), String> {
+    if let Some(cpu) = std::env::var(PIN_ENV).ok().and_then(|v| v.parse().ok()) {
+        pin(cpu);
+    }
+    let echo = role == "echo";
+    match transport {
+        "raw" if echo => {
+            let seg = Segment::open(endpoint).map_err(|e| e.to_string())?;
+            let (ping, pong) = (
+                seg.atomic_u64(0).ok_or("segment")?,
+                seg.atomic_u64(128).ok_or("segment")?,
+            );
+            let mut seen = 0;
+            let mut idle = Instant::now();
+            loop {
+                let v = ping.load(Ordering::Acquire);
+                if v == u64::MAX {
+                    return Ok(());
+                }
+                if v != seen {
+                    seen = v;
+                    pong.store(v, Ordering::Release);
+                    idle = Instant::now();
+                } else if idle.elapsed() > PEER_PATIENCE {
+                    return Err("nobody pinged".into());
+                }
+                std::hint::spin_loop();
+            }
+        }
+        "raw" => {
+            let seg = Segment::open(endpoint).map_err(|e| e.to_string())?;
+            let ring = RawRing::new(&seg).ok_or("segment")?;
+            let (mut tail, mut cached_head) = (0u64, 0u64);
+            let mut idle = Instant::now();
+            while ring.stop.load(Ordering::Relaxed) == 0 {
+                if tail - cached_head == RAW_SLOTS as u64 {
+                    cached_head = ring.head.load(Ordering::Acquire);
+                    if tail - cached_head == RAW_SLOTS as u64 {
+                        std::hint::spin_loop();
+                        if idle.elapsed() > PEER_PATIENCE {
+                            return Err("nobody reads".into());
+                        }
+                        continue;
+                    }
+                }
+                idle = Instant::now();
+                ring.slot(tail).store(tail, Ordering::Relaxed);
+                tail += 1;
+                ring.tail.store(tail, Ordering::Release);
+            }
+            Ok(())
+        }
+        t if t.starts_with("shmq") && echo => {
+            let mut end = Pipe::open(endpoint).map_err(|e| e.to_string())?;
+            end.set_wait_mode(wait_mode(t));
+            let (mut tx, mut rx) = end.split();
+            loop {
+                match rx.recv_timeout(PEER_PATIENCE) {
+                    Ok(msg) => tx.send(&msg).map_err(|e| e.to_string())?,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        t if t.starts_with("shmq") => {
+            let mut tx = Ring::open(endpoint)
+                .map_err(|e| e.to_string())?
+                .producer()
+                .map_err(|e| e.to_string())?;
+            tx.set_wait_mode(wait_mode(t));
+            let payload = vec![0x5au8; size];
+            for seq in 0u64.. {
+                // Written in place: the sequence number and a copy of the payload, as a pipe
+                // writer copies its buffer.
+                let mut g = match tx.reserve_timeout(size, PEER_PATIENCE) {
+                    Ok(g) => g,
+                    Err(shmq::SendTimeoutError::Disconnected) => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                };
+                g.copy_from_slice(&payload);
+                g[..8].copy_from_slice(&seq.to_le_bytes());
+                g.commit();
+            }
+            Ok(())
+        }
+        _ => {
+            let (mut r, mut w): (Box<dyn Read>, Box<dyn Write>) = match transport {
+                "pipe" => {
+                    // Unbuffered handles on fds 0 and 1: std's stdout is line-buffered, which
+                    // would add copies a pipe user does not pay.
+                    let e = |e: std::io::Error| e.to_string();
+                    let input = std::io::stdin().as_fd().try_clone_to_owned().map_err(e)?;
+                    let output = std::io::stdout().as_fd().try_clone_to_owned().map_err(e)?;
+                    (
+                        Box::new(std::fs::File::from(input)),
+                        Box::new(std::fs::File::from(output)),
+                    )
+                }
+                "unix" => {
+                    let s = UnixStream::connect(endpoint).map_err(|e| e.to_string())?;
+                    (
+                        Box::new(s.try_clone().map_err(|e| e.to_string())?),
+                        Box::new(s),
+                    )
+                }
+                "tcp" => {
+                    let s = TcpStream::connect((
+                        "127.0.0.1",
+                        endpoint.parse::<u16>().map_err(|e| e.to_string())?,
+                    ))
+                    .map_err(|e| e.to_string())?;
+                    s.set_nodelay(true).map_err(|e| e.to_string())?;
+                    (
+                        Box::new(s.try_clone().map_err(|e| e.to_string())?),
+                        Box::new(s),
+                    )
+                }
+                other => return Err(format!("unknown transport {other}")),
+            };
+            let mut buf = vec![0x5au8; size];
+            if echo {
+                while r.read_exact(&mut buf).is_ok() {
+                    if w.write_all(&buf).and_then(|()| w.flush()).is_err() {
+                        break;
+                    }
+                }
+            } else {
+                for seq in 0u64.. {
+                    buf[..8].copy_from_slice(&seq.to_le_bytes());
+                    if w.write_all(&buf).is_err() {
+                        break; // the reader hung up: the run is over
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
