@@ -42,6 +42,9 @@ pub(crate) fn ring_of(
     cap: u64,
     max: u64,
 ) -> Option<RawRing<'static>> {
+    if !spsc::valid_capacity(cap) {
+        return None;
+    }
     let payload = seg.payload();
     // SAFETY: the payload lies inside the segment's mapping, which stays mapped while any
     // `Arc<Segment>` lives. Every `RawRing<'static>` made here is stored in a handle next to

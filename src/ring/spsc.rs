@@ -81,6 +81,15 @@ const PAD: u32 = 1 << 31;
 const VALID: u32 = 1 << 30;
 const LEN_MASK: u32 = VALID - 1;
 
+/// Positions above this are refused at attach: no ring moves 4 EiB, and the bound keeps every
+/// position sum far from overflow whatever a peer wrote.
+const POSITION_LIMIT: u64 = 1 << 62;
+
+/// Whether `capacity` is a ring geometry we accept.
+pub(crate) fn valid_capacity(capacity: u64) -> bool {
+    capacity.is_power_of_two() && (MIN_CAPACITY as u64..=MAX_CAPACITY as u64).contains(&capacity)
+}
+
 /// Role word: nobody has held the role yet.
 pub(crate) const NEVER: u32 = 0;
 /// Role word: the holder let go (dropped its end).
@@ -168,10 +177,10 @@ impl<'a> RawRing<'a> {
     /// range, a record of the largest message at most half of it (so it always fits once the
     /// ring drains, wherever the tail stands), and the region large enough.
     pub(crate) fn new(region: Region<'a>, capacity: u64, max_message: u64) -> Option<Self> {
-        let cap = usize::try_from(capacity).ok()?;
-        if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+        if !valid_capacity(capacity) {
             return None;
         }
+        let cap = capacity as usize;
         if max_message > max_message_for(capacity) || region.len() < region_size(cap) {
             return None;
         }
@@ -339,7 +348,11 @@ impl<'a> RawRing<'a> {
     pub(crate) fn recover_tail(&self) -> Result<u64, Corrupt> {
         let head = self.published_head();
         let published = self.published_tail();
-        if published % 8 != 0 || head % 8 != 0 || head.abs_diff(published) > self.cap {
+        if published % 8 != 0
+            || head % 8 != 0
+            || head.abs_diff(published) > self.cap
+            || head.max(published) >= POSITION_LIMIT
+        {
             return Err(Corrupt(format!(
                 "indices head {head}, tail {published} out of order"
             )));
@@ -452,7 +465,7 @@ impl<'a> RawRing<'a> {
     pub(crate) fn recover_head(&self) -> Result<u64, Corrupt> {
         let head = self.published_head();
         let tail = self.published_tail();
-        if head % 8 != 0 || (tail >= head && tail - head > self.cap) {
+        if head % 8 != 0 || head >= POSITION_LIMIT || (tail >= head && tail - head > self.cap) {
             return Err(Corrupt(format!(
                 "indices head {head}, tail {tail} out of order"
             )));
