@@ -570,6 +570,94 @@ mod tests {
         Some(out)
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Reserve `len` bytes, fill them, commit.
+        Send(usize),
+        /// Reserve `len` bytes, fill them, then drop the reservation.
+        Abandon(usize),
+        /// Receive one message.
+        Recv,
+        /// Publish several messages with one store.
+        Batch(Vec<usize>),
+    }
+
+    fn op(max: usize) -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let len = prop_oneof![Just(0), Just(max), 0..=max, 0..16usize];
+        prop_oneof![
+            len.clone().prop_map(Op::Send),
+            len.clone().prop_map(Op::Abandon),
+            Just(Op::Recv),
+            Just(Op::Recv),
+            proptest::collection::vec(len, 1..5).prop_map(Op::Batch),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #[test]
+        #[cfg_attr(miri, ignore)] // too slow under Miri; the fixed model test above runs there
+        fn operation_sequences_match_a_vecdeque(cap_log in 6u32..10, ops in proptest::collection::vec(op(56), 1..200)) {
+            let cap = 1u64 << cap_log;
+            let max = max_message_for(cap) as usize;
+            let buf = heap(region_size(cap as usize));
+            let r = ring(&buf, cap);
+            let (mut tail, mut cached, mut head) = (0u64, 0u64, 0u64);
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut n = 0u8;
+            let mut next_msg = |len: usize| -> Vec<u8> {
+                n = n.wrapping_add(1);
+                (0..len).map(|i| n.wrapping_add(i as u8)).collect()
+            };
+            for op in ops {
+                match op {
+                    Op::Send(len) => {
+                        let len = len.min(max);
+                        let msg = next_msg(len);
+                        match write(&r, &mut tail, &mut cached, &msg) {
+                            Ok(()) => model.push_back(msg),
+                            Err(ReserveFail::Full) => proptest::prop_assert!(!model.is_empty(), "full while empty"),
+                            Err(e) => proptest::prop_assert!(false, "{e:?}"),
+                        }
+                    }
+                    Op::Abandon(len) => {
+                        if let Ok(res) = r.try_reserve(tail, &mut cached, len.min(max)) {
+                            // Scribble over the reserved bytes, then walk away.
+                            r.buffer().write(((res.start + 8) & r.mask) as usize, &vec![0xEE; res.len as usize]).unwrap();
+                        }
+                    }
+                    Op::Recv => proptest::prop_assert_eq!(read(&r, &mut head), model.pop_front()),
+                    Op::Batch(lens) => {
+                        let mut first = None;
+                        let mut pending = Vec::new();
+                        for len in lens {
+                            let msg = next_msg(len.min(max));
+                            let Ok(res) = r.try_reserve(tail, &mut cached, msg.len()) else { break };
+                            r.buffer().write(((res.start + 8) & r.mask) as usize, &msg).unwrap();
+                            let w = r.prepare(&res);
+                            if first.is_none() { first = Some((res.pos, w)); } else { r.store_header(res.pos, w); }
+                            tail = res.end;
+                            pending.push(msg);
+                        }
+                        // Nothing is visible before the batch is published.
+                        if model.is_empty() {
+                            proptest::prop_assert_eq!(r.peek(head).unwrap(), None);
+                        }
+                        if let Some((pos, w)) = first {
+                            r.publish(pos, w, tail);
+                        }
+                        model.extend(pending);
+                    }
+                }
+            }
+            while let Some(m) = model.pop_front() {
+                proptest::prop_assert_eq!(read(&r, &mut head), Some(m));
+            }
+            proptest::prop_assert_eq!(read(&r, &mut head), None);
+        }
+    }
+
     #[test]
     fn geometry_is_checked() {
         let buf = heap(region_size(256));
