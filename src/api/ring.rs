@@ -233,8 +233,29 @@ impl From<Corrupt> for Fail {
     }
 }
 
-/// `None`: do not wait. `Some(None)`: wait without limit. `Some(Some(d))`: wait until `d`.
-type Waiting = Option<Option<Instant>>;
+/// How long a waiting producer holds out for a good stretch of room before it takes whatever
+/// room there is. Short, and spent spinning: a producer that parked takes any room on waking.
+const HYSTERESIS: Duration = Duration::from_micros(20);
+
+/// The clock is read only once waiting actually starts, so a call that finds its message or
+/// its room at once costs no clock read.
+#[derive(Clone, Copy)]
+enum Waiting {
+    No,
+    Forever,
+    For(Duration),
+}
+
+impl Waiting {
+    /// `None` if the call must not wait; else the deadline (`None` inside: no limit).
+    fn deadline(self) -> Option<Option<Instant>> {
+        match self {
+            Waiting::No => None,
+            Waiting::Forever => Some(None),
+            Waiting::For(t) => Some(deadline_after(t)),
+        }
+    }
+}
 
 /// The sending end of a [`Ring`] (or of a [`Pipe`](crate::Pipe)). Lets go of the role on
 /// drop; the consumer then drains what was sent and gets `Disconnected`.
@@ -320,18 +341,27 @@ impl Producer {
             Err(ReserveFail::Full) => {}
             Err(e) => return Err(map(e)),
         }
-        let Some(deadline) = waiting else {
+        let Some(deadline) = waiting.deadline() else {
             return Err(Fail::Empty);
         };
         let (tail, cached) = (self.tail, &mut self.cached_head);
         let (sleeping, bell) = raw.sleep_words(Side::Producer);
+        // Hysteresis: a producer that found the ring full waits (for a bounded number of
+        // polls) until a good stretch is free, not just one record. Writing right behind a
+        // consumer that is still reading the neighbouring lines makes those lines bounce
+        // between the two cores on every message.
+        let waiting_since = Instant::now();
         wait::wait(
             self.mode,
             deadline,
             sleeping,
             bell,
+            true,
             || match raw.try_reserve(tail, cached, len) {
-                Ok(r) => Ok(Some(r)),
+                Ok(r) => {
+                    let spacious = raw.free_after(&r, *cached) >= raw.slack() || *cached == tail;
+                    Ok((spacious || waiting_since.elapsed() > HYSTERESIS).then_some(r))
+                }
                 Err(ReserveFail::Full) => Ok(None),
                 Err(e) => Err(e),
             },
@@ -353,7 +383,7 @@ impl Producer {
     /// # Errors
     /// [`TrySendError`]: `Full`, `TooLarge`, `Disconnected` (the consumer let go), `Corrupted`.
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError> {
-        match self.reserve_inner(len, None) {
+        match self.reserve_inner(len, Waiting::No) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::Empty | Fail::Timeout) => Err(TrySendError::Full),
             Err(Fail::TooLarge(len, max)) => Err(TrySendError::TooLarge { len, max }),
@@ -367,7 +397,7 @@ impl Producer {
     /// # Errors
     /// [`SendError`]: `TooLarge`, `Disconnected` (the consumer let go or died), `Corrupted`.
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError> {
-        match self.reserve_inner(len, Some(None)) {
+        match self.reserve_inner(len, Waiting::Forever) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::TooLarge(len, max)) => Err(SendError::TooLarge { len, max }),
             Err(Fail::Empty | Fail::Timeout | Fail::Disconnected) => Err(SendError::Disconnected),
@@ -384,7 +414,7 @@ impl Producer {
         len: usize,
         timeout: Duration,
     ) -> Result<WriteGrant<'_>, SendTimeoutError> {
-        match self.reserve_inner(len, Some(deadline_after(timeout))) {
+        match self.reserve_inner(len, Waiting::For(timeout)) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::Empty | Fail::Timeout) => Err(SendTimeoutError::Timeout),
             Err(Fail::TooLarge(len, max)) => Err(SendTimeoutError::TooLarge { len, max }),
@@ -518,7 +548,7 @@ impl WriteBatch<'_> {
     /// As [`Producer::try_send`]; on `Full`, publish what the batch holds and retry.
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         let p = &mut *self.producer;
-        let r = match p.reserve_inner(msg.len(), None) {
+        let r = match p.reserve_inner(msg.len(), Waiting::No) {
             Ok(r) => r,
             Err(Fail::Empty | Fail::Timeout) => return Err(TrySendError::Full),
             Err(Fail::TooLarge(len, max)) => return Err(TrySendError::TooLarge { len, max }),
@@ -581,6 +611,8 @@ pub struct Consumer {
     seg: Arc<Segment>,
     head: u64,
     mode: WaitMode,
+    /// The last receive found its message already there: the producer is streaming.
+    streaming: bool,
 }
 
 impl fmt::Debug for Consumer {
@@ -608,6 +640,7 @@ impl Consumer {
                 seg,
                 head,
                 mode: WaitMode::default(),
+                streaming: false,
             }),
             Err(c) => {
                 raw.detach(Side::Consumer);
@@ -634,8 +667,13 @@ impl Consumer {
     fn recv_inner(&mut self, waiting: Waiting) -> Result<Record, Fail> {
         let (raw, head) = (self.raw, self.head);
         if let Some(r) = raw.peek(head)? {
+            self.streaming = true;
             return Ok(r);
         }
+        // Caught up with a streaming producer: back off between polls of the line it is
+        // writing, so it can fill whole lines instead of handing each one over per message.
+        // A consumer that waited last time (ping-pong) polls flat out, for the lowest latency.
+        let backoff = std::mem::replace(&mut self.streaming, false);
         let drained = || match raw.peek(head) {
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(Fail::Disconnected),
@@ -644,7 +682,7 @@ impl Consumer {
         if raw.peer_gone(Side::Producer, false) {
             return drained();
         }
-        let Some(deadline) = waiting else {
+        let Some(deadline) = waiting.deadline() else {
             return Err(Fail::Empty);
         };
         let (sleeping, bell) = raw.sleep_words(Side::Consumer);
@@ -653,6 +691,7 @@ impl Consumer {
             deadline,
             sleeping,
             bell,
+            backoff,
             || raw.peek(head),
             |deep| raw.peer_gone(Side::Producer, deep),
         ) {
@@ -676,7 +715,7 @@ impl Consumer {
     /// [`TryRecvError`]: `Empty`, `Disconnected` (producer gone and ring drained), `Corrupted`.
     #[inline]
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_>, TryRecvError> {
-        match self.recv_inner(None) {
+        match self.recv_inner(Waiting::No) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(TryRecvError::Empty),
             Err(Fail::Disconnected) => Err(TryRecvError::Disconnected),
@@ -691,7 +730,7 @@ impl Consumer {
     /// [`RecvError`]: `Disconnected` (producer gone and ring drained), `Corrupted`.
     #[inline]
     pub fn recv(&mut self) -> Result<ReadGuard<'_>, RecvError> {
-        match self.recv_inner(Some(None)) {
+        match self.recv_inner(Waiting::Forever) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Corrupted(reason)) => Err(RecvError::Corrupted { reason }),
             Err(_) => Err(RecvError::Disconnected),
@@ -703,7 +742,7 @@ impl Consumer {
     /// # Errors
     /// [`RecvTimeoutError`]: `Timeout`, `Disconnected`, `Corrupted`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvTimeoutError> {
-        match self.recv_inner(Some(deadline_after(timeout))) {
+        match self.recv_inner(Waiting::For(timeout)) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(RecvTimeoutError::Timeout),
             Err(Fail::Disconnected) => Err(RecvTimeoutError::Disconnected),
@@ -745,7 +784,7 @@ impl Consumer {
     /// `Disconnected` when the producer is gone and nothing is left; `Corrupted` if the first
     /// record fails its checks (a later bad record ends the batch; the next call reports it).
     pub fn try_drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
-        let first = match self.recv_inner(None) {
+        let first = match self.recv_inner(Waiting::No) {
             Ok(r) => r,
             Err(Fail::Disconnected) => return Err(TryRecvError::Disconnected),
             Err(Fail::Corrupted(reason)) => return Err(TryRecvError::Corrupted { reason }),

@@ -540,28 +540,31 @@ fn throughput(transport: &str, size: usize, budget: Duration) -> Result<f64, Str
             let mut rx = ring.consumer().map_err(|e| e.to_string())?;
             rx.set_wait_mode(wait_mode(t));
             let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
-            // Wait for one message (spinning or sleeping per the mode), then take everything
-            // else already there as one batch, released with one store. Messages are read in
-            // place: only their sequence numbers are touched.
+            // Take everything already there as one batch, released with one store; when
+            // nothing is, wait for one message (spinning or sleeping per the mode). Messages
+            // are read in place: only their sequence numbers are touched.
             let mut more = true;
             while more {
-                match rx.recv_timeout(PEER_PATIENCE) {
-                    Ok(msg) => more = take(&msg)?,
-                    Err(RecvTimeoutError::Timeout) => return Err("peer stopped sending".into()),
-                    Err(e) => return Err(e.to_string()),
-                }
                 let mut failed = None;
-                rx.try_drain(|msg| {
-                    if more && failed.is_none() {
-                        match take(msg) {
-                            Ok(go) => more = go,
-                            Err(e) => failed = Some(e),
+                let got = rx
+                    .try_drain(|msg| {
+                        if more && failed.is_none() {
+                            match take(msg) {
+                                Ok(go) => more = go,
+                                Err(e) => failed = Some(e),
+                            }
                         }
-                    }
-                })
-                .map_err(|e| e.to_string())?;
+                    })
+                    .map_err(|e| e.to_string())?;
                 if let Some(e) = failed {
                     return Err(e);
+                }
+                if got == 0 && more {
+                    match rx.recv_timeout(PEER_PATIENCE) {
+                        Ok(msg) => more = take(&msg)?,
+                        Err(RecvTimeoutError::Timeout) => return Err("peer stopped sending".into()),
+                        Err(e) => return Err(e.to_string()),
+                    }
                 }
             }
             drop(rx); // the producer sees Disconnected and exits
@@ -699,9 +702,10 @@ pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> 
             for seq in 0u64.. {
                 // Written in place: the sequence number and a copy of the payload, as a pipe
                 // writer copies its buffer.
-                let mut g = match tx.reserve_timeout(size, PEER_PATIENCE) {
+                // No timeout needed: a consumer that leaves or dies ends the wait.
+                let mut g = match tx.reserve(size) {
                     Ok(g) => g,
-                    Err(shmq::SendTimeoutError::Disconnected) => return Ok(()),
+                    Err(shmq::SendError::Disconnected) => return Ok(()),
                     Err(e) => return Err(e.to_string()),
                 };
                 g.copy_from_slice(&payload);

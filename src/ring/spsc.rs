@@ -429,6 +429,16 @@ impl<'a> RawRing<'a> {
         Ok(())
     }
 
+    /// Bytes still free after reservation `r`, given the consumer's head.
+    pub(crate) fn free_after(&self, r: &Reservation, head: u64) -> u64 {
+        (head + self.cap).saturating_sub(r.end + 8)
+    }
+
+    /// Room a producer that found the ring full waits for before it resumes.
+    pub(crate) fn slack(&self) -> u64 {
+        (self.cap / 4).min(64 * 1024)
+    }
+
     /// Writes everything of `r` except its first header; returns that header word.
     #[inline]
     pub(crate) fn prepare(&self, r: &Reservation) -> u64 {

@@ -18,6 +18,8 @@ use crate::sys::fence;
 
 /// How often a waiter checks whether its peer process is still there.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(40);
+/// Most `spin_loop` pauses between two polls of a backing-off waiter.
+const MAX_BACKOFF: u32 = 64;
 /// How long a hybrid waiter spins before it parks.
 pub(crate) const HYBRID_SPIN: Duration = Duration::from_micros(50);
 
@@ -44,29 +46,39 @@ pub(crate) enum Ended<E> {
 }
 
 /// Waits until `poll` yields `Some`, the deadline passes, `peer_gone` says so, or `poll`
-/// fails. `sleeping`/`bell` are the waiting side's flag and futex word. `peer_gone(deep)`
+/// fails. With `backoff`, the pause between polls doubles up to `MAX_BACKOFF`: for a waiter
+/// whose poll reads a line the other side keeps writing (a producer watching the consumer's
+/// head), polling less often lets the other side work on that line undisturbed. `sleeping`/`bell` are the waiting side's flag and futex word. `peer_gone(deep)`
 /// must be cheap when `deep` is false (a detach flag); `deep` asks it to check liveness too.
 pub(crate) fn wait<R, E>(
     mode: WaitMode,
     deadline: Option<Instant>,
     sleeping: &AtomicU32,
     bell: &AtomicU32,
+    backoff: bool,
     mut poll: impl FnMut() -> Result<Option<R>, E>,
     mut peer_gone: impl FnMut(bool) -> bool,
 ) -> Result<R, Ended<E>> {
     let started = Instant::now();
     let mut next_check = started + CHECK_EVERY;
     if mode != WaitMode::Blocking {
-        let mut i: u32 = 0;
+        let mut spun: u32 = 0;
+        let mut pause: u32 = 1;
         loop {
             if let Some(r) = poll().map_err(Ended::Failed)? {
                 return Ok(r);
             }
-            std::hint::spin_loop();
-            i = i.wrapping_add(1);
-            if i % 256 != 0 {
+            for _ in 0..pause {
+                std::hint::spin_loop();
+            }
+            spun += pause;
+            if backoff {
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+            if spun < 256 {
                 continue;
             }
+            spun = 0;
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Ended::TimedOut);
