@@ -936,7 +936,12 @@ impl Stream for RawMemcpyThr {
 fn open_throughput(t: Transport, size: usize) -> Box<dyn Stream> {
     let buf = vec![0u8; size];
     match t {
-        T::ShmqBusy | T::ShmqHybrid | T::ShmqBusyInplace | T::ShmqBusyBatch | T::ShmqBusyDrain => {
+        T::ShmqBusy
+        | T::ShmqHybrid
+        | T::ShmqBlocking
+        | T::ShmqBusyInplace
+        | T::ShmqBusyBatch
+        | T::ShmqBusyDrain => {
             let name = unique("thr");
             let ring = Ring::create(name.as_str(), ring_bytes(size)).expect("create ring");
             let mut rx = ring.consumer().expect("consumer");
@@ -1023,7 +1028,7 @@ fn open_throughput(t: Transport, size: usize) -> Box<dyn Stream> {
                 })
             }
         }
-        T::ShmqBlocking | T::RawCacheline => unreachable!("{t:?} has no throughput benchmark"),
+        T::RawCacheline => unreachable!("{t:?} has no throughput benchmark"),
     }
 }
 
@@ -1042,7 +1047,7 @@ fn throughput_transports(size: usize) -> Vec<Transport> {
     if size <= 1024 {
         ts.extend([T::ShmqBusyDrain, T::ShmqBusyBatch]);
     }
-    ts.extend([T::ShmqHybrid, T::Pipe, T::Unix, T::Tcp]);
+    ts.extend([T::ShmqHybrid, T::ShmqBlocking, T::Pipe, T::Unix, T::Tcp]);
     ts
 }
 
@@ -1229,7 +1234,11 @@ mod peer {
         let mut msg = vec![0xA5u8; size];
         let mut seq = 0u64;
         match t {
-            T::ShmqBusy | T::ShmqHybrid | T::ShmqBusyInplace | T::ShmqBusyDrain => {
+            T::ShmqBusy
+            | T::ShmqHybrid
+            | T::ShmqBlocking
+            | T::ShmqBusyInplace
+            | T::ShmqBusyDrain => {
                 let ring = Ring::open(addr).unwrap_or_else(|e| fail(&e.to_string()));
                 let mut tx = ring.producer().unwrap_or_else(|e| fail(&e.to_string()));
                 tx.set_wait_mode(t.mode());
@@ -1333,7 +1342,7 @@ mod peer {
                     });
                 }
             }
-            T::ShmqBlocking | T::RawCacheline => fail("no throughput peer for this transport"),
+            T::RawCacheline => fail("no throughput peer for this transport"),
         }
     }
 
