@@ -138,6 +138,16 @@ fn producer_killed_at_random_points_fifty_times() {
                 "producer_killed_at_random_points_fifty_times",
                 &format!("{name},{round}"),
             );
+            // Until the new producer claims the role, the ring still names the one killed in the
+            // previous round, and the consumer (rightly) reports Disconnected.
+            let started = Instant::now();
+            while rx.is_abandoned() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "round {round}: producer never attached"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let mut rng = Rng(round + 1);
             let kill_after = chaos.next() % 3000;
             let mut seq = 0u64;
@@ -339,6 +349,58 @@ fn either_side_may_start_first() {
             b"late producer"
         );
         wait_all_ok(&mut kids, LIMIT);
+    }
+    assert_gone(&name);
+}
+
+#[test]
+fn unpublished_batch_hides_nothing_sent_later() {
+    let name = unique("ring-forget");
+    {
+        let ring = Ring::create(name.as_str(), 4096).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let mut batch = tx.batch();
+        batch.try_push(b"never published").unwrap();
+        drop(batch); // WriteBatch has no Drop: forgetting it is the same as dropping it
+        tx.send(b"after").unwrap();
+        assert_eq!(
+            &*rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            b"after"
+        );
+    }
+    assert_gone(&name);
+}
+
+#[test]
+fn non_waiting_calls_notice_a_dead_producer() {
+    if let Some(name) = role("non_waiting_calls_notice_a_dead_producer") {
+        let _tx = Ring::open(name.as_str()).unwrap().producer().unwrap();
+        std::process::exit(0); // dies holding the role
+    }
+    let name = unique("ring-trydead");
+    {
+        let ring = Ring::create(name.as_str(), 4096).unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let mut kid = spawn("non_waiting_calls_notice_a_dead_producer", &name);
+        assert!(wait(&mut kid, LIMIT).success());
+        // Only non-waiting and short-timeout calls: they must see Disconnected, not Empty forever.
+        let started = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Err(shmq::TryRecvError::Disconnected) => break,
+                Err(shmq::TryRecvError::Empty) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "dead producer never noticed"
+            );
+            assert!(matches!(
+                rx.recv_timeout(Duration::from_millis(5)),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected)
+            ));
+        }
     }
     assert_gone(&name);
 }

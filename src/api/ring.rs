@@ -237,6 +237,16 @@ impl From<Corrupt> for Fail {
 /// room there is. Short, and spent spinning: a producer that parked takes any room on waking.
 const HYSTERESIS: Duration = Duration::from_micros(20);
 
+/// Whether a deep (liveness) check is due; if so, schedules the next one.
+fn due(next: &mut Instant) -> bool {
+    let now = Instant::now();
+    if now < *next {
+        return false;
+    }
+    *next = now + wait::CHECK_EVERY;
+    true
+}
+
 /// The clock is read only once waiting actually starts, so a call that finds its message or
 /// its room at once costs no clock read.
 #[derive(Clone, Copy)]
@@ -270,6 +280,8 @@ pub struct Producer {
     tail: u64,
     cached_head: u64,
     mode: WaitMode,
+    /// When a call that finds the ring full next checks the consumer's liveness.
+    next_deep: Instant,
 }
 
 impl fmt::Debug for Producer {
@@ -292,12 +304,13 @@ impl Producer {
                 pid,
             })?;
         match raw.recover_tail() {
-            Ok(tail) => Ok(Producer {
+            Ok((tail, head)) => Ok(Producer {
                 raw,
-                cached_head: raw.published_head(),
+                cached_head: head,
                 tail,
                 seg,
                 mode: WaitMode::default(),
+                next_deep: Instant::now() + wait::CHECK_EVERY,
             }),
             Err(c) => {
                 raw.detach(Side::Producer);
@@ -340,6 +353,10 @@ impl Producer {
             Ok(r) => return Ok(r),
             Err(ReserveFail::Full) => {}
             Err(e) => return Err(map(e)),
+        }
+        // Full: a consumer that died is noticed here even by non-waiting calls.
+        if raw.peer_gone(Side::Consumer, due(&mut self.next_deep)) {
+            return Err(Fail::Disconnected);
         }
         let Some(deadline) = waiting.deadline() else {
             return Err(Fail::Empty);
@@ -460,10 +477,10 @@ impl Producer {
 
     /// Starts a batch: several messages published together with one store.
     pub fn batch(&mut self) -> WriteBatch<'_> {
-        let start = self.tail;
+        let tail = self.tail;
         WriteBatch {
             producer: self,
-            start,
+            tail,
             first: None,
         }
     }
@@ -537,7 +554,9 @@ impl fmt::Debug for WriteGrant<'_> {
 #[must_use = "a batch publishes nothing unless published"]
 pub struct WriteBatch<'a> {
     producer: &'a mut Producer,
-    start: u64,
+    /// The batch's own tail: the producer's moves only on `publish`, so a batch that is
+    /// dropped or forgotten leaves the producer exactly as it was.
+    tail: u64,
     first: Option<(u64, u64)>,
 }
 
@@ -548,12 +567,19 @@ impl WriteBatch<'_> {
     /// As [`Producer::try_send`]; on `Full`, publish what the batch holds and retry.
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
         let p = &mut *self.producer;
-        let r = match p.reserve_inner(msg.len(), Waiting::No) {
+        if p.raw.peer_gone(Side::Consumer, false) {
+            return Err(TrySendError::Disconnected);
+        }
+        let r = match p.raw.try_reserve(self.tail, &mut p.cached_head, msg.len()) {
             Ok(r) => r,
-            Err(Fail::Empty | Fail::Timeout) => return Err(TrySendError::Full),
-            Err(Fail::TooLarge(len, max)) => return Err(TrySendError::TooLarge { len, max }),
-            Err(Fail::Disconnected) => return Err(TrySendError::Disconnected),
-            Err(Fail::Corrupted(reason)) => return Err(TrySendError::Corrupted { reason }),
+            Err(ReserveFail::Full) => return Err(TrySendError::Full),
+            Err(ReserveFail::TooLarge) => {
+                return Err(TrySendError::TooLarge {
+                    len: msg.len(),
+                    max: p.max_message(),
+                });
+            }
+            Err(ReserveFail::Corrupt(c)) => return Err(TrySendError::Corrupted { reason: c.0 }),
         };
         // SAFETY: as in `WriteGrant::deref_mut`: the reserved payload is in free space that
         // only this producer (mutably borrowed through the batch) may write.
@@ -566,28 +592,23 @@ impl WriteBatch<'_> {
             None => self.first = Some((r.pos, word)),
             Some(_) => p.raw.store_header(r.pos, word),
         }
-        p.tail = r.end;
+        self.tail = r.end;
         Ok(())
     }
 
     /// Messages in the batch so far, as bytes of ring used.
     pub fn bytes(&self) -> usize {
-        (self.producer.tail - self.start) as usize
+        (self.tail - self.producer.tail) as usize
     }
 
     /// Publishes every message of the batch with one Release store.
-    pub fn publish(mut self) {
-        if let Some((pos, word)) = self.first.take() {
-            self.producer.raw.publish(pos, word, self.producer.tail);
+    pub fn publish(self) {
+        if let Some((pos, word)) = self.first {
+            self.producer.raw.publish(pos, word, self.tail);
+            self.producer.tail = self.tail;
         }
-        self.start = self.producer.tail;
-    }
-}
-
-impl Drop for WriteBatch<'_> {
-    fn drop(&mut self) {
-        // Unpublished: the header slot at `start` is still zero, so the consumer saw nothing.
-        self.producer.tail = self.start;
+        // Dropped unpublished, nothing changes: the header slot at the producer's tail is
+        // still zero, so the consumer never sees the batch.
     }
 }
 
@@ -613,6 +634,8 @@ pub struct Consumer {
     mode: WaitMode,
     /// The last receive found its message already there: the producer is streaming.
     streaming: bool,
+    /// When a non-waiting call that finds the ring empty next checks the producer's liveness.
+    next_deep: Instant,
 }
 
 impl fmt::Debug for Consumer {
@@ -641,6 +664,7 @@ impl Consumer {
                 head,
                 mode: WaitMode::default(),
                 streaming: false,
+                next_deep: Instant::now() + wait::CHECK_EVERY,
             }),
             Err(c) => {
                 raw.detach(Side::Consumer);
@@ -679,7 +703,9 @@ impl Consumer {
             Ok(None) => Err(Fail::Disconnected),
             Err(c) => Err(c.into()),
         };
-        if raw.peer_gone(Side::Producer, false) {
+        // A dead producer is noticed by non-waiting and short-timeout calls too: their empty
+        // path checks its liveness every CHECK_EVERY (waiting calls also check as they wait).
+        if raw.peer_gone(Side::Producer, due(&mut self.next_deep)) {
             return drained();
         }
         let Some(deadline) = waiting.deadline() else {
@@ -801,7 +827,9 @@ impl Consumer {
             });
             n += 1;
             match raw.peek(rec.next) {
-                Ok(Some(next)) => rec = next,
+                // Never more than one ring's worth in a batch, even if a producer that ignores
+                // our head keeps writing ahead of us.
+                Ok(Some(next)) if next.next - self.head <= raw.capacity() => rec = next,
                 _ => break,
             }
         }
@@ -831,7 +859,8 @@ impl Deref for ReadGuard<'_> {
         // acquired its header, so the producer's writes to the payload are visible; the
         // producer will not reuse those bytes before we release them (its free-space check
         // reads our head), and the guard borrows the only consumer mutably. Any bytes are
-        // valid u8; a producer breaking the protocol can change values, not memory safety.
+        // valid u8. A producer that breaks the protocol and writes them anyway races with us;
+        // the crate docs ("Known limits") say zero-copy access trusts the peer's protocol.
         unsafe {
             std::slice::from_raw_parts(
                 self.consumer.raw.byte_ptr(self.rec.data).as_ptr(),

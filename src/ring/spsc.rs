@@ -41,8 +41,8 @@
 //! | 256    | control block, written rarely: roles, sleep flags and futex "bells"      |
 //! | 384    | the buffer: `capacity` bytes                                             |
 //!
-//! Control block (`u32` unless noted): 0 producer role, 4 consumer role, 8 producer start time
-//! (`u64`), 16 consumer start time (`u64`), 24 producer sleeping, 28 consumer sleeping,
+//! Control block (`u32` unless noted): 0 producer role, 4 consumer role, 8 producer owner
+//! (`u64`: `pid << 40 | start time`), 16 consumer owner (`u64`), 24 producer sleeping, 28 consumer sleeping,
 //! 32 producer bell, 36 consumer bell. A role word is `NEVER` (0), `DETACHED` (`u32::MAX`) or
 //! the holder's pid.
 //!
@@ -89,6 +89,10 @@ const POSITION_LIMIT: u64 = 1 << 62;
 pub(crate) fn valid_capacity(capacity: u64) -> bool {
     capacity.is_power_of_two() && (MIN_CAPACITY as u64..=MAX_CAPACITY as u64).contains(&capacity)
 }
+
+/// Bits of the start time kept in a role's owner word (`pid << 40 | start`).
+const START_BITS: u32 = 40;
+const START_MASK: u64 = (1 << START_BITS) - 1;
 
 /// Role word: nobody has held the role yet.
 pub(crate) const NEVER: u32 = 0;
@@ -192,6 +196,10 @@ impl<'a> RawRing<'a> {
         })
     }
 
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
     pub(crate) fn max_message(&self) -> u32 {
         self.max
     }
@@ -252,19 +260,41 @@ impl<'a> RawRing<'a> {
         }
     }
 
+    /// The holder recorded in the role words, as far as they agree: the start time is trusted
+    /// only if the owner word was written by that very pid (a claimer writes it just after its
+    /// CAS, so in between it still describes the previous holder).
+    fn holder_of(role_pid: u32, owner: u64) -> ProcessId {
+        let start_time = if (owner >> START_BITS) as u32 == role_pid {
+            owner & START_MASK
+        } else {
+            0
+        };
+        ProcessId {
+            pid: role_pid,
+            start_time,
+        }
+    }
+
+    fn owner_word(me: ProcessId) -> u64 {
+        (u64::from(me.pid) << START_BITS) | (me.start_time & START_MASK)
+    }
+
     /// Claims `side` for this process. `Err(pid)`: a live process holds it.
     pub(crate) fn claim(&self, side: Side) -> Result<(), u32> {
-        let (role, start) = self.role_words(side);
+        let (role, owner) = self.role_words(side);
         let me = process::current();
         fence::register();
         let mut cur = role.load(Ordering::Acquire);
         loop {
             let free = cur == NEVER || cur == DETACHED || {
-                cur != me.pid
-                    && process::liveness(ProcessId {
-                        pid: cur,
-                        start_time: start.load(Ordering::Relaxed),
-                    }) == Liveness::Dead
+                let holder = Self::holder_of(cur, owner.load(Ordering::Relaxed));
+                if cur == me.pid {
+                    // Ours only if recorded by this very process: a previous process with the
+                    // same pid (a restarted container) left it behind.
+                    holder.start_time != 0 && holder.start_time != (me.start_time & START_MASK)
+                } else {
+                    process::liveness(holder) == Liveness::Dead
+                }
             };
             if !free {
                 return Err(cur);
@@ -272,7 +302,7 @@ impl<'a> RawRing<'a> {
             // Acquire: see everything the previous holder did before letting go.
             match role.compare_exchange(cur, me.pid, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    start.store(me.start_time, Ordering::Relaxed);
+                    owner.store(Self::owner_word(me), Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(now) => cur = now,
@@ -282,12 +312,17 @@ impl<'a> RawRing<'a> {
 
     /// Lets go of `side` (held by this process).
     pub(crate) fn detach(&self, side: Side) {
-        let (role, start) = self.role_words(side);
-        let me = process::current().pid;
-        start.store(0, Ordering::Relaxed);
+        let (role, owner) = self.role_words(side);
+        let me = process::current();
+        if role.load(Ordering::Relaxed) != me.pid
+            || owner.load(Ordering::Relaxed) != Self::owner_word(me)
+        {
+            return; // not ours (a forked child's inherited handle, or taken over)
+        }
+        owner.store(0, Ordering::Relaxed);
         // Release: everything published before is visible to whoever sees DETACHED.
         if role
-            .compare_exchange(me, DETACHED, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(me.pid, DETACHED, Ordering::Release, Ordering::Relaxed)
             .is_ok()
         {
             // Whoever sleeps on the other side should notice at once.
@@ -298,15 +333,13 @@ impl<'a> RawRing<'a> {
     /// Whether the peer on `side` is gone: detached, or (with `deep`) its process dead. A
     /// role never yet taken is not "gone" (the peer may still come).
     pub(crate) fn peer_gone(&self, side: Side, deep: bool) -> bool {
-        let (role, start) = self.role_words(side);
+        let (role, owner) = self.role_words(side);
         match role.load(Ordering::Acquire) {
             NEVER => false,
             DETACHED => true,
             pid if deep => {
-                process::liveness(ProcessId {
-                    pid,
-                    start_time: start.load(Ordering::Relaxed),
-                }) == Liveness::Dead
+                process::liveness(Self::holder_of(pid, owner.load(Ordering::Relaxed)))
+                    == Liveness::Dead
             }
             _ => false,
         }
@@ -345,7 +378,8 @@ impl<'a> RawRing<'a> {
 
     /// Finds the producer's true tail after attaching: the published tail, then any records a
     /// previous producer published but died before recording in `tail`.
-    pub(crate) fn recover_tail(&self) -> Result<u64, Corrupt> {
+    /// Returns the tail and the consumer head it was checked against.
+    pub(crate) fn recover_tail(&self) -> Result<(u64, u64), Corrupt> {
         let head = self.published_head();
         let published = self.published_tail();
         if published % 8 != 0
@@ -380,7 +414,7 @@ impl<'a> RawRing<'a> {
         // Nothing is published at the tail: make sure the slot says so.
         self.word(tail).store(0, Ordering::Relaxed);
         self.u64(TAIL).store(tail, Ordering::Release);
-        Ok(tail)
+        Ok((tail, head))
     }
 
     /// Claims space for a `len`-byte record after `tail`. `cached_head` is the producer's
@@ -669,6 +703,39 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // reads /proc, spawns a process
+    fn roles_claimed_by_pid_and_start_time_together() {
+        let buf = heap(region_size(256));
+        let r = ring(&buf, 256);
+        let me = process::current();
+        let (role, owner) = r.role_words(Side::Producer);
+        // Our pid, recorded by an earlier process that had it (a restarted container): free.
+        role.store(me.pid, Ordering::Relaxed);
+        owner.store(
+            (u64::from(me.pid) << START_BITS) | ((me.start_time + 1) & START_MASK),
+            Ordering::Relaxed,
+        );
+        assert_eq!(r.claim(Side::Producer), Ok(()));
+        // Now truly ours: a second claim from this process is refused.
+        assert_eq!(r.claim(Side::Producer), Err(me.pid));
+        // A live holder whose owner word still describes the previous (dead) holder, as
+        // between a claimer's CAS and its owner store: not taken over.
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        role.store(child.id(), Ordering::Relaxed);
+        owner.store(
+            (u64::from(child.id() + 1) << START_BITS) | 5,
+            Ordering::Relaxed,
+        );
+        assert_eq!(r.claim(Side::Producer), Err(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(r.claim(Side::Producer), Ok(()));
+    }
+
+    #[test]
     fn geometry_is_checked() {
         let buf = heap(region_size(256));
         let region = Region::from_words(&buf);
@@ -766,7 +833,7 @@ mod tests {
         }
         r.u64(TAIL).store(16, Ordering::Relaxed); // the producer died before storing it
         while read(&r, &mut head).is_some() {}
-        assert_eq!(r.recover_tail(), Ok(tail));
+        assert_eq!(r.recover_tail().map(|(t, _)| t), Ok(tail));
     }
 
     #[test]
@@ -778,7 +845,7 @@ mod tests {
             write(&r, &mut tail, &mut cached, b"abc").unwrap();
         }
         r.u64(TAIL).store(16, Ordering::Relaxed); // as if the producer died before storing it
-        assert_eq!(r.recover_tail(), Ok(tail));
+        assert_eq!(r.recover_tail().map(|(t, _)| t), Ok(tail));
     }
 
     #[test]
