@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_gone, role, spawn, unique, wait, wait_all_ok};
+use common::{assert_gone, cpu_ticks, role, spawn, unique, wait, wait_all_ok};
 use shmq::{Event, Lock, Mutex, OpenError, Semaphore, Value};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -292,15 +292,6 @@ fn seqlock_value_is_never_torn_across_processes() {
         assert_eq!(v.load().words, [WRITES; 16]);
     }
     assert_gone(&name);
-}
-
-/// CPU ticks (user + system) a process has used, from /proc/<pid>/stat.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_gone, role, spawn, unique, wait, wait_all_ok};
+use common::{assert_gone, cpu_ticks, role, spawn, unique, wait, wait_all_ok};
 use shmq::{AttachError, Pipe, RecvTimeoutError, Ring, SendTimeoutError, WaitMode};
 
 const LIMIT: Duration = Duration::from_secs(300);
@@ -320,14 +320,6 @@ fn idle_hybrid_and_blocking_consumers_use_no_cpu() {
         }
         assert_gone(&name);
     }
-}
-
-/// CPU ticks (user + system) a process has used, from /proc/<pid>/stat.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]

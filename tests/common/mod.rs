@@ -81,3 +81,12 @@ pub fn assert_gone(name: &str) {
     let left = leftovers(name);
     assert!(left.is_empty(), "segments left in /dev/shm: {left:?}");
 }
+
+/// CPU ticks (user + system) a process has used, from /proc/<pid>/stat.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
