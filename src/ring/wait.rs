@@ -48,8 +48,9 @@ pub(crate) enum Ended<E> {
 /// Waits until `poll` yields `Some`, the deadline passes, `peer_gone` says so, or `poll`
 /// fails. With `backoff`, the pause between polls doubles up to `MAX_BACKOFF`: for a waiter
 /// whose poll reads a line the other side keeps writing (a producer watching the consumer's
-/// head), polling less often lets the other side work on that line undisturbed. `sleeping`/`bell` are the waiting side's flag and futex word. `peer_gone(deep)`
-/// must be cheap when `deep` is false (a detach flag); `deep` asks it to check liveness too.
+/// head), polling less often lets the other side work on that line undisturbed.
+/// `sleeping`/`bell` are the waiting side's flag and futex word. `peer_gone(deep)` must be cheap
+/// when `deep` is false (a detach flag); `deep` asks it to check liveness too.
 pub(crate) fn wait<R, E>(
     mode: WaitMode,
     deadline: Option<Instant>,
@@ -80,15 +81,8 @@ pub(crate) fn wait<R, E>(
             }
             spun = 0;
             let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Ended::TimedOut);
-            }
-            let deep = now >= next_check;
-            if peer_gone(deep) {
-                return Err(Ended::PeerGone);
-            }
-            if deep {
-                next_check = now + CHECK_EVERY;
+            if let Some(end) = stop_at(now, deadline, &mut next_check, &mut peer_gone) {
+                return Err(end);
             }
             if mode == WaitMode::Hybrid && now - started >= HYBRID_SPIN {
                 break;
@@ -105,19 +99,29 @@ pub(crate) fn wait<R, E>(
             Ok(None) => {}
             Err(e) => break Err(Ended::Failed(e)),
         }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            break Err(Ended::TimedOut);
-        }
-        let deep = now >= next_check;
-        if peer_gone(deep) {
-            break Err(Ended::PeerGone);
-        }
-        if deep {
-            next_check = now + CHECK_EVERY;
+        if let Some(end) = stop_at(Instant::now(), deadline, &mut next_check, &mut peer_gone) {
+            break Err(end);
         }
         park::sleep(bell, rung, park::earliest(deadline, Some(next_check)));
     };
     sleeping.store(0, Ordering::Relaxed);
     result
+}
+
+/// The checks both phases make between polls: the deadline, the cheap "peer let go" flag, and
+/// every `CHECK_EVERY` the peer's liveness.
+fn stop_at<E>(
+    now: Instant,
+    deadline: Option<Instant>,
+    next_check: &mut Instant,
+    peer_gone: &mut impl FnMut(bool) -> bool,
+) -> Option<Ended<E>> {
+    if crate::sys::clock::passed(deadline, now) {
+        return Some(Ended::TimedOut);
+    }
+    let deep = now >= *next_check;
+    if deep {
+        *next_check = now + CHECK_EVERY;
+    }
+    peer_gone(deep).then_some(Ended::PeerGone)
 }
