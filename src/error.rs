@@ -124,6 +124,14 @@ pub enum OpenError {
         /// The pid holding the place.
         pid: u32,
     },
+    /// Every place for an attached process is held by a live process.
+    #[error("segment {name:?} already has {max} processes attached; close some handles first")]
+    TooManyProcesses {
+        /// The segment's name.
+        name: String,
+        /// How many processes (handles) may be attached at once.
+        max: usize,
+    },
     /// The payload type differs between creator and opener.
     #[error("segment {name:?} was created for type {found}, opened as type {expected}")]
     TypeMismatch {
@@ -396,4 +404,153 @@ ring_errors! {
         /// Shared memory failed a check.
         Corrupted { reason: String } => "ring is corrupted: {reason}",
     }
+}
+
+/// A put failed; the item is handed back in the variant (`PutError<()>` for byte queues).
+#[non_exhaustive]
+pub enum PutError<T = ()> {
+    /// `try_put`: no room now.
+    Full(T),
+    /// `put_timeout`: still no room when the timeout passed.
+    Timeout(T),
+    /// The queue was closed; no more items are accepted.
+    Closed(T),
+    /// A byte message larger than the queue's maximum.
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The queue's maximum message size.
+        max: usize,
+    },
+    /// Shared memory failed a check (a peer wrote garbage); nothing was put.
+    Corrupted {
+        /// The item.
+        value: T,
+        /// What check failed.
+        reason: String,
+    },
+}
+
+impl<T> PutError<T> {
+    /// The item that was not put, if the error carries it.
+    pub fn into_inner(self) -> Option<T> {
+        match self {
+            PutError::Full(v) | PutError::Timeout(v) | PutError::Closed(v) => Some(v),
+            PutError::Corrupted { value, .. } => Some(value),
+            PutError::TooLarge { .. } => None,
+        }
+    }
+
+    /// The same error without the item.
+    pub fn without_value(&self) -> PutError {
+        match self {
+            PutError::Full(_) => PutError::Full(()),
+            PutError::Timeout(_) => PutError::Timeout(()),
+            PutError::Closed(_) => PutError::Closed(()),
+            PutError::TooLarge { len, max } => PutError::TooLarge {
+                len: *len,
+                max: *max,
+            },
+            PutError::Corrupted { reason, .. } => PutError::Corrupted {
+                value: (),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+impl<T> fmt::Display for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("queue is full"),
+            PutError::Timeout(_) => f.write_str("timed out waiting for room in the queue"),
+            PutError::Closed(_) => f.write_str("queue is closed"),
+            PutError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the queue's maximum of {max}"
+                )
+            }
+            PutError::Corrupted { reason, .. } => write!(f, "queue is corrupted: {reason}"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for PutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Full(_) => f.write_str("Full(..)"),
+            PutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::TooLarge { len, max } => f
+                .debug_struct("TooLarge")
+                .field("len", len)
+                .field("max", max)
+                .finish(),
+            PutError::Corrupted { reason, .. } => f
+                .debug_struct("Corrupted")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<T> std::error::Error for PutError<T> {}
+
+impl<T> PartialEq for PutError<T> {
+    /// Compares the kind of error (and sizes or reason), not the items.
+    fn eq(&self, other: &Self) -> bool {
+        self.without_value().kind_eq(&other.without_value())
+    }
+}
+
+impl PutError {
+    fn kind_eq(&self, other: &PutError) -> bool {
+        match (self, other) {
+            (PutError::Full(()), PutError::Full(()))
+            | (PutError::Timeout(()), PutError::Timeout(()))
+            | (PutError::Closed(()), PutError::Closed(())) => true,
+            (PutError::TooLarge { len: a, max: b }, PutError::TooLarge { len: c, max: d }) => {
+                (a, b) == (c, d)
+            }
+            (PutError::Corrupted { reason: a, .. }, PutError::Corrupted { reason: b, .. }) => {
+                a == b
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A get failed; nothing was taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GetError {
+    /// `try_get`: nothing waiting now.
+    #[error("queue is empty")]
+    Empty,
+    /// `get_timeout`: still nothing when the timeout passed.
+    #[error("timed out waiting for an item")]
+    Timeout,
+    /// The queue was closed and every item in it has been taken.
+    #[error("the queue is closed and drained")]
+    Disconnected,
+    /// Shared memory failed a check (a peer wrote garbage).
+    #[error("queue is corrupted: {reason}")]
+    Corrupted {
+        /// What check failed.
+        reason: String,
+    },
+}
+
+/// `JoinableQueue::task_done` was called more times than items were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("task_done() called more times than items were taken from the queue")]
+pub struct TaskDoneError;
+
+/// `JoinableQueue::join_timeout` returned before every item was marked done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for {unfinished} unfinished task(s) to be marked done")]
+pub struct JoinTimeout {
+    /// Items put and not yet marked done when the timeout passed.
+    pub unfinished: u64,
 }

@@ -86,14 +86,16 @@ pub use api::array::{Array, ArrayGuard};
 pub use api::event::Event;
 pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;
+pub use api::queue::{JoinableQueue, Queue};
 pub use api::ring::{Consumer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 pub use api::value::{Integer, Number, Value};
 pub use error::{
-    AttachError, CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds,
-    OwnerDied, RecvError, RecvTimeoutError, SemaphoreFull, SendError, SendTimeoutError,
-    TryLockError, TryRecvError, TrySendError,
+    AttachError, CreateError, GetError, JoinTimeout, LockTimeoutError, OpenError,
+    OpenOrCreateError, OutOfBounds, OwnerDied, PutError, RecvError, RecvTimeoutError,
+    SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, TryLockError, TryRecvError,
+    TrySendError,
 };
 pub use ring::wait::WaitMode;
 pub use segment::{Kind, Options, Segment, SegmentInfo};

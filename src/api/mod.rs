@@ -4,6 +4,7 @@ pub(crate) mod array;
 pub(crate) mod event;
 pub(crate) mod mutex;
 pub(crate) mod pipe;
+pub(crate) mod queue;
 pub(crate) mod ring;
 pub(crate) mod ring_typed;
 pub(crate) mod semaphore;

@@ -371,8 +371,7 @@ impl Producer {
         wait::wait(
             self.mode,
             deadline,
-            sleeping,
-            bell,
+            &wait::Flag { sleeping, bell },
             true,
             || match raw.try_reserve(tail, cached, len) {
                 Ok(r) => {
@@ -715,8 +714,7 @@ impl Consumer {
         match wait::wait(
             self.mode,
             deadline,
-            sleeping,
-            bell,
+            &wait::Flag { sleeping, bell },
             backoff,
             || raw.peek(head),
             |deep| raw.peer_gone(Side::Producer, deep),

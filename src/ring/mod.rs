@@ -3,5 +3,6 @@
 //! [`spsc`] is the algorithm over a [`Region`](crate::region::Region); [`wait`] is how either
 //! side waits (spin, then yield, then futex). The public handles are in `api::ring`.
 
+pub(crate) mod mpmc;
 pub(crate) mod spsc;
 pub(crate) mod wait;

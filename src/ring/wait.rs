@@ -2,9 +2,10 @@
 //!
 //! 1. Spin, polling the condition (with `spin_loop` hints); every 256 polls, read the clock
 //!    to honour the deadline and, every [`CHECK_EVERY`], ask whether the peer is gone.
-//! 2. Park: raise our "sleeping" flag, run the heavy barrier (`sys::fence::heavy`), read the
-//!    bell, poll once more, then sleep on the bell with a futex until the peer rings it, the
-//!    deadline passes, or [`CHECK_EVERY`] elapses (to look at the peer's liveness again).
+//! 2. Park: announce ourselves through a [`Sleeper`] (the ring raises a "sleeping" flag and
+//!    runs the heavy barrier, `sys::fence::heavy`; the MPMC queue counts waiters), read the
+//!    bell, poll once more, then sleep on the bell with a futex until someone rings it, the
+//!    deadline passes, or [`CHECK_EVERY`] elapses (to look at the peers' liveness again).
 //!
 //! [`WaitMode::BusyPoll`] never parks, [`WaitMode::Blocking`] parks at once, and
 //! [`WaitMode::Hybrid`] spins for [`HYBRID_SPIN`] first, so a steady stream of messages is
@@ -37,6 +38,45 @@ pub enum WaitMode {
     Hybrid,
 }
 
+/// How a waiter tells the other side it is about to sleep, and where it sleeps.
+///
+/// The contract that makes a wake-up impossible to miss: the waker makes its change visible,
+/// then looks for sleepers (the ring: the flag; the queue: the waiter count) and, if it sees
+/// one, increments the bell and wakes it. The sleeper announces itself, then before every
+/// poll runs `barrier`, reads the bell, polls, and sleeps only while the bell is unchanged.
+pub(crate) trait Sleeper {
+    /// The futex word the sleeper sleeps on.
+    fn bell(&self) -> &AtomicU32;
+    /// Tells wakers someone may sleep (before the first parked poll).
+    fn announce(&self);
+    /// Orders the announcement before the next poll (run before each parked poll).
+    fn barrier(&self);
+    /// Withdraws the announcement.
+    fn retract(&self);
+}
+
+/// The ring's sleeper: one flag (a single waiter per side) and the heavy barrier, so the
+/// waker's fast path needs no fence.
+pub(crate) struct Flag<'a> {
+    pub(crate) sleeping: &'a AtomicU32,
+    pub(crate) bell: &'a AtomicU32,
+}
+
+impl Sleeper for Flag<'_> {
+    fn bell(&self) -> &AtomicU32 {
+        self.bell
+    }
+    fn announce(&self) {
+        self.sleeping.store(1, Ordering::Relaxed);
+    }
+    fn barrier(&self) {
+        fence::heavy();
+    }
+    fn retract(&self) {
+        self.sleeping.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Why a wait ended without the condition.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ended<E> {
@@ -49,13 +89,12 @@ pub(crate) enum Ended<E> {
 /// fails. With `backoff`, the pause between polls doubles up to `MAX_BACKOFF`: for a waiter
 /// whose poll reads a line the other side keeps writing (a producer watching the consumer's
 /// head), polling less often lets the other side work on that line undisturbed.
-/// `sleeping`/`bell` are the waiting side's flag and futex word. `peer_gone(deep)` must be cheap
+/// `sleeper` announces the wait and holds the futex word. `peer_gone(deep)` must be cheap
 /// when `deep` is false (a detach flag); `deep` asks it to check liveness too.
 pub(crate) fn wait<R, E>(
     mode: WaitMode,
     deadline: Option<Instant>,
-    sleeping: &AtomicU32,
-    bell: &AtomicU32,
+    sleeper: &impl Sleeper,
     backoff: bool,
     mut poll: impl FnMut() -> Result<Option<R>, E>,
     mut peer_gone: impl FnMut(bool) -> bool,
@@ -89,10 +128,11 @@ pub(crate) fn wait<R, E>(
             }
         }
     }
-    sleeping.store(1, Ordering::Relaxed);
+    sleeper.announce();
+    let bell = sleeper.bell();
     let result = loop {
-        fence::heavy();
-        // Acquire: pairs with the Release increment in `ring_bell`.
+        sleeper.barrier();
+        // Acquire: pairs with the waker's Release increment of the bell.
         let rung = bell.load(Ordering::Acquire);
         match poll() {
             Ok(Some(r)) => break Ok(r),
@@ -104,7 +144,7 @@ pub(crate) fn wait<R, E>(
         }
         park::sleep(bell, rung, park::earliest(deadline, Some(next_check)));
     };
-    sleeping.store(0, Ordering::Relaxed);
+    sleeper.retract();
     result
 }
 

@@ -96,6 +96,14 @@ pub enum Kind {
     Ring,
     /// A duplex [`Pipe`](crate::Pipe): two rings.
     Pipe,
+    /// A multi-producer multi-consumer [`Queue`](crate::Queue).
+    Queue,
+    /// A [`ByteQueue`](crate::ByteQueue) of variable-size messages.
+    ByteQueue,
+    /// A [`JoinableQueue`](crate::JoinableQueue).
+    JoinableQueue,
+    /// A [`PriorityQueue`](crate::PriorityQueue).
+    PriorityQueue,
 }
 
 impl Kind {
@@ -109,6 +117,10 @@ impl Kind {
             Kind::Event => 6,
             Kind::Ring => 7,
             Kind::Pipe => 8,
+            Kind::Queue => 9,
+            Kind::ByteQueue => 10,
+            Kind::JoinableQueue => 11,
+            Kind::PriorityQueue => 12,
         }
     }
 
@@ -122,6 +134,10 @@ impl Kind {
             Kind::Event,
             Kind::Ring,
             Kind::Pipe,
+            Kind::Queue,
+            Kind::ByteQueue,
+            Kind::JoinableQueue,
+            Kind::PriorityQueue,
         ]
         .into_iter()
         .find(|k| k.code() == code)
@@ -138,6 +154,10 @@ impl Kind {
             Kind::Event => "event",
             Kind::Ring => "ring",
             Kind::Pipe => "pipe",
+            Kind::Queue => "queue",
+            Kind::ByteQueue => "byte-queue",
+            Kind::JoinableQueue => "joinable-queue",
+            Kind::PriorityQueue => "priority-queue",
         }
     }
 }

@@ -1,0 +1,761 @@
+//! `Queue<T>` and `JoinableQueue<T>`: named bounded MPMC queues (the `ring::mpmc` slot queue).
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::api::{Pod, ensure};
+use crate::error::{
+    CreateError, GetError, JoinTimeout, OpenError, OpenOrCreateError, PutError, TaskDoneError,
+};
+use crate::ring::mpmc::{self, Claim, Fail, Mpmc};
+use crate::ring::wait::{self, CHECK_EVERY, Ended, WaitMode};
+use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::sync::park;
+use crate::sys::process;
+
+/// How long a call may wait.
+#[derive(Clone, Copy)]
+pub(crate) enum Waiting {
+    No,
+    Forever,
+    For(Duration),
+}
+
+impl Waiting {
+    /// `None` if the call must not wait; else the deadline (`None` inside: no limit).
+    fn deadline(self) -> Option<Option<Instant>> {
+        match self {
+            Waiting::No => None,
+            Waiting::Forever => Some(None),
+            Waiting::For(t) => Some(park::deadline_after(t)),
+        }
+    }
+}
+
+/// Why a claim failed, before it is mapped to the caller's error type.
+pub(crate) enum Failed {
+    Busy,
+    Timeout,
+    Closed,
+    Corrupted(String),
+}
+
+impl From<Fail> for Failed {
+    fn from(f: Fail) -> Failed {
+        match f {
+            Fail::Busy => Failed::Busy,
+            Fail::Closed => Failed::Closed,
+            Fail::Corrupted(c) => Failed::Corrupted(c.0),
+        }
+    }
+}
+
+impl Failed {
+    pub(crate) fn put<T>(self, value: T) -> PutError<T> {
+        match self {
+            Failed::Busy => PutError::Full(value),
+            Failed::Timeout => PutError::Timeout(value),
+            Failed::Closed => PutError::Closed(value),
+            Failed::Corrupted(reason) => PutError::Corrupted { value, reason },
+        }
+    }
+
+    pub(crate) fn get(self) -> GetError {
+        match self {
+            Failed::Busy => GetError::Empty,
+            Failed::Timeout => GetError::Timeout,
+            Failed::Closed => GetError::Disconnected,
+            Failed::Corrupted(reason) => GetError::Corrupted { reason },
+        }
+    }
+}
+
+/// Nanoseconds since the first call, for the per-handle liveness-check schedule.
+fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// What the queue kinds share: the segment, this process's participant place, the wait mode.
+pub(crate) struct Core {
+    seg: Segment,
+    cap: u64,
+    stride: usize,
+    limit: u64,
+    joinable: bool,
+    /// `pid << 32 | participant index` of the process that attached; another pid (a forked
+    /// child) attaches anew on first use.
+    me: AtomicU64,
+    /// When this handle next asks whether the holders of blocking slots are alive.
+    next_deep: AtomicU64,
+    pub(crate) mode: WaitMode,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.limit)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Slot capacity for a requested `maxsize`: the next power of two.
+    fn slots_for(opts: &Options, maxsize: usize) -> Result<u64, CreateError> {
+        let max = mpmc::MAX_CAPACITY;
+        u64::try_from(maxsize)
+            .ok()
+            .filter(|&m| m >= 1 && m <= max)
+            .map(u64::next_power_of_two)
+            .ok_or_else(|| CreateError::InvalidSize {
+                name: opts.label(),
+                reason: format!("capacity {maxsize} is outside 1..={max}"),
+            })
+    }
+
+    pub(crate) fn create(
+        opts: impl Into<Options>,
+        kind: Kind,
+        ty: TypeInfo,
+        maxsize: usize,
+        stride: usize,
+        param1: u64,
+    ) -> Result<Core, CreateError> {
+        let opts = opts.into();
+        let (layout, cap) = Core::layout(&opts, kind, ty, maxsize, stride, param1)?;
+        let seg = Segment::create_kind(&opts, &layout, |r| {
+            if let Some(mut q) = Mpmc::new(r, cap, stride) {
+                q.init(maxsize as u64);
+            }
+        })?;
+        Core::attach(seg, stride).map_err(|e| CreateError::Os {
+            name: opts.label(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    fn layout(
+        opts: &Options,
+        kind: Kind,
+        ty: TypeInfo,
+        maxsize: usize,
+        stride: usize,
+        param1: u64,
+    ) -> Result<(Layout, u64), CreateError> {
+        let cap = Core::slots_for(opts, maxsize)?;
+        let size = mpmc::region_size(cap, stride).ok_or_else(|| CreateError::InvalidSize {
+            name: opts.label(),
+            reason: format!("{cap} slots of {stride} bytes do not fit in memory"),
+        })?;
+        Ok((
+            Layout {
+                kind,
+                align: 64,
+                ty,
+                payload_size: size,
+                param0: cap,
+                param1,
+            },
+            cap,
+        ))
+    }
+
+    pub(crate) fn open(
+        opts: impl Into<Options>,
+        kind: Kind,
+        ty: TypeInfo,
+        stride_of: impl Fn(u64) -> Option<usize>,
+    ) -> Result<Core, OpenError> {
+        let seg = Segment::open_kind(&opts.into(), kind, ty)?;
+        Core::check(seg, stride_of)
+    }
+
+    pub(crate) fn open_or_create(
+        opts: impl Into<Options>,
+        kind: Kind,
+        ty: TypeInfo,
+        maxsize: usize,
+        stride: usize,
+        param1: u64,
+        stride_of: impl Fn(u64) -> Option<usize>,
+    ) -> Result<Core, OpenOrCreateError> {
+        let opts = opts.into();
+        let (layout, cap) = Core::layout(&opts, kind, ty, maxsize, stride, param1)?;
+        let seg = Segment::open_or_create_kind(&opts, &layout, |r| {
+            if let Some(mut q) = Mpmc::new(r, cap, stride) {
+                q.init(maxsize as u64);
+            }
+        })?;
+        Ok(Core::check(seg, stride_of)?)
+    }
+
+    fn check(seg: Segment, stride_of: impl Fn(u64) -> Option<usize>) -> Result<Core, OpenError> {
+        let (cap, p1) = (seg.info().param0, seg.info().param1);
+        let stride = stride_of(p1);
+        let ok = stride.is_some_and(|s| Mpmc::new(seg.payload(), cap, s).is_some());
+        ensure(&seg, ok, || {
+            format!(
+                "queue geometry: {cap} slots, parameter {p1}, {} bytes",
+                seg.info().payload_size
+            )
+        })?;
+        Core::attach(seg, stride.unwrap_or(8))
+    }
+
+    fn attach(seg: Segment, stride: usize) -> Result<Core, OpenError> {
+        let cap = seg.info().param0;
+        let q = Mpmc::new(seg.payload(), cap, stride).ok_or_else(|| OpenError::Corrupted {
+            name: seg.name(),
+            reason: "queue geometry changed while opening".into(),
+        })?;
+        let limit = q.limit().ok_or_else(|| OpenError::Corrupted {
+            name: seg.name(),
+            reason: format!("queue limit outside 1..={cap}"),
+        })?;
+        let me = q.attach().ok_or_else(|| OpenError::TooManyProcesses {
+            name: seg.name(),
+            max: mpmc::MAX_PARTICIPANTS,
+        })?;
+        if q.live_participants().len() <= 1 {
+            // Nobody else is attached, so nobody sleeps: counts left by processes that died
+            // asleep would only cost every put a needless wake-up call.
+            q.reset_waiters();
+        }
+        let pid = process::current().pid;
+        let joinable = seg.info().kind == Kind::JoinableQueue;
+        Ok(Core {
+            seg,
+            cap,
+            stride,
+            limit,
+            joinable,
+            me: AtomicU64::new((u64::from(pid) << 32) | me as u64),
+            next_deep: AtomicU64::new(0),
+            mode: WaitMode::default(),
+        })
+    }
+
+    pub(crate) fn q(&self) -> Mpmc<'_> {
+        Mpmc::new(self.seg.payload(), self.cap, self.stride)
+            .expect("geometry validated when the handle was made")
+            .with_limit(self.limit)
+    }
+
+    pub(crate) fn seg(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// Our participant place, attaching anew in a forked child.
+    pub(crate) fn me(&self) -> Result<usize, Failed> {
+        let m = self.me.load(Ordering::Relaxed);
+        let pid = process::current().pid;
+        if (m >> 32) as u32 == pid {
+            return Ok((m & 0xffff_ffff) as usize);
+        }
+        let q = self.q();
+        let i = q.attach().ok_or_else(|| {
+            Failed::Corrupted(format!(
+                "all {} places for attached processes are held by live processes",
+                mpmc::MAX_PARTICIPANTS
+            ))
+        })?;
+        let mine = (u64::from(pid) << 32) | i as u64;
+        match self
+            .me
+            .compare_exchange(m, mine, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(i),
+            Err(now) => {
+                // Another thread of this child attached first: use its place.
+                q.detach(i);
+                Ok((now & 0xffff_ffff) as usize)
+            }
+        }
+    }
+
+    /// Whether it is time for this handle to look at the liveness of slot holders.
+    fn deep_due(&self) -> bool {
+        let now = now_nanos();
+        let due = self.next_deep.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_deep
+                .compare_exchange(
+                    due,
+                    now + CHECK_EVERY.as_nanos() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Claims a slot to fill (`put`) or to take (`!put`), waiting as asked.
+    pub(crate) fn claim(&self, put: bool, waiting: Waiting) -> Result<(usize, Claim), Failed> {
+        let me = self.me()?;
+        let q = self.q();
+        let attempt = |deep: bool| {
+            if put {
+                q.try_claim_put(me, deep)
+            } else {
+                q.try_claim_get(me, deep)
+            }
+        };
+        match attempt(false) {
+            Ok(c) => return Ok((me, c)),
+            Err(Fail::Busy) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if self.deep_due() {
+            match attempt(true) {
+                Ok(c) => return Ok((me, c)),
+                Err(Fail::Busy) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let Some(deadline) = waiting.deadline() else {
+            return Err(Failed::Busy);
+        };
+        let deep = Cell::new(false);
+        let r = wait::wait(
+            self.mode,
+            deadline,
+            &q.sleeper(!put),
+            put,
+            || match attempt(deep.replace(false)) {
+                Ok(c) => Ok(Some(c)),
+                Err(Fail::Busy) => Ok(None),
+                Err(e) => Err(e),
+            },
+            |is_deep| {
+                if is_deep {
+                    deep.set(true);
+                }
+                false
+            },
+        );
+        match r {
+            Ok(c) => Ok((me, c)),
+            Err(Ended::TimedOut | Ended::PeerGone) => {
+                // We may have been woken for a slot we now leave: pass it on.
+                q.pass_on(!put);
+                Err(Failed::Timeout)
+            }
+            Err(Ended::Failed(e)) => Err(e.into()),
+        }
+    }
+
+    /// Claims a slot to fill, counting the item for `join` first.
+    pub(crate) fn claim_put(&self, waiting: Waiting) -> Result<(usize, Claim), Failed> {
+        if self.joinable {
+            self.q().unfinished_add();
+        }
+        let r = self.claim(true, waiting);
+        if r.is_err() && self.joinable {
+            self.q().unfinished_sub_one();
+        }
+        r
+    }
+
+    /// Commits a filled slot.
+    pub(crate) fn publish(&self, me: usize, c: Claim) -> Result<(), Failed> {
+        self.q().publish(c, me).map_err(|e| Failed::Corrupted(e.0))
+    }
+
+    /// Hands a taken slot back to producers, counting the item for `task_done`.
+    pub(crate) fn release(&self, me: usize, c: Claim) -> Result<(), Failed> {
+        let q = self.q();
+        q.release(c, me).map_err(|e| Failed::Corrupted(e.0))?;
+        if self.joinable {
+            q.taken_add();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.q().len().min(self.limit) as usize
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.limit as usize
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let m = self.me.load(Ordering::Relaxed);
+        if (m >> 32) as u32 == process::current().pid {
+            self.q().detach((m & 0xffff_ffff) as usize);
+        }
+    }
+}
+
+/// Slot stride for items of type `T`: the slot word, then `T`, rounded to 8 bytes.
+fn stride_of<T>() -> usize {
+    (8 + std::mem::size_of::<T>()).div_ceil(8) * 8
+}
+
+/// A named, bounded, multi-producer multi-consumer queue of `T` in shared memory: any number
+/// of processes put and get, each item is delivered to exactly one `get`, in order of the
+/// puts' commits. The shape of Python's `multiprocessing.Queue`.
+///
+/// - Lock-free (Vyukov's slot queue); a put or get is a few atomic operations, no system call
+///   unless somebody sleeps.
+/// - Blocking calls spin briefly, then sleep on a futex (see [`WaitMode`]); every blocking call
+///   has a `_timeout` form.
+/// - Robust: a process killed in the middle of a put or get never wedges the queue. A killed
+///   producer's unfinished item is skipped (its `put` never returned); an item being taken by a
+///   killed consumer counts as taken. Every committed item not yet taken survives.
+/// - Items are copied in and out with atomic word copies, so even a hostile process writing
+///   the segment can at worst give you wrong values, never undefined behaviour.
+///
+/// ```
+/// let name = format!("doc-queue-{}", std::process::id());
+/// let q = shmq::Queue::<u64>::create(name.as_str(), 3)?;
+/// q.put(1)?;
+/// q.try_put(2)?;
+/// q.put_timeout(3, std::time::Duration::from_millis(10))?;
+/// assert!(q.is_full());
+/// assert_eq!(q.try_put(4).unwrap_err().into_inner(), Some(4)); // Full: the item comes back
+///
+/// let other = shmq::Queue::<u64>::open(name.as_str())?; // e.g. in another process
+/// assert_eq!(other.get()?, 1);
+/// assert_eq!(other.try_get()?, 2);
+/// assert_eq!(other.get_timeout(std::time::Duration::from_millis(10))?, 3);
+/// assert_eq!(other.try_get(), Err(shmq::GetError::Empty));
+/// q.close();
+/// assert_eq!(other.get(), Err(shmq::GetError::Disconnected));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Queue<T: Pod> {
+    core: Core,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Pod> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl<T: Pod> Queue<T> {
+    fn kind() -> Kind {
+        Kind::Queue
+    }
+
+    fn with_kind(kind: Kind, core: Result<Core, CreateError>) -> Result<Self, CreateError> {
+        debug_assert!(matches!(kind, Kind::Queue | Kind::JoinableQueue));
+        core.map(|core| Queue {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    fn create_as(
+        opts: impl Into<Options>,
+        capacity: usize,
+        kind: Kind,
+    ) -> Result<Self, CreateError> {
+        let core = Core::create(
+            opts,
+            kind,
+            TypeInfo::of::<T>(),
+            capacity,
+            stride_of::<T>(),
+            0,
+        );
+        Queue::with_kind(kind, core)
+    }
+
+    fn open_as(opts: impl Into<Options>, kind: Kind) -> Result<Self, OpenError> {
+        let core = Core::open(opts, kind, TypeInfo::of::<T>(), |_| Some(stride_of::<T>()))?;
+        Ok(Queue {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    fn open_or_create_as(
+        opts: impl Into<Options>,
+        capacity: usize,
+        kind: Kind,
+    ) -> Result<Self, OpenOrCreateError> {
+        let core = Core::open_or_create(
+            opts,
+            kind,
+            TypeInfo::of::<T>(),
+            capacity,
+            stride_of::<T>(),
+            0,
+            |_| Some(stride_of::<T>()),
+        )?;
+        Ok(Queue {
+            core,
+            _t: PhantomData,
+        })
+    }
+
+    /// Creates a queue that holds at most `capacity` items (1 to 2^30; a power of two is
+    /// fastest: other sizes add a check of the consumers' position to every put).
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name or capacity, it exists, no space.
+    pub fn create(opts: impl Into<Options>, capacity: usize) -> Result<Self, CreateError> {
+        Queue::create_as(opts, capacity, Queue::<T>::kind())
+    }
+
+    /// Opens an existing queue of `T`.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a queue of `T` ([`OpenError::TypeMismatch`],
+    /// [`OpenError::KindMismatch`]), corrupted, too many processes attached.
+    pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
+        Queue::open_as(opts, Queue::<T>::kind())
+    }
+
+    /// Opens the queue, creating it with `capacity` if it does not exist (safe when several
+    /// processes race to do this).
+    ///
+    /// # Errors
+    /// As [`Queue::create`] and [`Queue::open`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        capacity: usize,
+    ) -> Result<Self, OpenOrCreateError> {
+        Queue::open_or_create_as(opts, capacity, Queue::<T>::kind())
+    }
+
+    fn put_with(&self, value: T, waiting: Waiting) -> Result<(), PutError<T>> {
+        let (me, c) = match self.core.claim_put(waiting) {
+            Ok(x) => x,
+            Err(e) => return Err(e.put(value)),
+        };
+        let q = self.core.q();
+        q.data(c.pos)
+            .write(0, value.as_bytes())
+            .expect("slot stride fits T (checked at open)");
+        self.core.publish(me, c).map_err(|e| e.put(value))
+    }
+
+    /// Puts `value`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`], [`PutError::Corrupted`]; the value comes back in the error.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::Forever)
+    }
+
+    /// Puts `value` if there is room now.
+    ///
+    /// # Errors
+    /// [`PutError::Full`] (with the value), as for [`Queue::put`].
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::No)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PutError::Timeout`] (with the value), as for [`Queue::put`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::For(timeout))
+    }
+
+    fn get_with(&self, waiting: Waiting) -> Result<T, GetError> {
+        let (me, c) = self.core.claim(false, waiting).map_err(Failed::get)?;
+        let mut value = T::new_zeroed();
+        self.core
+            .q()
+            .data(c.pos)
+            .read(0, value.as_mut_bytes())
+            .expect("slot stride fits T (checked at open)");
+        self.core.release(me, c).map_err(Failed::get)?;
+        Ok(value)
+    }
+
+    /// Takes the oldest item, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetError::Disconnected`] once the queue is closed and drained,
+    /// [`GetError::Corrupted`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_with(Waiting::Forever)
+    }
+
+    /// Takes the oldest item if one is waiting.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`], as for [`Queue::get`].
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_with(Waiting::No)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], as for [`Queue::get`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_with(Waiting::For(timeout))
+    }
+
+    /// Items waiting, approximately: other processes change it while you read it.
+    pub fn len(&self) -> usize {
+        self.core.len()
+    }
+
+    /// Whether no item is waiting (approximate, as [`Queue::len`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue holds `capacity` items (approximate, as [`Queue::len`]).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// Most items the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity()
+    }
+
+    /// Closes the queue for every process: later puts fail with [`PutError::Closed`];
+    /// consumers take what is left, then get [`GetError::Disconnected`]. Sleepers wake.
+    pub fn close(&self) {
+        self.core.q().close();
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.core.q().is_closed()
+    }
+
+    /// How blocking calls of this handle wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.core.mode = mode;
+    }
+
+    /// The name (or file path) of the queue.
+    pub fn name(&self) -> String {
+        self.core.seg().name()
+    }
+}
+
+/// A [`Queue`] whose consumers mark each item done, so producers can wait until all work is
+/// finished: Python's `multiprocessing.JoinableQueue`. Derefs to [`Queue`] for `put`/`get`.
+///
+/// Every put counts an unfinished task; [`task_done`](JoinableQueue::task_done) uncounts one
+/// taken item; [`join`](JoinableQueue::join) waits until the count is zero. The counts live
+/// in the segment, so any process may call any of these.
+///
+/// A consumer that dies between `get` and `task_done` leaves its task unfinished forever:
+/// use [`join_timeout`](JoinableQueue::join_timeout) where workers may die.
+///
+/// ```
+/// let name = format!("doc-joinable-{}", std::process::id());
+/// let q = shmq::JoinableQueue::<u32>::create(name.as_str(), 8)?;
+/// q.put(7)?;
+/// assert_eq!(q.unfinished(), 1);
+/// assert_eq!(q.get()?, 7);
+/// q.task_done()?;
+/// q.join(); // returns at once: nothing unfinished
+/// assert!(q.task_done().is_err()); // more task_done()s than items taken
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JoinableQueue<T: Pod> {
+    queue: Queue<T>,
+}
+
+impl<T: Pod> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.queue.fmt(f)
+    }
+}
+
+impl<T: Pod> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T: Pod> JoinableQueue<T> {
+    /// Creates a joinable queue that holds at most `capacity` items.
+    ///
+    /// # Errors
+    /// As [`Queue::create`].
+    pub fn create(opts: impl Into<Options>, capacity: usize) -> Result<Self, CreateError> {
+        Queue::create_as(opts, capacity, Kind::JoinableQueue).map(|queue| JoinableQueue { queue })
+    }
+
+    /// Opens an existing joinable queue of `T`.
+    ///
+    /// # Errors
+    /// As [`Queue::open`].
+    pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
+        Queue::open_as(opts, Kind::JoinableQueue).map(|queue| JoinableQueue { queue })
+    }
+
+    /// Opens the joinable queue, creating it if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Queue::open_or_create`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        capacity: usize,
+    ) -> Result<Self, OpenOrCreateError> {
+        Queue::open_or_create_as(opts, capacity, Kind::JoinableQueue)
+            .map(|queue| JoinableQueue { queue })
+    }
+
+    /// Marks one taken item done.
+    ///
+    /// # Errors
+    /// [`TaskDoneError`] if every taken item is already marked done; nothing changes.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        if self.queue.core.q().task_done() {
+            Ok(())
+        } else {
+            Err(TaskDoneError)
+        }
+    }
+
+    /// Items put and not yet marked done (in the queue, or taken and being worked on).
+    pub fn unfinished(&self) -> u64 {
+        self.queue.core.q().unfinished()
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) {
+        // Without a deadline the wait cannot time out.
+        let _ = self.join_until(None);
+    }
+
+    /// Waits at most `timeout` until every item put has been marked done.
+    ///
+    /// # Errors
+    /// [`JoinTimeout`] with the number still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeout> {
+        self.join_until(park::deadline_after(timeout))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinTimeout> {
+        let q = self.queue.core.q();
+        let r: Result<(), Ended<()>> = wait::wait(
+            WaitMode::Blocking,
+            deadline,
+            &q.join_sleeper(),
+            false,
+            || Ok((q.unfinished() == 0).then_some(())),
+            |_| false,
+        );
+        r.map_err(|_| JoinTimeout {
+            unfinished: q.unfinished(),
+        })
+    }
+}
