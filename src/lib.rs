@@ -83,6 +83,7 @@ mod sys;
 
 pub use api::Pod;
 pub use api::array::{Array, ArrayGuard};
+pub use api::byte_queue::{ByteQueue, Loan, Message};
 pub use api::event::Event;
 pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;

@@ -1,6 +1,7 @@
 //! L4: the typed objects users create and open by name.
 
 pub(crate) mod array;
+pub(crate) mod byte_queue;
 pub(crate) mod event;
 pub(crate) mod mutex;
 pub(crate) mod pipe;
