@@ -87,6 +87,7 @@ pub use api::byte_queue::{ByteQueue, Loan, Message};
 pub use api::event::Event;
 pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;
+pub use api::priority::PriorityQueue;
 pub use api::queue::{JoinableQueue, Queue};
 pub use api::ring::{Consumer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};

@@ -5,6 +5,7 @@ pub(crate) mod byte_queue;
 pub(crate) mod event;
 pub(crate) mod mutex;
 pub(crate) mod pipe;
+pub(crate) mod priority;
 pub(crate) mod queue;
 pub(crate) mod ring;
 pub(crate) mod ring_typed;

@@ -44,7 +44,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::region::Region;
-use crate::ring::wait::Sleeper;
+use crate::ring::wait::{self, Counted};
 use crate::sync::park;
 use crate::sys::process::{self, Liveness, ProcessId};
 
@@ -218,10 +218,6 @@ impl<'a> Mpmc<'a> {
         self
     }
 
-    pub(crate) fn capacity(&self) -> u64 {
-        self.cap
-    }
-
     fn u64(&self, offset: usize) -> &'a AtomicU64 {
         self.region
             .u64_at(offset)
@@ -290,11 +286,6 @@ impl<'a> Mpmc<'a> {
                 .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         })
-    }
-
-    /// Whether participant `i` is still this process's (not after a fork, not reclaimed).
-    pub(crate) fn holds(&self, i: usize) -> bool {
-        self.entry(i).load(Ordering::Relaxed) == Self::owner_word(process::current())
     }
 
     /// Lets go of entry `i` (ours).
@@ -600,20 +591,14 @@ impl<'a> Mpmc<'a> {
         (enq.wrapping_sub(deq) as i64).clamp(0, self.cap as i64) as u64
     }
 
-    /// `(enq, deq)` as stored.
-    pub(crate) fn positions(&self) -> (u64, u64) {
-        (
-            self.u64(ENQ).load(Ordering::Relaxed),
-            self.u64(DEQ).load(Ordering::Relaxed),
-        )
-    }
-
     /// Items given back from dead or abandoning producers since creation.
+    #[cfg(test)]
     pub(crate) fn dropped(&self) -> u64 {
         self.u64(DROPPED).load(Ordering::Relaxed)
     }
 
     /// The slot word at `pos`, split: `(state, participant, seq)`.
+    #[cfg(test)]
     pub(crate) fn slot_state(&self, pos: u64) -> (u64, usize, u64) {
         let w = self.slot_word(pos).load(Ordering::Acquire);
         (state_of(w), who_of(w), seq_of(w))
@@ -622,20 +607,17 @@ impl<'a> Mpmc<'a> {
     // ----- bells -----
 
     fn ring(&self, bell: usize, waiters: usize) {
-        if self.u32(waiters).load(Ordering::SeqCst) != 0 {
-            self.u32(bell).fetch_add(1, Ordering::Release);
-            park::wake(self.u32(bell), 1);
-        }
+        wait::ring_counted(self.u32(bell), self.u32(waiters), false);
     }
 
     /// Where consumers (`items`) or producers (`!items`) sleep.
-    pub(crate) fn sleeper(&self, items: bool) -> Waiters<'a> {
+    pub(crate) fn sleeper(&self, items: bool) -> Counted<'a> {
         let (bell, waiters) = if items {
             (ITEMS_BELL, ITEMS_WAITERS)
         } else {
             (SPACE_BELL, SPACE_WAITERS)
         };
-        Waiters {
+        Counted {
             bell: self.u32(bell),
             waiters: self.u32(waiters),
         }
@@ -674,9 +656,8 @@ impl<'a> Mpmc<'a> {
         while cur > 0 {
             match u.compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => {
-                    if cur == 1 && self.u32(JOIN_WAITERS).load(Ordering::SeqCst) != 0 {
-                        self.u32(JOIN_BELL).fetch_add(1, Ordering::Release);
-                        park::wake_all(self.u32(JOIN_BELL));
+                    if cur == 1 {
+                        wait::ring_counted(self.u32(JOIN_BELL), self.u32(JOIN_WAITERS), true);
                     }
                     return;
                 }
@@ -712,37 +693,11 @@ impl<'a> Mpmc<'a> {
     }
 
     /// Where `join` sleeps.
-    pub(crate) fn join_sleeper(&self) -> Waiters<'a> {
-        Waiters {
+    pub(crate) fn join_sleeper(&self) -> Counted<'a> {
+        Counted {
             bell: self.u32(JOIN_BELL),
             waiters: self.u32(JOIN_WAITERS),
         }
-    }
-}
-
-/// A bell with a waiter count: the queue's [`Sleeper`].
-pub(crate) struct Waiters<'a> {
-    bell: &'a AtomicU32,
-    waiters: &'a AtomicU32,
-}
-
-impl Sleeper for Waiters<'_> {
-    fn bell(&self) -> &AtomicU32 {
-        self.bell
-    }
-    fn announce(&self) {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-    }
-    fn barrier(&self) {
-        // Orders the count (or the previous sleep) before the poll; the waker's side is a
-        // SeqCst CAS on the slot followed by a SeqCst load of the count.
-        std::sync::atomic::fence(Ordering::SeqCst);
-    }
-    fn retract(&self) {
-        // Saturating: a count reset while we slept must not wrap.
-        let _ = self
-            .waiters
-            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 }
 

@@ -77,6 +77,45 @@ impl Sleeper for Flag<'_> {
     }
 }
 
+/// The queues' sleeper: a bell with a count of waiters, for any number of sleepers. The waker
+/// changes shared state with a SeqCst read-modify-write, then loads the count (SeqCst) and
+/// rings only if it is not zero.
+pub(crate) struct Counted<'a> {
+    pub(crate) bell: &'a AtomicU32,
+    pub(crate) waiters: &'a AtomicU32,
+}
+
+impl Sleeper for Counted<'_> {
+    fn bell(&self) -> &AtomicU32 {
+        self.bell
+    }
+    fn announce(&self) {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+    }
+    fn barrier(&self) {
+        // Orders the count (or the previous sleep) before the poll.
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+    fn retract(&self) {
+        // Saturating: a count reset while we slept must not wrap.
+        let _ = self
+            .waiters
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// Rings `bell` if `waiters` says someone may sleep on it (wakes one sleeper, or all).
+pub(crate) fn ring_counted(bell: &AtomicU32, waiters: &AtomicU32, all: bool) {
+    if waiters.load(Ordering::SeqCst) != 0 {
+        bell.fetch_add(1, Ordering::Release);
+        if all {
+            park::wake_all(bell);
+        } else {
+            park::wake(bell, 1);
+        }
+    }
+}
+
 /// Why a wait ended without the condition.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ended<E> {

@@ -1,0 +1,704 @@
+//! `PriorityQueue<T>`: a bounded binary heap in shared memory under a robust mutex.
+//!
+//! Layout of the payload (offsets in bytes):
+//!
+//! | offset  | what                                                             |
+//! |--------:|------------------------------------------------------------------|
+//! | 0       | robust mutex (16 bytes)                                          |
+//! | 64      | `len`: items in the heap                                         |
+//! | 72      | `free_len`: entries in the free-slot stack                       |
+//! | 80      | `closed`                                                         |
+//! | 96..112 | items bell + waiters, space bell + waiters                       |
+//! | 128     | `full[cap]`: one u32 per item slot, 1 while it holds an item     |
+//! | ...     | `heap[cap]`: u32 slot indices in heap order (smallest first)     |
+//! | ...     | `free[cap]`: u32 stack of empty slot indices                     |
+//! | ...     | `items[cap]`: the items, 8-byte aligned                          |
+//!
+//! `full` is the truth; `heap`, `len`, `free` and `free_len` are derived from it. A put
+//! writes the item into a free slot and then sets its `full` flag (the commit); a get copies
+//! the smallest item out and then clears its flag. Everything happens under the mutex, so when
+//! a holder dies mid-operation, the next process gets the lock with "owner died" and rebuilds
+//! the derived parts from `full`: a put killed before its commit leaves nothing, after it
+//! leaves its (whole) item; a get killed before clearing the flag leaves the item in the
+//! queue, after it the item counts as taken. Indices read from the segment are checked; an
+//! inconsistent heap is rebuilt and the call reports [`PutError::Corrupted`] /
+//! [`GetError::Corrupted`].
+
+use std::cmp::Ordering as Cmp;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::api::queue::Waiting;
+use crate::api::{Pod, ensure};
+use crate::error::{CreateError, GetError, OpenError, OpenOrCreateError, PutError};
+use crate::region::Region;
+use crate::ring::wait::{self, Counted, Ended, WaitMode};
+use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::sync::mutex::{Locked, RawMutex};
+
+const LEN: usize = 64;
+const FREE_LEN: usize = 72;
+const CLOSED: usize = 80;
+const ITEMS_BELL: usize = 96;
+const ITEMS_WAITERS: usize = 100;
+const SPACE_BELL: usize = 104;
+const SPACE_WAITERS: usize = 108;
+const FLAGS: usize = 128;
+
+/// Largest capacity (items).
+const MAX_CAPACITY: usize = 1 << 24;
+
+/// Where each array starts, for `cap` items of `stride` bytes.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    cap: usize,
+    stride: usize,
+    heap: usize,
+    free: usize,
+    items: usize,
+    size: usize,
+}
+
+impl Geometry {
+    fn new(cap: usize, stride: usize) -> Option<Geometry> {
+        if cap == 0 || cap > MAX_CAPACITY || stride == 0 || stride % 8 != 0 {
+            return None;
+        }
+        let words = (cap * 4).div_ceil(8) * 8;
+        let heap = FLAGS + words;
+        let free = heap + words;
+        let items = free + words;
+        let size = items.checked_add(cap.checked_mul(stride)?)?;
+        Some(Geometry {
+            cap,
+            stride,
+            heap,
+            free,
+            items,
+            size,
+        })
+    }
+}
+
+fn stride_of<T>() -> usize {
+    std::mem::size_of::<T>().max(1).div_ceil(8) * 8
+}
+
+/// The heap over a region, used under the mutex.
+struct Heap<'a, T> {
+    r: Region<'a>,
+    g: Geometry,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+/// The derived structure disagrees with itself.
+struct Inconsistent(String);
+
+impl<'a, T: Pod + Ord> Heap<'a, T> {
+    fn word(&self, offset: usize) -> &'a AtomicU64 {
+        self.r
+            .u64_at(offset)
+            .expect("control words inside (geometry checked)")
+    }
+
+    fn u32(&self, offset: usize) -> &'a AtomicU32 {
+        self.r
+            .u32_at(offset)
+            .expect("arrays inside (geometry checked)")
+    }
+
+    fn flag(&self, slot: usize) -> &'a AtomicU32 {
+        self.u32(FLAGS + slot * 4)
+    }
+
+    fn heap_at(&self, i: usize) -> &'a AtomicU32 {
+        self.u32(self.g.heap + i * 4)
+    }
+
+    fn free_at(&self, i: usize) -> &'a AtomicU32 {
+        self.u32(self.g.free + i * 4)
+    }
+
+    fn count(&self, offset: usize) -> Result<usize, Inconsistent> {
+        let n = self.word(offset).load(Ordering::Relaxed);
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.g.cap)
+            .ok_or_else(|| Inconsistent(format!("count {n} exceeds capacity {}", self.g.cap)))
+    }
+
+    fn slot_in(&self, at: &AtomicU32) -> Result<usize, Inconsistent> {
+        let s = at.load(Ordering::Relaxed) as usize;
+        if s < self.g.cap {
+            Ok(s)
+        } else {
+            Err(Inconsistent(format!(
+                "slot index {s} exceeds capacity {}",
+                self.g.cap
+            )))
+        }
+    }
+
+    fn item(&self, slot: usize) -> T {
+        let mut v = T::new_zeroed();
+        self.r
+            .read(self.g.items + slot * self.g.stride, v.as_mut_bytes())
+            .expect("item slots inside (geometry checked)");
+        v
+    }
+
+    fn less(&self, a: usize, b: usize) -> Result<bool, Inconsistent> {
+        let (x, y) = (
+            self.slot_in(self.heap_at(a))?,
+            self.slot_in(self.heap_at(b))?,
+        );
+        Ok(self.item(x).cmp(&self.item(y)) == Cmp::Less)
+    }
+
+    fn swap(&self, a: usize, b: usize) {
+        let (x, y) = (self.heap_at(a), self.heap_at(b));
+        let t = x.load(Ordering::Relaxed);
+        x.store(y.load(Ordering::Relaxed), Ordering::Relaxed);
+        y.store(t, Ordering::Relaxed);
+    }
+
+    fn sift_up(&self, mut i: usize) -> Result<(), Inconsistent> {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if !self.less(i, parent)? {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+        Ok(())
+    }
+
+    fn sift_down(&self, mut i: usize, n: usize) -> Result<(), Inconsistent> {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < n && self.less(l, m)? {
+                m = l;
+            }
+            if r < n && self.less(r, m)? {
+                m = r;
+            }
+            if m == i {
+                return Ok(());
+            }
+            self.swap(i, m);
+            i = m;
+        }
+    }
+
+    /// Rebuilds `heap`, `len`, `free`, `free_len` from the `full` flags.
+    fn rebuild(&self) {
+        let (mut n, mut f) = (0usize, 0usize);
+        for slot in 0..self.g.cap {
+            let full = self.flag(slot).load(Ordering::Relaxed);
+            if full == 1 {
+                self.heap_at(n).store(slot as u32, Ordering::Relaxed);
+                n += 1;
+            } else {
+                self.flag(slot).store(0, Ordering::Relaxed);
+                self.free_at(f).store(slot as u32, Ordering::Relaxed);
+                f += 1;
+            }
+        }
+        self.word(LEN).store(n as u64, Ordering::Relaxed);
+        self.word(FREE_LEN).store(f as u64, Ordering::Relaxed);
+        for i in (0..n / 2).rev() {
+            // Indices were just written in range, so this cannot fail.
+            let _ = self.sift_down(i, n);
+        }
+    }
+
+    fn push(&self, v: &T) -> Result<bool, Inconsistent> {
+        let n = self.count(LEN)?;
+        let f = self.count(FREE_LEN)?;
+        if n >= self.g.cap {
+            return Ok(false);
+        }
+        if f == 0 || n + f != self.g.cap {
+            return Err(Inconsistent(format!(
+                "{n} items and {f} free slots in a queue of {}",
+                self.g.cap
+            )));
+        }
+        let slot = self.slot_in(self.free_at(f - 1))?;
+        if self.flag(slot).load(Ordering::Relaxed) != 0 {
+            return Err(Inconsistent(format!("free slot {slot} is marked full")));
+        }
+        self.r
+            .write(self.g.items + slot * self.g.stride, v.as_bytes())
+            .expect("item slots inside (geometry checked)");
+        self.flag(slot).store(1, Ordering::Release); // the commit
+        self.word(FREE_LEN).store(f as u64 - 1, Ordering::Relaxed);
+        self.heap_at(n).store(slot as u32, Ordering::Relaxed);
+        self.word(LEN).store(n as u64 + 1, Ordering::Relaxed);
+        if self.sift_up(n).is_err() {
+            // Committed: the item is in, whatever the heap words say; rebuilding keeps it.
+            self.rebuild();
+        }
+        Ok(true)
+    }
+
+    fn pop(&self) -> Result<Option<T>, Inconsistent> {
+        let n = self.count(LEN)?;
+        let f = self.count(FREE_LEN)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n + f != self.g.cap {
+            return Err(Inconsistent(format!(
+                "{n} items and {f} free slots in a queue of {}",
+                self.g.cap
+            )));
+        }
+        let slot = self.slot_in(self.heap_at(0))?;
+        if self.flag(slot).load(Ordering::Relaxed) != 1 {
+            return Err(Inconsistent(format!("heap names empty slot {slot}")));
+        }
+        let v = self.item(slot);
+        self.flag(slot).store(0, Ordering::Release); // the commit: taken
+        let last = self.heap_at(n - 1).load(Ordering::Relaxed);
+        self.word(LEN).store(n as u64 - 1, Ordering::Relaxed);
+        self.free_at(f).store(slot as u32, Ordering::Relaxed);
+        self.word(FREE_LEN).store(f as u64 + 1, Ordering::Relaxed);
+        if n > 1 {
+            self.heap_at(0).store(last, Ordering::Relaxed);
+            if self.sift_down(0, n - 1).is_err() {
+                // Taken (flag cleared): rebuilding from the flags leaves it out.
+                self.rebuild();
+            }
+        }
+        Ok(Some(v))
+    }
+}
+
+/// A named, bounded priority queue in shared memory: any number of processes put and get,
+/// and `get` returns the smallest item (by `Ord`). Python's `queue.PriorityQueue` /
+/// `multiprocessing` managers' priority queue, across processes.
+///
+/// A binary heap under a robust mutex: a process killed while holding it never wedges the
+/// queue (the next one rebuilds the heap from the per-slot "full" flags, so a killed put
+/// leaves its item whole or not at all). Blocking calls wait on futexes with waiter counts;
+/// every one has a `_timeout` form. Equal items come out in no particular order.
+///
+/// ```
+/// #[derive(shmq::zerocopy::FromBytes, shmq::zerocopy::IntoBytes, shmq::zerocopy::Immutable)]
+/// #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// #[repr(C)]
+/// struct Job { priority: u32, id: u32 }
+///
+/// let name = format!("doc-priority-{}", std::process::id());
+/// let q = shmq::PriorityQueue::<Job>::create(name.as_str(), 10)?;
+/// q.put(Job { priority: 3, id: 1 })?;
+/// q.put(Job { priority: 1, id: 2 })?;
+/// q.put(Job { priority: 2, id: 3 })?;
+/// assert_eq!(q.get()?.id, 2);
+/// assert_eq!(q.get()?.id, 3);
+/// assert_eq!(q.try_get()?.id, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PriorityQueue<T: Pod + Ord> {
+    seg: Segment,
+    g: Geometry,
+    mode: WaitMode,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Pod + Ord> fmt::Debug for PriorityQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriorityQueue")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.g.cap)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an operation under the lock did not produce its result.
+enum Failed {
+    Busy,
+    Timeout,
+    Closed,
+    Corrupted(String),
+}
+
+impl<T: Pod + Ord> PriorityQueue<T> {
+    fn layout(opts: &Options, capacity: usize) -> Result<(Layout, Geometry), CreateError> {
+        let g =
+            Geometry::new(capacity, stride_of::<T>()).ok_or_else(|| CreateError::InvalidSize {
+                name: opts.label(),
+                reason: format!("capacity {capacity} is outside 1..={MAX_CAPACITY}"),
+            })?;
+        Ok((
+            Layout {
+                kind: Kind::PriorityQueue,
+                align: 64,
+                ty: TypeInfo::of::<T>(),
+                payload_size: g.size,
+                param0: capacity as u64,
+                param1: 0,
+            },
+            g,
+        ))
+    }
+
+    fn init(g: Geometry) -> impl FnOnce(Region<'_>) {
+        move |r| {
+            let heap = Heap::<T> {
+                r,
+                g,
+                _t: PhantomData,
+            };
+            heap.rebuild();
+        }
+    }
+
+    /// Creates a priority queue that holds at most `capacity` items (1 to 2^24).
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name or capacity, it exists, no space.
+    pub fn create(opts: impl Into<Options>, capacity: usize) -> Result<Self, CreateError> {
+        let opts = opts.into();
+        let (layout, g) = Self::layout(&opts, capacity)?;
+        let seg = Segment::create_kind(&opts, &layout, Self::init(g))?;
+        Ok(PriorityQueue {
+            seg,
+            g,
+            mode: WaitMode::default(),
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens an existing priority queue of `T`.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a priority queue of `T`, corrupted.
+    pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
+        let seg = Segment::open_kind(&opts.into(), Kind::PriorityQueue, TypeInfo::of::<T>())?;
+        Self::check(seg)
+    }
+
+    /// Opens the priority queue, creating it with `capacity` if it does not exist.
+    ///
+    /// # Errors
+    /// As [`PriorityQueue::create`] and [`PriorityQueue::open`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        capacity: usize,
+    ) -> Result<Self, OpenOrCreateError> {
+        let opts = opts.into();
+        let (layout, g) = Self::layout(&opts, capacity)?;
+        let seg = Segment::open_or_create_kind(&opts, &layout, Self::init(g))?;
+        Ok(Self::check(seg)?)
+    }
+
+    fn check(seg: Segment) -> Result<Self, OpenError> {
+        let cap = seg.info().param0;
+        let g = usize::try_from(cap)
+            .ok()
+            .and_then(|c| Geometry::new(c, stride_of::<T>()))
+            .filter(|g| g.size as u64 <= seg.info().payload_size);
+        ensure(&seg, g.is_some(), || {
+            format!(
+                "priority queue geometry: capacity {cap}, {} bytes",
+                seg.info().payload_size
+            )
+        })?;
+        Ok(PriorityQueue {
+            g: g.expect("checked just above"),
+            seg,
+            mode: WaitMode::default(),
+            _t: PhantomData,
+        })
+    }
+
+    fn heap(&self) -> Heap<'_, T> {
+        Heap {
+            r: self.seg.payload(),
+            g: self.g,
+            _t: PhantomData,
+        }
+    }
+
+    fn u32(&self, offset: usize) -> &AtomicU32 {
+        self.seg
+            .payload()
+            .u32_at(offset)
+            .expect("control words inside (geometry checked)")
+    }
+
+    fn mutex(&self) -> RawMutex<'_> {
+        RawMutex::at(self.seg.payload(), 0).expect("mutex inside (geometry checked)")
+    }
+
+    fn sleeper(&self, items: bool) -> Counted<'_> {
+        let (bell, waiters) = if items {
+            (ITEMS_BELL, ITEMS_WAITERS)
+        } else {
+            (SPACE_BELL, SPACE_WAITERS)
+        };
+        Counted {
+            bell: self.u32(bell),
+            waiters: self.u32(waiters),
+        }
+    }
+
+    fn ring(&self, items: bool) {
+        let s = self.sleeper(items);
+        wait::ring_counted(s.bell, s.waiters, false);
+    }
+
+    /// Runs `op` on the heap under the lock (rebuilding first if a holder died).
+    fn locked<R>(
+        &self,
+        deadline: Option<Instant>,
+        op: impl FnOnce(&Heap<'_, T>) -> Result<R, Inconsistent>,
+    ) -> Result<R, Failed> {
+        let m = self.mutex();
+        let how = m.lock(deadline).map_err(|_| Failed::Timeout)?;
+        let heap = self.heap();
+        if how == Locked::OwnerDied {
+            heap.rebuild();
+        }
+        let r = op(&heap).map_err(|Inconsistent(why)| {
+            heap.rebuild();
+            Failed::Corrupted(format!("{why} (the heap was rebuilt from its slot flags)"))
+        });
+        m.unlock();
+        r
+    }
+
+    /// Retries `attempt` (which takes the lock) until it yields, as `waiting` allows.
+    fn with_wait<R>(
+        &self,
+        items: bool,
+        waiting: Waiting,
+        mut attempt: impl FnMut(Option<Instant>) -> Result<Option<R>, Failed>,
+    ) -> Result<R, Failed> {
+        let deadline = match waiting {
+            Waiting::No => None,
+            Waiting::Forever => Some(None),
+            Waiting::For(t) => Some(crate::sync::park::deadline_after(t)),
+        };
+        let lock_deadline = deadline.flatten();
+        if let Some(r) = attempt(lock_deadline)? {
+            return Ok(r);
+        }
+        let Some(deadline) = deadline else {
+            return Err(Failed::Busy);
+        };
+        wait::wait(
+            self.mode,
+            deadline,
+            &self.sleeper(items),
+            true,
+            || attempt(lock_deadline),
+            |_| false,
+        )
+        .map_err(|e| match e {
+            Ended::TimedOut | Ended::PeerGone => Failed::Timeout,
+            Ended::Failed(f) => f,
+        })
+    }
+
+    fn closed(&self) -> bool {
+        self.u32(CLOSED).load(Ordering::SeqCst) != 0
+    }
+
+    fn put_with(&self, value: T, waiting: Waiting) -> Result<(), PutError<T>> {
+        let r = self.with_wait(false, waiting, |deadline| {
+            if self.closed() {
+                return Err(Failed::Closed);
+            }
+            self.locked(deadline, |h| h.push(&value))
+                .map(|pushed| pushed.then_some(()))
+        });
+        match r {
+            Ok(()) => {
+                self.ring(true);
+                Ok(())
+            }
+            Err(Failed::Busy) => Err(PutError::Full(value)),
+            Err(Failed::Timeout) => Err(PutError::Timeout(value)),
+            Err(Failed::Closed) => Err(PutError::Closed(value)),
+            Err(Failed::Corrupted(reason)) => Err(PutError::Corrupted { value, reason }),
+        }
+    }
+
+    /// Puts `value`, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// [`PutError::Closed`], [`PutError::Corrupted`], with the value.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::Forever)
+    }
+
+    /// Puts `value` if there is room now (waits for the lock only as long as a holder needs).
+    ///
+    /// # Errors
+    /// [`PutError::Full`], as for [`PriorityQueue::put`].
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::No)
+    }
+
+    /// Puts `value`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`PutError::Timeout`], as for [`PriorityQueue::put`].
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::For(timeout))
+    }
+
+    fn get_with(&self, waiting: Waiting) -> Result<T, GetError> {
+        let r = self.with_wait(true, waiting, |deadline| {
+            match self.locked(deadline, |h| h.pop())? {
+                Some(v) => Ok(Some(v)),
+                None if self.closed() => Err(Failed::Closed),
+                None => Ok(None),
+            }
+        });
+        match r {
+            Ok(v) => {
+                self.ring(false);
+                Ok(v)
+            }
+            Err(Failed::Busy) => Err(GetError::Empty),
+            Err(Failed::Timeout) => Err(GetError::Timeout),
+            Err(Failed::Closed) => Err(GetError::Disconnected),
+            Err(Failed::Corrupted(reason)) => Err(GetError::Corrupted { reason }),
+        }
+    }
+
+    /// Takes the smallest item, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// [`GetError::Disconnected`] once closed and empty, [`GetError::Corrupted`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_with(Waiting::Forever)
+    }
+
+    /// Takes the smallest item if there is one.
+    ///
+    /// # Errors
+    /// [`GetError::Empty`], as for [`PriorityQueue::get`].
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_with(Waiting::No)
+    }
+
+    /// Takes the smallest item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`GetError::Timeout`], as for [`PriorityQueue::get`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_with(Waiting::For(timeout))
+    }
+
+    /// Items waiting (read without the lock: approximate while others work).
+    pub fn len(&self) -> usize {
+        self.heap()
+            .word(LEN)
+            .load(Ordering::Relaxed)
+            .min(self.g.cap as u64) as usize
+    }
+
+    /// Whether no item is waiting (approximate).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue holds `capacity` items (approximate).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.g.cap
+    }
+
+    /// Most items the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.g.cap
+    }
+
+    /// Closes the queue: later puts fail; consumers drain, then get
+    /// [`GetError::Disconnected`].
+    pub fn close(&self) {
+        self.u32(CLOSED).store(1, Ordering::SeqCst);
+        for items in [true, false] {
+            let s = self.sleeper(items);
+            s.bell.fetch_add(1, Ordering::Release);
+            crate::sync::park::wake_all(s.bell);
+        }
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed()
+    }
+
+    /// How blocking calls of this handle wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.mode = mode;
+    }
+
+    /// The name (or file path) of the queue.
+    pub fn name(&self) -> String {
+        self.seg.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::heap;
+
+    fn with_heap(cap: usize, f: impl FnOnce(&Heap<'_, u32>)) {
+        let g = Geometry::new(cap, 8).unwrap();
+        let mem = heap(g.size);
+        let h = Heap::<u32> {
+            r: Region::from_words(&mem),
+            g,
+            _t: PhantomData,
+        };
+        h.rebuild();
+        f(&h);
+    }
+
+    #[test]
+    fn pops_in_order() {
+        with_heap(7, |h| {
+            for v in [5, 3, 9, 1, 7, 3, 0] {
+                assert!(h.push(&v).ok().unwrap());
+            }
+            assert!(!h.push(&4).ok().unwrap()); // full
+            let mut out = vec![];
+            while let Some(v) = h.pop().ok().unwrap() {
+                out.push(v);
+            }
+            assert_eq!(out, [0, 1, 3, 3, 5, 7, 9]);
+        });
+    }
+
+    #[test]
+    fn rebuild_keeps_committed_items_only() {
+        with_heap(4, |h| {
+            for v in [4, 2, 8] {
+                h.push(&v).ok().unwrap();
+            }
+            // A holder died mid-push after writing an item but before its commit, and the
+            // heap words are garbage.
+            h.heap_at(0).store(77, Ordering::Relaxed);
+            h.word(LEN).store(1 << 40, Ordering::Relaxed);
+            assert!(h.pop().is_err());
+            h.rebuild();
+            let mut out = vec![];
+            while let Some(v) = h.pop().ok().unwrap() {
+                out.push(v);
+            }
+            assert_eq!(out, [2, 4, 8]);
+        });
+    }
+}
