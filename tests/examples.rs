@@ -55,6 +55,8 @@ fn build_examples() -> Result<PathBuf, String> {
 }
 
 struct Run {
+    /// The example's process id (named in its segments and temp files).
+    pid: u32,
     stdout: String,
     stderr: String,
 }
@@ -103,6 +105,7 @@ fn run_example(name: &str, args: &[&str]) -> Run {
         thread::sleep(Duration::from_millis(20));
     };
     let run = Run {
+        pid,
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     };
@@ -210,4 +213,185 @@ fn pipe_workers() {
         "stderr:\n{}",
         run.stderr
     );
+}
+
+/// `lines`, sorted: for output whose order between processes varies.
+fn sorted(lines: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// The number after `prefix` on each line; panics on a line of another shape.
+fn numbers(lines: &[&str], prefix: &str) -> Vec<i64> {
+    lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix(prefix)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("expected {prefix:?} and a number, got {l:?}"))
+        })
+        .collect()
+}
+
+/// `"{prefix}{i}"` for each `i`, as owned lines.
+fn numbered(prefix: &str, items: impl IntoIterator<Item = i64>) -> Vec<String> {
+    items.into_iter().map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[test]
+fn queue_parent_child() {
+    let run = run_example("queue_parent_child", &[]);
+    // The child prints before it replies, the parent after the reply: always this order.
+    assert_eq!(
+        run.stdout,
+        "Received: Hello from the main process!\nReceived Reply: Reply from the worker\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn queue_sentinel() {
+    let run = run_example("queue_sentinel", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    // Producer and consumer lines interleave in any way, but each side's are in order, and
+    // the consumer stops at the end marker having taken every number.
+    let produced: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("Produced "))
+        .collect();
+    let consumed: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("Consumed "))
+        .collect();
+    assert_eq!(produced, numbered("Produced ", 0..5), "{lines:?}");
+    assert_eq!(consumed, numbered("Consumed ", 0..5), "{lines:?}");
+    assert_eq!(lines.len(), 10, "{lines:?}\nstderr:\n{}", run.stderr);
+}
+
+#[test]
+fn queue_workers() {
+    let run = run_example("queue_workers", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{lines:?}\nstderr:\n{}", run.stderr);
+    // One product per request, in the order the workers delivered them...
+    let results = numbers(&lines[..3], "Result: ");
+    let mut products = results.clone();
+    products.sort();
+    assert_eq!(products, [2, 12, 30], "{lines:?}");
+    // ...and the summary lists them in that same order.
+    assert_eq!(lines[3], format!("All results: {results:?}"), "{lines:?}");
+}
+
+#[test]
+fn queue_pool() {
+    let run = run_example("queue_pool", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{lines:?}\nstderr:\n{}", run.stderr);
+    // Results arrive in the order the pool finishes them...
+    let mut results = numbers(&lines[..3], "Received result: ");
+    results.sort();
+    assert_eq!(results, [2, 12, 30], "{lines:?}");
+    // ...and are listed in submission order.
+    assert_eq!(lines[3], "All results: [2, 12, 30]", "{lines:?}");
+}
+
+#[test]
+fn queue_maxsize() {
+    let run = run_example("queue_maxsize", &[]);
+    // One process at a time prints, so the order is fixed.
+    assert_eq!(
+        run.stdout,
+        "队列已经满了: try_put gave 4 back\n\
+         队列已经满了: put_timeout gave 4 back after 100ms\n\
+         is_full: true\n\
+         1\n\
+         2\n\
+         3\n\
+         队列已经空了: try_get found nothing\n\
+         队列已经空了: get_timeout found nothing after 100ms\n\
+         is_empty: true\n\
+         hello\n\
+         hello big baby!\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn joinable_queue() {
+    let run = run_example("joinable_queue", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{lines:?}\nstderr:\n{}", run.stderr);
+    // Either worker may process any item, but every item is processed once, before the
+    // parent's join returns.
+    let processed: Vec<String> = (0..5).map(|i| format!("Processed {i} by worker")).collect();
+    assert_eq!(sorted(&lines[..5]), processed, "{lines:?}");
+    assert_eq!(lines[5], "All tasks completed.", "{lines:?}");
+}
+
+#[test]
+fn priority_queue() {
+    let run = run_example("priority_queue", &[]);
+    // The low-priority message is put first but comes out last.
+    assert_eq!(
+        run.stdout,
+        "Messages sent\n\
+         Consumed high-priority message with priority 1\n\
+         Consumed low-priority message with priority 2\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+/// The lines `put DIR` prints, then those of the `get DIR` that takes its batch.
+fn persistent_batch() -> (String, String) {
+    let produced: String = (0..5).map(|i| format!("Produced {i}\n")).collect();
+    let consumed: String = (0..5).map(|i| format!("Consumed {i}\n")).collect();
+    (produced, consumed)
+}
+
+#[test]
+fn persistent_queue() {
+    let run = run_example("persistent_queue", &[]);
+    let (produced, consumed) = persistent_batch();
+    // The producer process has exited before the consumer process starts.
+    assert_eq!(run.stdout, produced + &consumed, "stderr:\n{}", run.stderr);
+    let dir = std::env::temp_dir().join(format!("shmq-ex-persistent-{}", run.pid));
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+}
+
+/// Removes a directory on drop, also when the test fails.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn persistent_queue_put_and_get_in_separate_runs() {
+    let dir = TempDir(
+        std::env::temp_dir().join(format!("shmq-ex-test-persistent-{}", std::process::id())),
+    );
+    let arg = dir.0.to_str().expect("temp dir path is UTF-8");
+    let (produced, consumed) = persistent_batch();
+
+    // Two producer runs, each exiting before anything is taken: both batches stay in the file.
+    for _ in 0..2 {
+        let run = run_example("persistent_queue", &["put", arg]);
+        assert_eq!(run.stdout, produced, "stderr:\n{}", run.stderr);
+    }
+    assert!(dir.0.join("queue.shmq").is_file());
+    // Each later consumer run takes one batch, in order, up to its end marker.
+    for _ in 0..2 {
+        let run = run_example("persistent_queue", &["get", arg]);
+        assert_eq!(run.stdout, consumed, "stderr:\n{}", run.stderr);
+    }
+    // The file stays (empty) until removed.
+    assert!(dir.0.join("queue.shmq").is_file());
 }
