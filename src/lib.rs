@@ -1,7 +1,8 @@
 //! # shmq: inter-process communication through named shared memory
 //!
-//! shmq gives Linux processes the shapes of Python's `multiprocessing` — [`Pipe`], [`Value`],
-//! [`Array`], [`Mutex`]/[`Lock`], [`Semaphore`], [`Event`] (queues follow) — living
+//! shmq gives Linux processes the shapes of Python's `multiprocessing` — [`Pipe`], [`Queue`],
+//! [`JoinableQueue`], [`PriorityQueue`], [`Value`], [`Array`], [`Mutex`]/[`Lock`],
+//! [`Semaphore`], [`Event`] — living
 //! in named POSIX shared memory (`/dev/shm/NAME`) or a memory-mapped file, and synchronised
 //! with futexes, so the cost of talking to another process is the cost of moving a cache line.
 //!
@@ -42,6 +43,12 @@
 //! - **Truncation.** A process with write access to the file can shrink it; touching the lost
 //!   pages then raises SIGBUS in every process that maps it. Named shared memory cannot be
 //!   sealed against this; keep segment permissions tight (the default is `0o600`).
+//! - **Queues and crashes.** A process killed inside a `put` loses that item (its `put` never
+//!   returned); one killed inside a `get` takes its item with it. Every committed item not yet
+//!   taken survives, in order, and the queue keeps working; a [`JoinableQueue`] task taken by
+//!   a consumer that dies before `task_done` stays unfinished (use `join_timeout`).
+//! - **Durability.** [`Options::file`] segments outlive every process; they survive an OS
+//!   crash only up to the last `flush` (`msync`).
 //! - **fork.** A forked child inherits handles and guards; it must not use a guard its parent
 //!   held. Segments are removed only by the process that created them.
 //!
@@ -50,6 +57,9 @@
 //!   [`Consumer`], [`WriteGrant`] / [`ReadGuard`], [`WriteBatch`], typed [`Sender`] /
 //!   [`Receiver`]) and [`Pipe`] (duplex, two rings). [`WaitMode`] picks busy-poll, blocking or
 //!   hybrid waiting.
+//! - Queues (any number of producer and consumer processes): [`Queue`] of [`Pod`] items,
+//!   [`ByteQueue`] of variable-size messages (zero-copy [`Loan`] / [`Message`]),
+//!   [`JoinableQueue`] (`task_done` / `join`), [`PriorityQueue`] (smallest first).
 //! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw
 //!   [`Segment`]s of bytes.
 //! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
@@ -57,7 +67,8 @@
 //! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],
 //!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
-//!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`].
+//!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
+//!   item back), [`GetError`], [`TaskDoneError`], [`JoinTimeout`].
 //!
 //! ## Layers
 //! `sys` (the only code that calls the OS) → `segment` (the header, created and validated

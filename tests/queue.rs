@@ -316,6 +316,7 @@ fn a_file_backed_queue_outlives_its_processes() {
                 for i in 0..10 {
                     assert_eq!(q.get().unwrap(), i);
                 }
+                q.flush().unwrap(); // to the file's device: survives an OS crash too
             }
             _ => {
                 let q = Queue::<u64>::open(Options::file(path)).unwrap();

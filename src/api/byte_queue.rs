@@ -297,6 +297,16 @@ impl ByteQueue {
         self.core.mode = mode;
     }
 
+    /// For a queue made with [`Options::file`]: writes its items to the file and waits until
+    /// the device has them, so they survive an OS crash or power loss too (see
+    /// [`Segment::flush`](crate::Segment::flush)). Process crashes need no flush.
+    ///
+    /// # Errors
+    /// The OS error from `msync`.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.core.seg().flush()
+    }
+
     /// The name (or file path) of the queue.
     pub fn name(&self) -> String {
         self.core.seg().name()

@@ -336,6 +336,17 @@ impl Segment {
         }
     }
 
+    /// Writes the segment's contents to its file and waits until the device has them
+    /// (`msync(MS_SYNC)`). Only meaningful for [`Options::file`] segments: without it their
+    /// contents survive every process, but an OS crash or power loss may lose the changes of
+    /// the last seconds. (For /dev/shm segments it is harmless and useless.)
+    ///
+    /// # Errors
+    /// The OS error from `msync`.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.map.sync()
+    }
+
     /// Removes the segment's name now (processes that have it mapped keep using it).
     ///
     /// # Errors

@@ -122,6 +122,21 @@ impl Mapping {
     pub(crate) fn inode(&self) -> (u64, u64) {
         self.ino
     }
+
+    /// Writes the mapping's dirty pages to its file and waits for the device (`msync`
+    /// `MS_SYNC`): for file-backed segments that must survive an OS crash.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        // SAFETY: `ptr`/`len` are exactly the live mapping made in `map` (unmapped only in
+        // Drop, which cannot run while `&self` is borrowed); msync reads no Rust memory.
+        unsafe {
+            rustix::mm::msync(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                rustix::mm::MsyncFlags::SYNC,
+            )
+        }
+        .map_err(io::Error::from)
+    }
 }
 
 impl Drop for Mapping {
