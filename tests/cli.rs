@@ -58,23 +58,31 @@ fn bench_measures_every_transport_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let json = String::from_utf8_lossy(&out.stdout);
-    // One row per (metric, size, transport): 7 transports x 3 latency sizes x p50/p99, and
-    // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream.
+    // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99;
+    // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream and shmq-queue's 8 B,
+    // 64 B and 1 KiB streams; and the MPMC section, 3 transports x 2P2C/4P4C.
     assert_eq!(
         json.matches("\"metric\":\"latency_p50_ns\"").count(),
-        21,
+        24,
         "{json}"
     );
-    assert_eq!(json.matches("\"metric\":\"latency_p99_ns\"").count(), 21);
+    assert_eq!(json.matches("\"metric\":\"latency_p99_ns\"").count(), 24);
     assert_eq!(
         json.matches("\"metric\":\"throughput_msgs_per_s\"").count(),
-        31
+        34
+    );
+    assert_eq!(
+        json.matches("\"metric\":\"mpmc_throughput_msgs_per_s\"")
+            .count(),
+        6
     );
     for transport in [
         "raw",
         "shmq-busy",
         "shmq-hybrid",
         "shmq-blocking",
+        "shmq-queue",
+        "shmq-queue-blocking",
         "pipe",
         "unix",
         "tcp",
@@ -106,6 +114,7 @@ fn bench_measures_every_transport_and_cleans_up() {
         "{table}"
     );
     assert!(table.contains("throughput 1 MiB"));
+    assert!(table.contains("throughput 4P4C 8 B"));
     let left: Vec<String> = common::leftovers("shmq-bench-")
         .into_iter()
         .filter(|n| n.ends_with(&format!("-{pid}")))

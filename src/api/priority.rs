@@ -487,13 +487,20 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             Waiting::Forever => Some(None),
             Waiting::For(t) => Some(crate::sync::park::deadline_after(t)),
         };
-        let lock_deadline = deadline.flatten();
+        let Some(deadline) = deadline else {
+            // A non-waiting call still waits for the lock, but only briefly: a holder that
+            // keeps it longer (stopped, stuck, or a forged lock word) makes it Full/Empty.
+            let brief = crate::sync::park::deadline_after(wait::CHECK_EVERY);
+            return match attempt(brief) {
+                Ok(Some(r)) => Ok(r),
+                Ok(None) | Err(Failed::Timeout) => Err(Failed::Busy),
+                Err(e) => Err(e),
+            };
+        };
+        let lock_deadline = deadline;
         if let Some(r) = attempt(lock_deadline)? {
             return Ok(r);
         }
-        let Some(deadline) = deadline else {
-            return Err(Failed::Busy);
-        };
         wait::wait(
             self.mode,
             deadline,
@@ -514,11 +521,18 @@ impl<T: Pod + Ord> PriorityQueue<T> {
 
     fn put_with(&self, value: T, waiting: Waiting) -> Result<(), PutError<T>> {
         let r = self.with_wait(false, waiting, |deadline| {
-            if self.closed() {
-                return Err(Failed::Closed);
+            // `closed` is read under the lock, so a get that saw "empty and closed" (also under
+            // the lock) is never followed by a successful put.
+            match self.locked(deadline, |h| {
+                if self.closed() {
+                    Ok(None)
+                } else {
+                    h.push(&value).map(Some)
+                }
+            })? {
+                None => Err(Failed::Closed),
+                Some(pushed) => Ok(pushed.then_some(())),
             }
-            self.locked(deadline, |h| h.push(&value))
-                .map(|pushed| pushed.then_some(()))
         });
         match r {
             Ok(()) => {
@@ -558,10 +572,10 @@ impl<T: Pod + Ord> PriorityQueue<T> {
 
     fn get_with(&self, waiting: Waiting) -> Result<T, GetError> {
         let r = self.with_wait(true, waiting, |deadline| {
-            match self.locked(deadline, |h| h.pop())? {
-                Some(v) => Ok(Some(v)),
-                None if self.closed() => Err(Failed::Closed),
-                None => Ok(None),
+            match self.locked(deadline, |h| Ok((h.pop()?, self.closed())))? {
+                (Some(v), _) => Ok(Some(v)),
+                (None, true) => Err(Failed::Closed),
+                (None, false) => Ok(None),
             }
         });
         match r {

@@ -302,7 +302,7 @@ impl Core {
         let q = self.q();
         let attempt = |deep: bool| {
             if put {
-                q.try_claim_put(me, deep)
+                q.try_claim_put(me, deep, self.joinable)
             } else {
                 q.try_claim_get(me, deep)
             }
@@ -351,16 +351,9 @@ impl Core {
         }
     }
 
-    /// Claims a slot to fill, counting the item for `join` first.
+    /// Claims a slot to fill (a JoinableQueue's item is counted with the claim).
     pub(crate) fn claim_put(&self, waiting: Waiting) -> Result<(usize, Claim), Failed> {
-        if self.joinable {
-            self.q().unfinished_add();
-        }
-        let r = self.claim(true, waiting);
-        if r.is_err() && self.joinable {
-            self.q().unfinished_sub_one();
-        }
-        r
+        self.claim(true, waiting)
     }
 
     /// Commits a filled slot.

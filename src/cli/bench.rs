@@ -6,6 +6,17 @@
 //! which the receiving side checks; it is timed at the receiver. The two processes are pinned
 //! to different CPUs when there are two. Every figure also appears as a ratio against the pipe
 //! (how many times better).
+//!
+//! `shmq-queue` is the MPMC [`Queue`] (`Queue<[u8; N]>`, default wait mode) with one producer
+//! and one consumer: latency through a request queue and a reply queue, throughput up to
+//! 1 KiB items (larger items belong in a ring or a `ByteQueue`). The MPMC section then runs
+//! N producer and N consumer processes (2+2, 4+4; 8-byte items, each tagged with its producer
+//! and sequence number) over one queue (`shmq-queue`, `shmq-queue-blocking`) or one named pipe
+//! (`pipe`: a FIFO is the kernel's pipe; one `write` and one `read` per 8-byte item, atomic
+//! below `PIPE_BUF`). Its processes are not pinned. Throughput there is summed over the
+//! consumers, sampled from counters they publish in a control segment; each consumer checks
+//! every producer's numbers arrive in order, and the items received must equal the items sent
+//! (count and sum of tags).
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,20 +26,31 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shmq::{Pipe, RecvTimeoutError, Ring, Segment, WaitMode};
+use shmq::{GetError, Pipe, PutError, Queue, RecvTimeoutError, Ring, Segment, WaitMode};
 
 /// Transports, in table order.
-const TRANSPORTS: [&str; 7] = [
+const TRANSPORTS: [&str; 8] = [
     "raw",
     "shmq-busy",
     "shmq-hybrid",
     "shmq-blocking",
+    "shmq-queue",
     "pipe",
     "unix",
     "tcp",
 ];
 const LATENCY_SIZES: [usize; 3] = [8, 64, 1024];
 const STREAM_SIZES: [usize; 5] = [8, 64, 1024, 64 * 1024, 1024 * 1024];
+/// Largest item `shmq-queue` carries (a `Queue<[u8; N]>` item is copied by value).
+const QUEUE_MAX_ITEM: usize = 1024;
+/// Slots of every `shmq-queue` queue.
+const QUEUE_CAPACITY: usize = 8192;
+/// Transports of the MPMC section, in table order.
+const MPMC_TRANSPORTS: [&str; 3] = ["shmq-queue", "shmq-queue-blocking", "pipe"];
+/// Producer processes (and as many consumers) of the MPMC section's rows.
+const MPMC_PAIRS: [usize; 2] = [2, 4];
+/// Item size of the MPMC section.
+const MPMC_SIZE: usize = 8;
 /// How long one latency or throughput measurement runs.
 const BUDGET: Duration = Duration::from_millis(250);
 /// A peer that hears nothing for this long gives up (so nothing is ever left running).
@@ -40,6 +62,8 @@ const RING_BYTES: usize = 8 << 20;
 struct Cell {
     metric: &'static str,
     size: usize,
+    /// Producer processes (and as many consumers): 1 outside the MPMC section.
+    pairs: usize,
     transport: &'static str,
     /// Nanoseconds for latencies, messages per second for throughput.
     value: f64,
@@ -51,12 +75,32 @@ fn cpus() -> usize {
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Environment variable telling the peer which CPU to pin itself to.
+/// The CPUs this process may use, as a `PIN_ENV` list, read once before it pins itself.
+fn all_cpus() -> &'static str {
+    static ALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        Err(_) => (0..cpus())
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    })
+}
+
+/// Environment variable telling the peer which CPUs (a comma-separated list) to run on.
 const PIN_ENV: &str = "SHMQ_BENCH_CPU";
 
-fn pin(cpu: usize) {
+fn pin(cpus: impl IntoIterator<Item = usize>) {
     let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
+    for cpu in cpus {
+        if cpu < rustix::thread::CpuSet::MAX_CPU {
+            set.set(cpu);
+        }
+    }
     // Best effort: an unpinned run is still a valid (noisier) run.
     let _ = rustix::thread::sched_setaffinity(None, &set);
 }
@@ -70,10 +114,10 @@ pub(crate) fn run(json: bool, quick: bool) -> Result<(), String> {
     let budget = if quick { BUDGET / 5 } else { BUDGET };
     let progress = std::io::stderr().is_terminal();
     let mut cells = Vec::new();
-    let mut jobs: Vec<(&'static str, &'static str, usize)> = Vec::new();
+    let mut jobs: Vec<(&'static str, &'static str, usize, usize)> = Vec::new();
     for size in LATENCY_SIZES {
         for t in TRANSPORTS {
-            jobs.push(("latency", t, size));
+            jobs.push(("latency", t, size, 1));
         }
     }
     for size in STREAM_SIZES {
@@ -81,46 +125,60 @@ pub(crate) fn run(json: bool, quick: bool) -> Result<(), String> {
             if t == "raw" && size != 8 {
                 continue; // the raw spin ring carries 8-byte words only
             }
-            jobs.push(("throughput", t, size));
+            if t == "shmq-queue" && size > QUEUE_MAX_ITEM {
+                continue;
+            }
+            jobs.push(("throughput", t, size, 1));
         }
     }
+    for pairs in MPMC_PAIRS {
+        for t in MPMC_TRANSPORTS {
+            jobs.push(("mpmc", t, MPMC_SIZE, pairs));
+        }
+    }
+    all_cpus(); // before pinning narrows the answer
     if cpus() >= 2 {
-        pin(0);
+        pin([0]);
     }
     let started = Instant::now();
-    for (i, (kind, transport, size)) in jobs.iter().enumerate() {
+    for (i, &(kind, transport, size, pairs)) in jobs.iter().enumerate() {
         if progress {
+            let who = if pairs > 1 {
+                format!("{pairs}P{pairs}C ")
+            } else {
+                String::new()
+            };
             eprint!(
-                "\r\x1b[2K[{}/{}] {kind} {transport} {} ",
+                "\r\x1b[2K[{}/{}] {kind} {who}{transport} {} ",
                 i + 1,
                 jobs.len(),
-                human_size(*size)
+                human_size(size)
             );
         }
-        if *kind == "latency" {
-            let (p50, p99) = latency(transport, *size, budget)
-                .map_err(|e| format!("{transport} latency: {e}"))?;
-            cells.push(Cell {
-                metric: "latency_p50_ns",
-                size: *size,
-                transport,
-                value: p50,
-            });
-            cells.push(Cell {
-                metric: "latency_p99_ns",
-                size: *size,
-                transport,
-                value: p99,
-            });
-        } else {
-            let rate = throughput(transport, *size, budget)
-                .map_err(|e| format!("{transport} throughput: {e}"))?;
-            cells.push(Cell {
-                metric: "throughput_msgs_per_s",
-                size: *size,
-                transport,
-                value: rate,
-            });
+        let cell = |metric, value| Cell {
+            metric,
+            size,
+            pairs,
+            transport,
+            value,
+        };
+        match kind {
+            "latency" => {
+                let (p50, p99) = latency(transport, size, budget)
+                    .map_err(|e| format!("{transport} latency: {e}"))?;
+                cells.push(cell("latency_p50_ns", p50));
+                cells.push(cell("latency_p99_ns", p99));
+            }
+            "throughput" => {
+                let rate = throughput(transport, size, budget)
+                    .map_err(|e| format!("{transport} throughput: {e}"))?;
+                cells.push(cell("throughput_msgs_per_s", rate));
+            }
+            _ => {
+                let rate = mpmc::throughput(transport, pairs, budget)
+                    .map_err(|e| format!("{transport} {pairs}P{pairs}C throughput: {e}"))?;
+                cells.push(cell("mpmc_throughput_msgs_per_s", rate));
+            }
         }
     }
     if progress {
@@ -142,22 +200,27 @@ fn human_size(n: usize) -> String {
     }
 }
 
-fn pipe_value(cells: &[Cell], metric: &str, size: usize) -> Option<f64> {
+fn pipe_value(cells: &[Cell], c: &Cell) -> Option<f64> {
     cells
         .iter()
-        .find(|c| c.metric == metric && c.size == size && c.transport == "pipe")
-        .map(|c| c.value)
+        .find(|p| {
+            p.metric == c.metric && p.size == c.size && p.pairs == c.pairs && p.transport == "pipe"
+        })
+        .map(|p| p.value)
 }
 
 /// How many times better than the pipe (higher is better for both kinds of figure).
 fn vs_pipe(cells: &[Cell], c: &Cell) -> Option<f64> {
-    let pipe = pipe_value(cells, c.metric, c.size)?;
+    let pipe = pipe_value(cells, c)?;
     if c.metric.starts_with("latency") {
         Some(pipe / c.value)
     } else {
         Some(c.value / pipe)
     }
 }
+
+/// One table row: its label and the cells it shows (`metric`, `size`, `pairs`).
+type Row = (String, &'static str, usize, usize);
 
 fn print_table(cells: &[Cell]) {
     println!(
@@ -170,17 +233,19 @@ fn print_table(cells: &[Cell]) {
         }
     );
     println!("every message sequence-checked. (×N) = N times better than the pipe.\n");
-    let mut rows: Vec<(String, &str, usize)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for size in LATENCY_SIZES {
         rows.push((
             format!("latency p50 {}", human_size(size)),
             "latency_p50_ns",
             size,
+            1,
         ));
         rows.push((
             format!("latency p99 {}", human_size(size)),
             "latency_p99_ns",
             size,
+            1,
         ));
     }
     for size in STREAM_SIZES {
@@ -188,19 +253,42 @@ fn print_table(cells: &[Cell]) {
             format!("throughput {}", human_size(size)),
             "throughput_msgs_per_s",
             size,
+            1,
         ));
     }
+    print_grid(cells, &TRANSPORTS, &rows);
+    println!(
+        "\nMPMC: N producer and N consumer processes (unpinned) on one queue or one named pipe, {} items;",
+        human_size(MPMC_SIZE)
+    );
+    println!("throughput summed over the consumers, every item checked.\n");
+    let rows: Vec<Row> = MPMC_PAIRS
+        .iter()
+        .map(|&n| {
+            (
+                format!("throughput {n}P{n}C {}", human_size(MPMC_SIZE)),
+                "mpmc_throughput_msgs_per_s",
+                MPMC_SIZE,
+                n,
+            )
+        })
+        .collect();
+    print_grid(cells, &MPMC_TRANSPORTS, &rows);
+}
+
+/// Prints `rows` against `transports` as an aligned table.
+fn print_grid(cells: &[Cell], transports: &[&str], rows: &[Row]) {
     let mut table: Vec<Vec<String>> = vec![
         std::iter::once("".to_string())
-            .chain(TRANSPORTS.iter().map(|t| t.to_string()))
+            .chain(transports.iter().map(|t| t.to_string()))
             .collect(),
     ];
-    for (label, metric, size) in &rows {
+    for (label, metric, size, pairs) in rows {
         let mut line = vec![label.clone()];
-        for t in TRANSPORTS {
-            let cell = cells
-                .iter()
-                .find(|c| c.metric == *metric && c.size == *size && c.transport == t);
+        for &t in transports {
+            let cell = cells.iter().find(|c| {
+                c.metric == *metric && c.size == *size && c.pairs == *pairs && c.transport == t
+            });
             line.push(match cell {
                 None => "—".to_string(),
                 Some(c) => {
@@ -284,8 +372,8 @@ fn print_json(cells: &[Cell]) {
         .map(|c| {
             let ratio = vs_pipe(cells, c).map_or("null".to_string(), |r| format!("{r:.3}"));
             format!(
-                "{{\"metric\":\"{}\",\"size\":{},\"transport\":\"{}\",\"value\":{:.3},\"vs_pipe\":{ratio}}}",
-                c.metric, c.size, c.transport, c.value
+                "{{\"metric\":\"{}\",\"size\":{},\"pairs\":{},\"transport\":\"{}\",\"value\":{:.3},\"vs_pipe\":{ratio}}}",
+                c.metric, c.size, c.pairs, c.transport, c.value
             )
         })
         .collect();
@@ -295,17 +383,28 @@ fn print_json(cells: &[Cell]) {
 // ----- the measuring side -----
 
 fn spawn_peer(args: &[String], stdio_pipes: bool) -> Result<Child, String> {
+    let (stdin, stdout) = if stdio_pipes {
+        (Stdio::piped(), Stdio::piped())
+    } else {
+        (Stdio::null(), Stdio::null())
+    };
+    spawn_peer_on(args, (cpus() >= 2).then_some("1"), stdin, stdout)
+}
+
+/// Starts a peer restricted to `cpus` (a `PIN_ENV` list; `None`: as this process).
+fn spawn_peer_on(
+    args: &[String],
+    cpus: Option<&str>,
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.arg("__bench-peer").args(args);
-    if cpus() >= 2 {
-        cmd.env(PIN_ENV, "1");
+    if let Some(cpus) = cpus {
+        cmd.env(PIN_ENV, cpus);
     }
-    if stdio_pipes {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
-    } else {
-        cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    }
+    cmd.stdin(stdin).stdout(stdout);
     cmd.spawn()
         .map_err(|e| format!("starting the peer process: {e}"))
 }
@@ -382,6 +481,12 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
             })?;
             ping.store(u64::MAX, Ordering::Release);
         }
+        "shmq-queue" => match size {
+            8 => queue_latency::<8>(&peer_args, &mut timed)?,
+            64 => queue_latency::<64>(&peer_args, &mut timed)?,
+            1024 => queue_latency::<1024>(&peer_args, &mut timed)?,
+            _ => return Err(format!("no {size}-byte queue items")),
+        },
         t if t.starts_with("shmq") => {
             let name = seg_name("pipe-lat");
             let mut end = Pipe::create(name.as_str(), 64 * 1024).map_err(|e| e.to_string())?;
@@ -413,10 +518,64 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
     Ok((percentile(&rtts, 0.5) / 2.0, percentile(&rtts, 0.99) / 2.0))
 }
 
+/// Ping-pong through a request queue and a reply queue of `[u8; N]` items (default wait mode).
+fn queue_latency<const N: usize>(
+    peer_args: &dyn Fn(&str) -> Vec<String>,
+    timed: &mut dyn FnMut(RoundTrip<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    let e = |e: shmq::CreateError| e.to_string();
+    let (req_name, rep_name) = (seg_name("queue-req"), seg_name("queue-rep"));
+    let req = Queue::<[u8; N]>::create(req_name.as_str(), 64).map_err(e)?;
+    let rep = Queue::<[u8; N]>::create(rep_name.as_str(), 64).map_err(e)?;
+    let _peer = Peer(spawn_peer(
+        &peer_args(&format!("{req_name},{rep_name}")),
+        false,
+    )?);
+    let result = timed(&mut |seq, msg| {
+        msg[..8].copy_from_slice(&seq.to_le_bytes());
+        let item = <[u8; N]>::try_from(&*msg).map_err(|e| e.to_string())?;
+        req.put(item).map_err(|e| e.to_string())?;
+        let back = rep.get_timeout(PEER_PATIENCE).map_err(|e| e.to_string())?;
+        check_seq(&back, seq)
+    });
+    req.close(); // the peer's next get fails and it exits
+    result
+}
+
+/// Receives `[u8; N]` items from a producer peer through a queue until `take` says stop.
+fn queue_stream<const N: usize>(
+    peer_args: &dyn Fn(&str) -> Vec<String>,
+    take: &mut dyn FnMut(&[u8]) -> Result<bool, String>,
+) -> Result<(), String> {
+    let name = seg_name("queue-tput");
+    let q = Queue::<[u8; N]>::create(name.as_str(), QUEUE_CAPACITY).map_err(|e| e.to_string())?;
+    let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
+    let mut result = Ok(());
+    loop {
+        // Copied out, as `Queue::get` does; only the sequence number is checked.
+        match q.get_timeout(PEER_PATIENCE) {
+            Ok(item) => match take(&item) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            },
+            Err(e) => {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+    }
+    q.close(); // the producer's next put fails and it exits
+    result
+}
+
 fn wait_mode(transport: &str) -> WaitMode {
     match transport {
         "shmq-busy" => WaitMode::BusyPoll,
-        "shmq-blocking" => WaitMode::Blocking,
+        "shmq-blocking" | "shmq-queue-blocking" => WaitMode::Blocking,
         _ => WaitMode::Hybrid,
     }
 }
@@ -534,6 +693,12 @@ fn throughput(transport: &str, size: usize, budget: Duration) -> Result<f64, Str
             }
             ring.stop.store(1, Ordering::Release);
         }
+        "shmq-queue" => match size {
+            8 => queue_stream::<8>(&peer_args, &mut take)?,
+            64 => queue_stream::<64>(&peer_args, &mut take)?,
+            1024 => queue_stream::<1024>(&peer_args, &mut take)?,
+            _ => return Err(format!("no {size}-byte queue items")),
+        },
         t if t.starts_with("shmq") => {
             let name = seg_name("ring-tput");
             let ring = Ring::create(name.as_str(), RING_BYTES).map_err(|e| e.to_string())?;
@@ -629,10 +794,21 @@ impl<'a> RawRing<'a> {
 
 /// `shmq __bench-peer TRANSPORT echo|stream ENDPOINT SIZE`: the other side of a measurement.
 pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> Result<(), String> {
-    if let Some(cpu) = std::env::var(PIN_ENV).ok().and_then(|v| v.parse().ok()) {
-        pin(cpu);
+    if let Ok(cpus) = std::env::var(PIN_ENV) {
+        pin(cpus.split(',').filter_map(|c| c.parse().ok()));
+    }
+    if let Some(role) = role.strip_prefix("mpmc-") {
+        return mpmc::peer(transport, role, endpoint);
     }
     let echo = role == "echo";
+    if transport == "shmq-queue" {
+        return match size {
+            8 => queue_peer::<8>(echo, endpoint),
+            64 => queue_peer::<64>(echo, endpoint),
+            1024 => queue_peer::<1024>(echo, endpoint),
+            _ => Err(format!("no {size}-byte queue items")),
+        };
+    }
     match transport {
         "raw" if echo => {
             let seg = Segment::open(endpoint).map_err(|e| e.to_string())?;
@@ -765,5 +941,306 @@ pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> 
             }
             Ok(())
         }
+    }
+}
+
+/// The `shmq-queue` peer: echoes items from the request queue to the reply queue (endpoint
+/// `request,reply`), or streams sequence-numbered items until the queue is closed.
+fn queue_peer<const N: usize>(echo: bool, endpoint: &str) -> Result<(), String> {
+    let e = |e: shmq::OpenError| e.to_string();
+    if echo {
+        let (req, rep) = endpoint.split_once(',').ok_or("bad endpoint")?;
+        let (req, rep) = (
+            Queue::<[u8; N]>::open(req).map_err(e)?,
+            Queue::<[u8; N]>::open(rep).map_err(e)?,
+        );
+        loop {
+            match req.get_timeout(PEER_PATIENCE) {
+                Ok(item) => rep
+                    .put_timeout(item, PEER_PATIENCE)
+                    .map_err(|e| e.to_string())?,
+                Err(GetError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    let q = Queue::<[u8; N]>::open(endpoint).map_err(e)?;
+    let mut item = [0x5au8; N];
+    for seq in 0u64.. {
+        item[..8].copy_from_slice(&seq.to_le_bytes());
+        match q.put_timeout(item, PEER_PATIENCE) {
+            Ok(()) => {}
+            Err(PutError::Closed(_)) => return Ok(()), // the run is over
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+// ----- the MPMC section: N producers and N consumers, all peers -----
+
+mod mpmc {
+    use std::fs::File;
+    use std::io::{Read, Write};
+    use std::path::PathBuf;
+    use std::process::{ChildStdout, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use shmq::{Queue, Segment};
+
+    use super::{
+        PEER_PATIENCE, Peer, QUEUE_CAPACITY, all_cpus, cpus, seg_name, spawn_peer_on, wait_mode,
+    };
+
+    /// The item a producer sends after its last one; each consumer stops at the first it
+    /// gets, so N of them stop N consumers, after every item (each producer's come first).
+    const STOP: u64 = u64::MAX;
+    /// An item is `producer + 1` in the top 16 bits, that producer's sequence number below.
+    const SEQ_BITS: u32 = 48;
+    const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+    /// Consumers publish their count every this many items; producers look at the stop flag
+    /// (and whether the bench is still there) as often.
+    const EVERY: u64 = 256;
+
+    /// Control segment: the stop flag at 0; consumer `i`'s count at `slot(i)` and its
+    /// "my end is open" flag 8 bytes later, each consumer on its own 128-byte block.
+    fn slot(i: usize) -> usize {
+        128 * (1 + i)
+    }
+
+    /// A named pipe, removed on drop.
+    struct Fifo(PathBuf);
+
+    impl Drop for Fifo {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// Runs `pairs` producers and `pairs` consumers for about `budget`; returns the items per
+    /// second the consumers took, together.
+    pub(super) fn throughput(
+        transport: &str,
+        pairs: usize,
+        budget: Duration,
+    ) -> Result<f64, String> {
+        let ctl_name = seg_name("mpmc-ctl");
+        let ctl = Segment::create(ctl_name.as_str(), slot(pairs)).map_err(|e| e.to_string())?;
+        let word = |at: usize| ctl.atomic_u64(at).ok_or("control segment too small");
+        let stop = word(0)?;
+        let counts = (0..pairs)
+            .map(|i| word(slot(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ready = (0..pairs)
+            .map(|i| word(slot(i) + 8))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (data, _queue, _fifo) = if transport.starts_with("shmq") {
+            let name = seg_name("mpmc-queue");
+            let q =
+                Queue::<u64>::create(name.as_str(), QUEUE_CAPACITY).map_err(|e| e.to_string())?;
+            (name, Some(q), None)
+        } else {
+            let path = std::env::temp_dir().join(format!("{}.fifo", seg_name("mpmc")));
+            let _ = std::fs::remove_file(&path);
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| format!("mkfifo: {e}"))?;
+            let fifo = Fifo(path);
+            (fifo.0.to_string_lossy().into_owned(), None, Some(fifo))
+        };
+        let spawn = |role: &str, i: usize| -> Result<(Peer, ChildStdout), String> {
+            let args = [
+                transport.to_string(),
+                format!("mpmc-{role}"),
+                format!("{data},{ctl_name},{i},{pairs}"),
+                "8".into(),
+            ];
+            let pin = (cpus() >= 2).then(all_cpus);
+            let mut child = spawn_peer_on(&args, pin, Stdio::null(), Stdio::piped())?;
+            let out = child.stdout.take().ok_or("no stdout")?;
+            Ok((Peer(child), out))
+        };
+        let mut consumers = Vec::new();
+        let mut producers = Vec::new();
+        for i in 0..pairs {
+            consumers.push(spawn("get", i)?);
+        }
+        for i in 0..pairs {
+            producers.push(spawn("put", i)?);
+        }
+        let total = || {
+            counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+
+        // Wait until every consumer has its end open and items flow, then warm up.
+        let since = Instant::now();
+        while total() == 0 || ready.iter().any(|r| r.load(Ordering::Relaxed) == 0) {
+            for (p, _) in consumers.iter_mut().chain(producers.iter_mut()) {
+                if let Ok(Some(status)) = p.0.try_wait() {
+                    return Err(format!("a peer exited early ({status})"));
+                }
+            }
+            if since.elapsed() > PEER_PATIENCE {
+                return Err("the items did not start flowing".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(budget / 5);
+        let (t0, c0) = (Instant::now(), total());
+        std::thread::sleep(budget);
+        let (t1, c1) = (Instant::now(), total());
+        stop.store(1, Ordering::Relaxed);
+
+        // Every process reports `count sum` of the items it sent or took, then exits.
+        let report = |(p, mut out): (Peer, ChildStdout)| -> Result<(u64, u64), String> {
+            let mut line = String::new();
+            let _ = out.read_to_string(&mut line);
+            let mut p = p;
+            let status = p.0.wait().map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("a peer failed ({status})"));
+            }
+            let mut f = line.split_whitespace().map(str::parse::<u64>);
+            match (f.next(), f.next()) {
+                (Some(Ok(n)), Some(Ok(sum))) => Ok((n, sum)),
+                _ => Err(format!("bad peer report {line:?}")),
+            }
+        };
+        let (mut sent, mut got) = ((0u64, 0u64), (0u64, 0u64));
+        for p in producers {
+            let (n, sum) = report(p)?;
+            sent = (sent.0 + n, sent.1.wrapping_add(sum));
+        }
+        for c in consumers {
+            let (n, sum) = report(c)?;
+            got = (got.0 + n, got.1.wrapping_add(sum));
+        }
+        if sent != got {
+            return Err(format!(
+                "{} items sent, {} taken, or their tags differ: items lost or duplicated",
+                sent.0, got.0
+            ));
+        }
+        if c1 <= c0 {
+            return Err("too few items to time".into());
+        }
+        Ok((c1 - c0) as f64 / (t1 - t0).as_secs_f64())
+    }
+
+    /// `shmq __bench-peer TRANSPORT mpmc-put|mpmc-get DATA,CONTROL,INDEX,PAIRS 8`.
+    pub(super) fn peer(transport: &str, role: &str, endpoint: &str) -> Result<(), String> {
+        let mut f = endpoint.rsplitn(4, ',');
+        let (pairs, index, ctl, data) = (f.next(), f.next(), f.next(), f.next());
+        let (Some(pairs), Some(index), Some(ctl), Some(data)) = (pairs, index, ctl, data) else {
+            return Err("bad endpoint".into());
+        };
+        let pairs: usize = pairs.parse().map_err(|_| "bad pair count")?;
+        let index: usize = index.parse().map_err(|_| "bad index")?;
+        let ctl = Segment::open(ctl).map_err(|e| e.to_string())?;
+        let word = |at: usize| ctl.atomic_u64(at).ok_or("control segment too small");
+        let stop = word(0)?;
+        let parent = std::os::unix::process::parent_id();
+        let over =
+            || stop.load(Ordering::Relaxed) != 0 || std::os::unix::process::parent_id() != parent;
+        let queue = transport.starts_with("shmq");
+        let (n, sum) = match role {
+            "put" if queue => {
+                let mut q = Queue::<u64>::open(data).map_err(|e| e.to_string())?;
+                q.set_wait_mode(wait_mode(transport));
+                produce(index, over, |v| {
+                    q.put_timeout(v, PEER_PATIENCE).map_err(|e| e.to_string())
+                })?
+            }
+            "put" => {
+                let mut w = File::options()
+                    .write(true)
+                    .open(data)
+                    .map_err(|e| e.to_string())?;
+                produce(index, over, |v| {
+                    w.write_all(&v.to_le_bytes()).map_err(|e| e.to_string())
+                })?
+            }
+            "get" if queue => {
+                let mut q = Queue::<u64>::open(data).map_err(|e| e.to_string())?;
+                q.set_wait_mode(wait_mode(transport));
+                word(slot(index) + 8)?.store(1, Ordering::Relaxed);
+                consume(pairs, word(slot(index))?, || {
+                    q.get_timeout(PEER_PATIENCE).map_err(|e| e.to_string())
+                })?
+            }
+            "get" => {
+                let mut r = File::open(data).map_err(|e| e.to_string())?;
+                word(slot(index) + 8)?.store(1, Ordering::Relaxed);
+                consume(pairs, word(slot(index))?, || {
+                    let mut b = [0u8; 8];
+                    r.read_exact(&mut b).map_err(|e| e.to_string())?;
+                    Ok(u64::from_le_bytes(b))
+                })?
+            }
+            _ => return Err(format!("bad role {role}")),
+        };
+        println!("{n} {sum}");
+        Ok(())
+    }
+
+    /// Sends producer `index`'s items until `over`, then the stop item; returns the count and
+    /// the sum of the items sent.
+    fn produce(
+        index: usize,
+        over: impl Fn() -> bool,
+        mut put: impl FnMut(u64) -> Result<(), String>,
+    ) -> Result<(u64, u64), String> {
+        let base = (index as u64 + 1) << SEQ_BITS;
+        let (mut n, mut sum) = (0u64, 0u64);
+        while n % EVERY != 0 || !over() {
+            let v = base | (n & SEQ_MASK);
+            put(v)?;
+            n += 1;
+            sum = sum.wrapping_add(v);
+        }
+        put(STOP)?;
+        Ok((n, sum))
+    }
+
+    /// Takes items until a stop item, checking that each producer's arrive in order and
+    /// publishing the count in `count`; returns the count and the sum of the items.
+    fn consume(
+        pairs: usize,
+        count: &AtomicU64,
+        mut get: impl FnMut() -> Result<u64, String>,
+    ) -> Result<(u64, u64), String> {
+        let mut last: Vec<Option<u64>> = vec![None; pairs];
+        let (mut n, mut sum) = (0u64, 0u64);
+        loop {
+            let v = get()?;
+            if v == STOP {
+                break;
+            }
+            let (p, seq) = ((v >> SEQ_BITS) as usize, v & SEQ_MASK);
+            let Some(prev) = p.checked_sub(1).and_then(|i| last.get_mut(i)) else {
+                return Err(format!("item {v:#x} names no producer"));
+            };
+            if prev.is_some_and(|l| seq <= l) {
+                return Err(format!(
+                    "producer {} item {seq} after item {prev:?}: duplicated or reordered",
+                    p - 1
+                ));
+            }
+            *prev = Some(seq);
+            n += 1;
+            sum = sum.wrapping_add(v);
+            if n % EVERY == 0 {
+                count.store(n, Ordering::Relaxed);
+            }
+        }
+        count.store(n, Ordering::Relaxed);
+        Ok((n, sum))
     }
 }

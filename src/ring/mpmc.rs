@@ -101,6 +101,12 @@ const RECLAIMING: u64 = 1 << 63;
 /// How many times a put or get may lose a race before it reports corruption (a healthy queue
 /// never comes near: each lost race is another process's progress).
 const RACE_LIMIT: u32 = 1 << 22;
+/// Positions one put or get may walk past (holes left by dropped claims) before it reports
+/// corruption; far more than any healthy queue leaves, since holes at the head are skipped
+/// as they are made.
+const STEP_LIMIT: u64 = 1 << 24;
+/// Holes `skip_holes` walks past at most per call.
+const HOLE_WALK: u32 = 1024;
 
 fn word(state: u64, who: u64, seq: u64) -> u64 {
     (state << STATE_SHIFT) | ((who & WHO_MASK) << WHO_SHIFT) | (seq & SEQ_MASK)
@@ -323,7 +329,7 @@ impl<'a> Mpmc<'a> {
             {
                 continue;
             }
-            self.give_back_all(i);
+            self.give_back_all(i, marked);
             if self
                 .entry(i)
                 .compare_exchange(marked, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -335,11 +341,20 @@ impl<'a> Mpmc<'a> {
         reaped
     }
 
-    fn give_back_all(&self, who: usize) {
+    /// Gives back the slots of participant `who`, whose entry we found as `marked`. Stops as
+    /// soon as the entry changes: another reaper finished, and the index may now belong to a
+    /// live process whose claims look just like the dead one's.
+    fn give_back_all(&self, who: usize, marked: u64) {
         for i in 0..self.cap {
             let w = self.slot_word(i).load(Ordering::Acquire);
             let st = state_of(w);
             if (st == WRITING || st == READING) && who_of(w) == who {
+                // A new holder of the index attached (changed the entry) before making this
+                // claim, and we read the claim with Acquire: so if the entry still reads
+                // `marked` now, the claim is the dead participant's.
+                if self.entry(who).load(Ordering::Acquire) != marked {
+                    return;
+                }
                 self.give_back(i, w, true);
             }
         }
@@ -362,6 +377,8 @@ impl<'a> Mpmc<'a> {
                 self.unfinished_sub_one();
             }
         }
+        // A hole at the head: move consumers past it now, so it is not counted as an item.
+        self.skip_holes(HOLE_WALK);
         self.ring(SPACE_BELL, SPACE_WAITERS);
         self.ring(ITEMS_BELL, ITEMS_WAITERS);
         true
@@ -429,44 +446,73 @@ impl<'a> Mpmc<'a> {
 
     /// Claims the next position for participant `me` to fill. With `deep`, a slot held by a
     /// dead participant is given back first (a `/proc` read; slow path only).
-    pub(crate) fn try_claim_put(&self, me: usize, deep: bool) -> Result<Claim, Fail> {
+    /// `joinable`: count the item in the JoinableQueue's unfinished tasks, just before the
+    /// claim (and uncount it if the claim fails), so a process killed while waiting for room
+    /// leaves no count behind.
+    pub(crate) fn try_claim_put(
+        &self,
+        me: usize,
+        deep: bool,
+        joinable: bool,
+    ) -> Result<Claim, Fail> {
         let enq = self.u64(ENQ);
         let mut pos = enq.load(Ordering::Relaxed);
-        if self.limit < self.cap {
-            // A maxsize below the slot count: full at `limit` items, whatever the slots say.
-            let deq = self.u64(DEQ).load(Ordering::SeqCst);
-            if (pos.wrapping_sub(deq) as i64) >= self.limit as i64 {
-                return Err(if self.is_closed() {
-                    Fail::Closed
-                } else {
-                    Fail::Busy
-                });
+        let (mut lost, mut steps) = (0u32, 0u64);
+        loop {
+            steps += 1;
+            if lost >= RACE_LIMIT || steps >= STEP_LIMIT {
+                return Err(Fail::Corrupted(Corrupt(
+                    "put made no progress in millions of steps: positions are being rewritten"
+                        .into(),
+                )));
             }
-        }
-        for _ in 0..RACE_LIMIT {
             let slot = self.slot_word(pos);
             let w = slot.load(Ordering::SeqCst);
             let d = self.check_lap(w, pos)?;
             if d == 0 && state_of(w) == FREE {
+                if self.limit < self.cap && self.at_limit(pos) {
+                    // A maxsize below the slot count: full at `limit` items.
+                    return Err(if self.is_closed() {
+                        Fail::Closed
+                    } else {
+                        Fail::Busy
+                    });
+                }
+                if self.is_closed() {
+                    return Err(Fail::Closed);
+                }
+                if joinable {
+                    self.unfinished_add();
+                }
                 let mine = word(WRITING, me as u64, pos);
                 if slot
                     .compare_exchange(w, mine, Ordering::SeqCst, Ordering::Relaxed)
                     .is_err()
                 {
+                    if joinable {
+                        self.unfinished_sub_one();
+                    }
+                    lost += 1;
                     continue;
                 }
                 Self::advance(enq, pos);
                 if self.is_closed() {
                     // Closed before our claim was seen: hand the slot on, as if consumed.
-                    // (The caller uncounts its JoinableQueue item on any error.)
-                    self.give_back(pos, word(WRITING, me as u64, pos), false);
+                    self.give_back(pos, word(WRITING, me as u64, pos), true);
                     return Err(Fail::Closed);
                 }
                 return Ok(Claim { pos });
             }
+            if d > self.cap as i64 {
+                // More than a lap ahead: our position is stale, or the words are forged.
+                pos = self.reload_or_corrupt(enq, pos, w)?;
+                continue;
+            }
             if d >= 0 {
                 // Position `pos` is taken (or long done): move on.
-                pos = Self::advance(enq, pos);
+                let next = Self::advance(enq, pos);
+                lost += u32::from(next != pos.wrapping_add(1));
+                pos = next;
                 continue;
             }
             // The slot still holds lap `pos - cap`: full, unless `enq` moved meanwhile.
@@ -483,10 +529,6 @@ impl<'a> Mpmc<'a> {
             }
             return Err(Fail::Busy);
         }
-        Err(Fail::Corrupted(Corrupt(
-            "put lost the race for a slot 4 million times in a row: positions are being rewritten"
-                .into(),
-        )))
     }
 
     /// Commits a filled claim. `Err` if the claim was taken from us (we were believed dead).
@@ -519,7 +561,15 @@ impl<'a> Mpmc<'a> {
     pub(crate) fn try_claim_get(&self, me: usize, deep: bool) -> Result<Claim, Fail> {
         let deq = self.u64(DEQ);
         let mut pos = deq.load(Ordering::Relaxed);
-        for _ in 0..RACE_LIMIT {
+        let (mut lost, mut steps) = (0u32, 0u64);
+        loop {
+            steps += 1;
+            if lost >= RACE_LIMIT || steps >= STEP_LIMIT {
+                return Err(Fail::Corrupted(Corrupt(
+                    "get made no progress in millions of steps: positions are being rewritten"
+                        .into(),
+                )));
+            }
             let slot = self.slot_word(pos);
             let w = slot.load(Ordering::SeqCst);
             let d = self.check_lap(w, pos)?;
@@ -529,13 +579,20 @@ impl<'a> Mpmc<'a> {
                     .compare_exchange(w, mine, Ordering::SeqCst, Ordering::Relaxed)
                     .is_err()
                 {
+                    lost += 1;
                     continue;
                 }
                 Self::advance(deq, pos);
                 return Ok(Claim { pos });
             }
+            if d > self.cap as i64 {
+                pos = self.reload_or_corrupt(deq, pos, w)?;
+                continue;
+            }
             if d > 0 || (d == 0 && state_of(w) == READING) {
-                pos = Self::advance(deq, pos);
+                let next = Self::advance(deq, pos);
+                lost += u32::from(next != pos.wrapping_add(1));
+                pos = next;
                 continue;
             }
             // FREE(pos) or WRITING(pos): not there yet; or the slot's previous lap is still
@@ -559,10 +616,6 @@ impl<'a> Mpmc<'a> {
             }
             return Err(Fail::Busy);
         }
-        Err(Fail::Corrupted(Corrupt(
-            "get lost the race for a slot 4 million times in a row: positions are being rewritten"
-                .into(),
-        )))
     }
 
     /// Hands a taken slot on to its next lap.
@@ -584,8 +637,52 @@ impl<'a> Mpmc<'a> {
         Ok(())
     }
 
+    /// A slot is more than a lap ahead of `pos`: fine if `at` has moved on (we read it long
+    /// ago), impossible in a healthy queue if it has not.
+    fn reload_or_corrupt(&self, at: &AtomicU64, pos: u64, w: u64) -> Result<u64, Corrupt> {
+        let now = at.load(Ordering::SeqCst);
+        if now != pos {
+            return Ok(now);
+        }
+        Err(Corrupt(format!(
+            "slot {} has sequence {}, more than a lap ahead of position {}",
+            pos & (self.cap - 1),
+            seq_of(w),
+            pos & SEQ_MASK
+        )))
+    }
+
+    /// Moves `deq` past positions at the head that hold no item any more (dropped claims), at
+    /// most `max` of them, so they are not counted as items.
+    fn skip_holes(&self, max: u32) {
+        let deq = self.u64(DEQ);
+        for _ in 0..max {
+            let pos = deq.load(Ordering::SeqCst);
+            let w = self.slot_word(pos).load(Ordering::SeqCst);
+            let d = diff(seq_of(w), pos);
+            if d <= 0 || d > self.cap as i64 || self.check_lap(w, pos).is_err() {
+                return;
+            }
+            Self::advance(deq, pos);
+        }
+    }
+
+    /// Whether `limit` items sit between the consumers' position and `pos`.
+    fn at_limit(&self, pos: u64) -> bool {
+        let full = |q: &Self| {
+            let deq = q.u64(DEQ).load(Ordering::SeqCst);
+            (pos.wrapping_sub(deq) as i64) >= q.limit as i64
+        };
+        if !full(self) {
+            return false;
+        }
+        self.skip_holes(HOLE_WALK);
+        full(self)
+    }
+
     /// Items committed and not yet taken, roughly (positions move while we read them).
     pub(crate) fn len(&self) -> u64 {
+        self.skip_holes(64);
         let deq = self.u64(DEQ).load(Ordering::Relaxed);
         let enq = self.u64(ENQ).load(Ordering::Relaxed);
         (enq.wrapping_sub(deq) as i64).clamp(0, self.cap as i64) as u64
@@ -720,7 +817,7 @@ mod tests {
         let mut next_get = 0u64;
         for round in 0..10u64 {
             for i in 0..3 {
-                let c = q.try_claim_put(me, false).unwrap();
+                let c = q.try_claim_put(me, false, false).unwrap();
                 q.data(c.pos)
                     .write(0, &(round * 10 + i).to_ne_bytes())
                     .unwrap();
@@ -746,15 +843,15 @@ mod tests {
         let q = queue(&mem, 2, 16);
         let me = q.attach().unwrap();
         for _ in 0..2 {
-            let c = q.try_claim_put(me, false).unwrap();
+            let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
         }
-        assert_eq!(q.try_claim_put(me, false), Err(Fail::Busy));
+        assert_eq!(q.try_claim_put(me, false, false), Err(Fail::Busy));
         let c = q.try_claim_get(me, false).unwrap();
         // Still full while the item is being read.
-        assert_eq!(q.try_claim_put(me, false), Err(Fail::Busy));
+        assert_eq!(q.try_claim_put(me, false, false), Err(Fail::Busy));
         q.release(c, me).unwrap();
-        assert!(q.try_claim_put(me, false).is_ok());
+        assert!(q.try_claim_put(me, false, false).is_ok());
     }
 
     #[test]
@@ -764,13 +861,13 @@ mod tests {
         q.init(3);
         let me = q.attach().unwrap();
         for _ in 0..3 {
-            let c = q.try_claim_put(me, false).unwrap();
+            let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
         }
-        assert_eq!(q.try_claim_put(me, false), Err(Fail::Busy));
+        assert_eq!(q.try_claim_put(me, false, false), Err(Fail::Busy));
         let c = q.try_claim_get(me, false).unwrap();
         q.release(c, me).unwrap();
-        assert!(q.try_claim_put(me, false).is_ok());
+        assert!(q.try_claim_put(me, false, false).is_ok());
     }
 
     #[test]
@@ -778,8 +875,8 @@ mod tests {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
         let me = q.attach().unwrap();
-        let a = q.try_claim_put(me, false).unwrap();
-        let b = q.try_claim_put(me, false).unwrap();
+        let a = q.try_claim_put(me, false, false).unwrap();
+        let b = q.try_claim_put(me, false, false).unwrap();
         q.publish(b, me).unwrap();
         // `a` blocks the head until it is committed or abandoned.
         assert_eq!(q.try_claim_get(me, false), Err(Fail::Busy));
@@ -793,10 +890,10 @@ mod tests {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
         let me = q.attach().unwrap();
-        let c = q.try_claim_put(me, false).unwrap();
+        let c = q.try_claim_put(me, false, false).unwrap();
         q.publish(c, me).unwrap();
         q.close();
-        assert_eq!(q.try_claim_put(me, false), Err(Fail::Closed));
+        assert_eq!(q.try_claim_put(me, false, false), Err(Fail::Closed));
         let c = q.try_claim_get(me, false).unwrap();
         q.release(c, me).unwrap();
         assert_eq!(q.try_claim_get(me, false), Err(Fail::Closed));
@@ -816,8 +913,8 @@ mod tests {
         };
         q.entry(ghost)
             .store(Mpmc::owner_word(dead), Ordering::Relaxed);
-        let w = q.try_claim_put(ghost, false).unwrap(); // the ghost's claim, never committed
-        let c = q.try_claim_put(me, false).unwrap();
+        let w = q.try_claim_put(ghost, false, false).unwrap(); // the ghost's claim, never committed
+        let c = q.try_claim_put(me, false, false).unwrap();
         q.publish(c, me).unwrap();
         assert_eq!(q.try_claim_get(me, false), Err(Fail::Busy));
         // The deep path notices the dead claimant and skips its slot.
@@ -834,7 +931,7 @@ mod tests {
         let me = q.attach().unwrap();
         q.slot_word(0).store(word(FREE, 0, 3), Ordering::Relaxed);
         assert!(matches!(
-            q.try_claim_put(me, false),
+            q.try_claim_put(me, false, false),
             Err(Fail::Corrupted(_))
         ));
         q.slot_word(0)
@@ -846,7 +943,7 @@ mod tests {
         q.u64(ENQ).store(u64::MAX - 1, Ordering::Relaxed);
         q.u64(DEQ).store(u64::MAX - 1, Ordering::Relaxed);
         for i in 0..6 {
-            let c = q.try_claim_put(me, false).unwrap();
+            let c = q.try_claim_put(me, false, false).unwrap();
             q.data(c.pos).write(0, &[i]).unwrap();
             q.publish(c, me).unwrap();
             let c = q.try_claim_get(me, false).unwrap();
@@ -871,7 +968,7 @@ mod tests {
                     let me = q.attach().unwrap();
                     for i in 0..PER {
                         let c = loop {
-                            match q.try_claim_put(me, false) {
+                            match q.try_claim_put(me, false, false) {
                                 Ok(c) => break c,
                                 Err(Fail::Busy) => std::thread::yield_now(),
                                 Err(e) => panic!("{e:?}"),
