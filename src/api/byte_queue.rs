@@ -7,7 +7,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::api::queue::{Core, Failed, Waiting};
+use crate::api::Waiting;
+use crate::api::queue::{Core, Failed};
 use crate::error::{CreateError, GetError, OpenError, OpenOrCreateError, PutError};
 use crate::ring::mpmc::Claim;
 use crate::ring::wait::WaitMode;

@@ -36,6 +36,26 @@ pub trait Pod: FromBytes + IntoBytes + Immutable + Sized + 'static {}
 
 impl<T: FromBytes + IntoBytes + Immutable + Sized + 'static> Pod for T {}
 
+/// How long a call may wait. The clock is read only once waiting actually starts, so a call
+/// that succeeds at once costs no clock read.
+#[derive(Clone, Copy)]
+pub(crate) enum Waiting {
+    No,
+    Forever,
+    For(std::time::Duration),
+}
+
+impl Waiting {
+    /// `None` if the call must not wait; else the deadline (`None` inside: no limit).
+    pub(crate) fn deadline(self) -> Option<Option<std::time::Instant>> {
+        match self {
+            Waiting::No => None,
+            Waiting::Forever => Some(None),
+            Waiting::For(t) => Some(crate::sync::park::deadline_after(t)),
+        }
+    }
+}
+
 /// Fails an open with `Corrupted` unless `ok`.
 pub(crate) fn ensure(
     seg: &Segment,

@@ -30,8 +30,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::queue::Waiting;
-use crate::api::{Pod, ensure};
+use crate::api::queue::Failed;
+use crate::api::{Pod, Waiting, ensure};
 use crate::error::{CreateError, GetError, OpenError, OpenOrCreateError, PutError};
 use crate::region::Region;
 use crate::ring::wait::{self, Counted, Ended, WaitMode};
@@ -321,14 +321,6 @@ impl<T: Pod + Ord> fmt::Debug for PriorityQueue<T> {
     }
 }
 
-/// Why an operation under the lock did not produce its result.
-enum Failed {
-    Busy,
-    Timeout,
-    Closed,
-    Corrupted(String),
-}
-
 impl<T: Pod + Ord> PriorityQueue<T> {
     fn layout(opts: &Options, capacity: usize) -> Result<(Layout, Geometry), CreateError> {
         let g =
@@ -482,12 +474,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         waiting: Waiting,
         mut attempt: impl FnMut(Option<Instant>) -> Result<Option<R>, Failed>,
     ) -> Result<R, Failed> {
-        let deadline = match waiting {
-            Waiting::No => None,
-            Waiting::Forever => Some(None),
-            Waiting::For(t) => Some(crate::sync::park::deadline_after(t)),
-        };
-        let Some(deadline) = deadline else {
+        let Some(deadline) = waiting.deadline() else {
             // A non-waiting call still waits for the lock, but only briefly: a holder that
             // keeps it longer (stopped, stuck, or a forged lock word) makes it Full/Empty.
             let brief = crate::sync::park::deadline_after(wait::CHECK_EVERY);
@@ -534,16 +521,9 @@ impl<T: Pod + Ord> PriorityQueue<T> {
                 Some(pushed) => Ok(pushed.then_some(())),
             }
         });
-        match r {
-            Ok(()) => {
-                self.ring(true);
-                Ok(())
-            }
-            Err(Failed::Busy) => Err(PutError::Full(value)),
-            Err(Failed::Timeout) => Err(PutError::Timeout(value)),
-            Err(Failed::Closed) => Err(PutError::Closed(value)),
-            Err(Failed::Corrupted(reason)) => Err(PutError::Corrupted { value, reason }),
-        }
+        r.map_err(|e| e.put(value))?;
+        self.ring(true);
+        Ok(())
     }
 
     /// Puts `value`, waiting for room as long as it takes.
@@ -578,16 +558,9 @@ impl<T: Pod + Ord> PriorityQueue<T> {
                 (None, false) => Ok(None),
             }
         });
-        match r {
-            Ok(v) => {
-                self.ring(false);
-                Ok(v)
-            }
-            Err(Failed::Busy) => Err(GetError::Empty),
-            Err(Failed::Timeout) => Err(GetError::Timeout),
-            Err(Failed::Closed) => Err(GetError::Disconnected),
-            Err(Failed::Corrupted(reason)) => Err(GetError::Corrupted { reason }),
-        }
+        let v = r.map_err(Failed::get)?;
+        self.ring(false);
+        Ok(v)
     }
 
     /// Takes the smallest item, waiting as long as it takes.

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::{Pod, ensure};
+use crate::api::{Pod, Waiting, ensure};
 use crate::error::{
     CreateError, GetError, JoinTimeout, OpenError, OpenOrCreateError, PutError, TaskDoneError,
 };
@@ -17,25 +17,6 @@ use crate::ring::wait::{self, CHECK_EVERY, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::park;
 use crate::sys::process;
-
-/// How long a call may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Waiting {
-    No,
-    Forever,
-    For(Duration),
-}
-
-impl Waiting {
-    /// `None` if the call must not wait; else the deadline (`None` inside: no limit).
-    fn deadline(self) -> Option<Option<Instant>> {
-        match self {
-            Waiting::No => None,
-            Waiting::Forever => Some(None),
-            Waiting::For(t) => Some(park::deadline_after(t)),
-        }
-    }
-}
 
 /// Why a claim failed, before it is mapped to the caller's error type.
 pub(crate) enum Failed {
@@ -215,7 +196,7 @@ impl Core {
             name: seg.name(),
             reason: "queue geometry changed while opening".into(),
         })?;
-        let limit = q.limit().ok_or_else(|| OpenError::Corrupted {
+        let limit = q.stored_limit().ok_or_else(|| OpenError::Corrupted {
             name: seg.name(),
             reason: format!("queue limit outside 1..={cap}"),
         })?;

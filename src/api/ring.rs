@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ensure;
+use crate::api::Waiting;
 use crate::error::{
     AttachError, CreateError, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
@@ -15,7 +16,6 @@ use crate::region::Region;
 use crate::ring::spsc::{self, Corrupt, RawRing, Record, Reservation, ReserveFail, Side};
 use crate::ring::wait::{self, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
-use crate::sync::park::deadline_after;
 
 /// Rounds a requested capacity up to the ring's geometry (a power of two, at least 64).
 pub(crate) fn normalize_capacity(name: &Options, capacity: usize) -> Result<u64, CreateError> {
@@ -245,26 +245,6 @@ fn due(next: &mut Instant) -> bool {
     }
     *next = now + wait::CHECK_EVERY;
     true
-}
-
-/// The clock is read only once waiting actually starts, so a call that finds its message or
-/// its room at once costs no clock read.
-#[derive(Clone, Copy)]
-enum Waiting {
-    No,
-    Forever,
-    For(Duration),
-}
-
-impl Waiting {
-    /// `None` if the call must not wait; else the deadline (`None` inside: no limit).
-    fn deadline(self) -> Option<Option<Instant>> {
-        match self {
-            Waiting::No => None,
-            Waiting::Forever => Some(None),
-            Waiting::For(t) => Some(deadline_after(t)),
-        }
-    }
 }
 
 /// The sending end of a [`Ring`] (or of a [`Pipe`](crate::Pipe)). Lets go of the role on

@@ -193,14 +193,12 @@ impl<'a> Mpmc<'a> {
         if region_size(cap, stride)? > region.len() {
             return None;
         }
-        let mut q = Mpmc {
+        Some(Mpmc {
             region,
             cap,
             stride,
             limit: cap,
-        };
-        q.limit = q.u64(LIMIT).load(Ordering::Relaxed);
-        Some(q)
+        })
     }
 
     /// Writes the initial slot words (a fresh region is all zero otherwise) and the limit.
@@ -212,10 +210,11 @@ impl<'a> Mpmc<'a> {
         self.u64(LIMIT).store(self.limit, Ordering::Relaxed);
     }
 
-    /// Most items held at once, as read when this view was made; `None` if the stored value
-    /// is out of range (corrupted).
-    pub(crate) fn limit(&self) -> Option<u64> {
-        (1..=self.cap).contains(&self.limit).then_some(self.limit)
+    /// Most items held at once, as stored by the creator; `None` if the stored value is out
+    /// of range (corrupted). Read once per handle: views take it with [`Mpmc::with_limit`].
+    pub(crate) fn stored_limit(&self) -> Option<u64> {
+        let limit = self.u64(LIMIT).load(Ordering::Relaxed);
+        (1..=self.cap).contains(&limit).then_some(limit)
     }
 
     /// This view with the limit given (checked once when the handle was made).
@@ -585,10 +584,8 @@ impl<'a> Mpmc<'a> {
                 Self::advance(deq, pos);
                 return Ok(Claim { pos });
             }
-            if d > self.cap as i64 {
-                pos = self.reload_or_corrupt(deq, pos, w)?;
-                continue;
-            }
+            // More than a lap ahead is legitimate here: a position left as a hole (a dropped
+            // claim behind an item) can see its slot lapped again before consumers reach it.
             if d > 0 || (d == 0 && state_of(w) == READING) {
                 let next = Self::advance(deq, pos);
                 lost += u32::from(next != pos.wrapping_add(1));
@@ -637,8 +634,9 @@ impl<'a> Mpmc<'a> {
         Ok(())
     }
 
-    /// A slot is more than a lap ahead of `pos`: fine if `at` has moved on (we read it long
-    /// ago), impossible in a healthy queue if it has not.
+    /// A slot is more than a lap ahead of the producers' `pos`: fine if `at` has moved on (we
+    /// read it long ago), impossible in a healthy queue if it has not (a slot is lapped only
+    /// after its position was claimed, which moves `enq` past it).
     fn reload_or_corrupt(&self, at: &AtomicU64, pos: u64, w: u64) -> Result<u64, Corrupt> {
         let now = at.load(Ordering::SeqCst);
         if now != pos {
@@ -660,7 +658,7 @@ impl<'a> Mpmc<'a> {
             let pos = deq.load(Ordering::SeqCst);
             let w = self.slot_word(pos).load(Ordering::SeqCst);
             let d = diff(seq_of(w), pos);
-            if d <= 0 || d > self.cap as i64 || self.check_lap(w, pos).is_err() {
+            if d <= 0 || self.check_lap(w, pos).is_err() {
                 return;
             }
             Self::advance(deq, pos);
@@ -883,6 +881,33 @@ mod tests {
         q.abandon(a, me);
         assert_eq!(q.try_claim_get(me, false).unwrap().pos, b.pos);
         assert_eq!(q.dropped(), 1);
+    }
+
+    #[test]
+    fn a_hole_lapped_twice_is_skipped_not_corruption() {
+        let mem = heap(region_size(4, 16).unwrap());
+        let q = queue(&mem, 4, 16);
+        let me = q.attach().unwrap();
+        let put = |q: &Mpmc<'_>| {
+            let c = q.try_claim_put(me, false, false).unwrap();
+            q.publish(c, me).unwrap();
+            c.pos
+        };
+        put(&q); // 0
+        let hole = q.try_claim_put(me, false, false).unwrap(); // 1, dropped behind item 0
+        q.abandon(hole, me);
+        let (c2, c3) = (put(&q), put(&q));
+        let c = q.try_claim_get(me, false).unwrap(); // takes 0
+        q.release(c, me).unwrap();
+        let c4 = put(&q);
+        let again = q.try_claim_put(me, false, false).unwrap(); // 5: slot 1 lapped again
+        q.abandon(again, me);
+        for want in [c2, c3, c4] {
+            let c = q.try_claim_get(me, false).unwrap();
+            assert_eq!(c.pos, want);
+            q.release(c, me).unwrap();
+        }
+        assert_eq!(q.try_claim_get(me, false), Err(Fail::Busy));
     }
 
     #[test]
