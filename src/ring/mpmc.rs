@@ -586,6 +586,20 @@ impl<'a> Mpmc<'a> {
             }
             // More than a lap ahead is legitimate here: a position left as a hole (a dropped
             // claim behind an item) can see its slot lapped again before consumers reach it.
+            if d > 0 {
+                // Every position below `enq - cap` is finished: a producer claimed the position
+                // a lap later, which needs this one taken or dropped first. Jump there rather
+                // than walking hole by hole (a forged `deq` far behind would walk for seconds).
+                let floor = self.u64(ENQ).load(Ordering::SeqCst).wrapping_sub(self.cap);
+                if (floor.wrapping_sub(pos) as i64) > 0 {
+                    pos = match deq.compare_exchange(pos, floor, Ordering::SeqCst, Ordering::SeqCst)
+                    {
+                        Ok(_) => floor,
+                        Err(now) => now,
+                    };
+                    continue;
+                }
+            }
             if d > 0 || (d == 0 && state_of(w) == READING) {
                 let next = Self::advance(deq, pos);
                 lost += u32::from(next != pos.wrapping_add(1));
@@ -903,6 +917,28 @@ mod tests {
         let again = q.try_claim_put(me, false, false).unwrap(); // 5: slot 1 lapped again
         q.abandon(again, me);
         for want in [c2, c3, c4] {
+            let c = q.try_claim_get(me, false).unwrap();
+            assert_eq!(c.pos, want);
+            q.release(c, me).unwrap();
+        }
+        assert_eq!(q.try_claim_get(me, false), Err(Fail::Busy));
+    }
+
+    #[test]
+    fn a_forged_deq_far_behind_jumps_to_a_lap_behind_enq() {
+        let mem = heap(region_size(4, 16).unwrap());
+        let q = queue(&mem, 4, 16);
+        let me = q.attach().unwrap();
+        for _ in 0..3 {
+            let c = q.try_claim_put(me, false, false).unwrap();
+            q.publish(c, me).unwrap();
+        }
+        let c = q.try_claim_get(me, false).unwrap(); // takes 0
+        q.release(c, me).unwrap();
+        // 2^40 positions behind: walking them one by one would hit STEP_LIMIT and report
+        // corruption; the jump reaches the waiting items at once.
+        q.u64(DEQ).store(1u64.wrapping_sub(1 << 40), Ordering::SeqCst);
+        for want in [1, 2] {
             let c = q.try_claim_get(me, false).unwrap();
             assert_eq!(c.pos, want);
             q.release(c, me).unwrap();
