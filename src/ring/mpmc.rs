@@ -937,7 +937,8 @@ mod tests {
         q.release(c, me).unwrap();
         // 2^40 positions behind: walking them one by one would hit STEP_LIMIT and report
         // corruption; the jump reaches the waiting items at once.
-        q.u64(DEQ).store(1u64.wrapping_sub(1 << 40), Ordering::SeqCst);
+        q.u64(DEQ)
+            .store(1u64.wrapping_sub(1 << 40), Ordering::SeqCst);
         for want in [1, 2] {
             let c = q.try_claim_get(me, false).unwrap();
             assert_eq!(c.pos, want);
