@@ -100,9 +100,10 @@ pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;
 pub use api::priority::PriorityQueue;
 pub use api::queue::{JoinableQueue, Queue};
-pub use api::ring::{Consumer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
+pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
+pub use api::survey::{Capacity, Peeked, Process, Survey};
 pub use api::value::{Integer, Number, Value};
 pub use error::{
     AttachError, CreateError, GetError, JoinTimeout, LockTimeoutError, OpenError,

@@ -10,6 +10,7 @@ pub(crate) mod queue;
 pub(crate) mod ring;
 pub(crate) mod ring_typed;
 pub(crate) mod semaphore;
+pub(crate) mod survey;
 pub(crate) mod value;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};

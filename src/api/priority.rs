@@ -86,6 +86,70 @@ fn stride_of<T>() -> usize {
     std::mem::size_of::<T>().max(1).div_ceil(8) * 8
 }
 
+/// A priority queue read without the lock and without changing anything (relaxed loads
+/// only), for [`crate::survey`]: `(capacity, len, closed, lock holder, the items at the first
+/// `peek` heap positions — the smallest first, the rest in heap order — cut at `bytes`)`.
+pub(crate) fn view(
+    payload: Region<'_>,
+    info: &crate::segment::SegmentInfo,
+    peek: usize,
+    bytes: usize,
+) -> Result<PriorityView, String> {
+    let stride = (info.type_size.max(1) as usize).div_ceil(8) * 8;
+    let g = usize::try_from(info.param0)
+        .ok()
+        .and_then(|c| Geometry::new(c, stride))
+        .filter(|g| g.size <= payload.len())
+        .ok_or_else(|| {
+            format!(
+                "priority queue geometry: capacity {}, item size {}, {} bytes",
+                info.param0,
+                info.type_size,
+                payload.len()
+            )
+        })?;
+    let load = |off| payload.u64_at(off).map(|w| w.load(Ordering::Relaxed));
+    let len = load(LEN).unwrap_or(0);
+    let mut v = PriorityView {
+        cap: g.cap as u64,
+        len,
+        closed: load(CLOSED).unwrap_or(0) != 0,
+        holder: RawMutex::at(payload, 0).and_then(|m| m.holder_process()),
+        items: Vec::new(),
+        problem: None,
+    };
+    if len > g.cap as u64 {
+        v.problem = Some(format!("length {len} exceeds capacity {}", g.cap));
+        return Ok(v);
+    }
+    for i in 0..(len as usize).min(peek) {
+        let slot = payload
+            .u32_at(g.heap + i * 4)
+            .map_or(u32::MAX, |w| w.load(Ordering::Relaxed)) as usize;
+        if slot >= g.cap {
+            v.problem = Some(format!("heap entry {i} names slot {slot} of {}", g.cap));
+            break;
+        }
+        let mut buf = vec![0; (info.type_size as usize).min(bytes)];
+        if payload.read(g.items + slot * g.stride, &mut buf).is_none() {
+            v.problem = Some(format!("slot {slot} lies outside the queue"));
+            break;
+        }
+        v.items.push(buf);
+    }
+    Ok(v)
+}
+
+/// What [`view`] found.
+pub(crate) struct PriorityView {
+    pub(crate) cap: u64,
+    pub(crate) len: u64,
+    pub(crate) closed: bool,
+    pub(crate) holder: Option<crate::sys::process::ProcessId>,
+    pub(crate) items: Vec<Vec<u8>>,
+    pub(crate) problem: Option<String>,
+}
+
 /// The heap over a region, used under the mutex.
 struct Heap<'a, T> {
     r: Region<'a>,

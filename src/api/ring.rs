@@ -13,7 +13,9 @@ use crate::error::{
     TryRecvError, TrySendError,
 };
 use crate::region::Region;
-use crate::ring::spsc::{self, Corrupt, RawRing, Record, Reservation, ReserveFail, Side};
+use crate::ring::spsc::{
+    self, Corrupt, RawRing, Record, Reservation, ReserveFail, RoleState, Side,
+};
 use crate::ring::wait::{self, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 
@@ -56,6 +58,27 @@ pub(crate) fn ring_of(
         cap,
         max,
     )
+}
+
+/// Where the other end of a [`Ring`] is, from [`Producer::peer`] or [`Consumer::peer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Nobody has taken the other role yet: it may still come.
+    NotYet,
+    /// A process that is alive (or cannot be shown dead) holds the other role.
+    Attached,
+    /// The other end let go or its process died. A new process may take the role later.
+    Gone,
+}
+
+impl From<RoleState> for Peer {
+    fn from(s: RoleState) -> Peer {
+        match s {
+            RoleState::Never => Peer::NotYet,
+            RoleState::Held => Peer::Attached,
+            RoleState::Gone => Peer::Gone,
+        }
+    }
 }
 
 /// A single-producer single-consumer ring of byte messages in a named segment.
@@ -317,6 +340,12 @@ impl Producer {
     /// Whether the consumer has let go or its process died.
     pub fn is_abandoned(&self) -> bool {
         self.raw.peer_gone(Side::Consumer, true)
+    }
+
+    /// Where the consumer is: not come yet, attached, or gone (let go or died). Checks the
+    /// holder's liveness, so it costs a `/proc` read: call it while waiting, not per message.
+    pub fn peer(&self) -> Peer {
+        self.raw.role_state(Side::Consumer).into()
     }
 
     fn reserve_inner(&mut self, len: usize, waiting: Waiting) -> Result<Reservation, Fail> {
@@ -665,6 +694,12 @@ impl Consumer {
     /// Whether the producer has let go or its process died (messages may still be waiting).
     pub fn is_abandoned(&self) -> bool {
         self.raw.peer_gone(Side::Producer, true)
+    }
+
+    /// Where the producer is: not come yet, attached, or gone (let go or died; messages may
+    /// still be waiting). Costs a `/proc` read, like [`Producer::peer`].
+    pub fn peer(&self) -> Peer {
+        self.raw.role_state(Side::Producer).into()
     }
 
     fn recv_inner(&mut self, waiting: Waiting) -> Result<Record, Fail> {

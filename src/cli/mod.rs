@@ -1,6 +1,8 @@
 //! `shmq` subcommands. Public API only; no unsafe code.
 
+mod admin;
 mod bench;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -33,12 +35,21 @@ enum Command {
         endpoint: String,
         size: usize,
     },
-    /// Remove shmq segments by name.
-    Rm {
-        /// Segment names (as in /dev/shm), or paths of file-backed segments.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    /// Stream standard input into a ring (the writing end of a named pipe in memory).
+    Send(stream::SendArgs),
+    /// Stream a ring to standard output (the reading end of `shmq send`).
+    Recv(stream::RecvArgs),
+    /// List the shmq segments in /dev/shm (and at the paths given): kind, payload type,
+    /// capacity, fill, creator and attached processes (alive or dead), age.
+    Ls(admin::LsArgs),
+    /// Show everything about one segment: header fields, validation, processes and a hex peek
+    /// of the first waiting messages. Read-only: safe on a segment in use or a corrupted one.
+    Inspect(admin::InspectArgs),
+    /// Remove shmq segments by name (files that are not shmq segments are refused).
+    Rm(admin::RmArgs),
+    /// Remove the segments nobody uses any more: creator and every attached process dead
+    /// (pid + start time), and no process mapping or holding them.
+    Gc(admin::GcArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -51,7 +62,12 @@ pub(crate) fn main() -> ExitCode {
             endpoint,
             size,
         } => bench::peer(&transport, &role, &endpoint, size),
-        Command::Rm { names } => rm(&names),
+        Command::Ls(args) => admin::ls(&args),
+        Command::Inspect(args) => admin::inspect(&args),
+        Command::Rm(args) => admin::rm(&args),
+        Command::Gc(args) => admin::gc(&args),
+        Command::Send(args) => stream::send(&args),
+        Command::Recv(args) => stream::recv(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,39 +75,5 @@ pub(crate) fn main() -> ExitCode {
             eprintln!("shmq: {msg}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn rm(names: &[String]) -> Result<(), String> {
-    let mut failed = Vec::new();
-    for name in names {
-        let opts = if name.contains('/') {
-            shmq::Options::file(name)
-        } else {
-            shmq::Options::new(name.as_str())
-        };
-        // Only shmq segments are removed: anything else in /dev/shm belongs to someone else.
-        match shmq::Segment::inspect(&opts) {
-            Ok(_)
-            | Err(shmq::OpenError::Corrupted { .. } | shmq::OpenError::VersionMismatch { .. }) => {}
-            Err(
-                e @ shmq::OpenError::Abandoned { .. } | e @ shmq::OpenError::InitTimeout { .. },
-            ) => {
-                eprintln!("shmq: note: {e}");
-            }
-            Err(e) => {
-                failed.push(e.to_string());
-                continue;
-            }
-        }
-        match shmq::Segment::unlink(&opts) {
-            Ok(()) => println!("removed {name}"),
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("\nshmq: "))
     }
 }

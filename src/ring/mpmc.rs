@@ -125,6 +125,23 @@ fn diff(seq: u64, pos: u64) -> i64 {
     ((seq.wrapping_sub(pos) << (64 - SEQ_BITS)) as i64) >> (64 - SEQ_BITS)
 }
 
+/// What a queue holds, from [`Mpmc::view`].
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub(crate) enq: u64,
+    pub(crate) deq: u64,
+    pub(crate) limit: u64,
+    pub(crate) closed: bool,
+    pub(crate) unfinished: u64,
+    pub(crate) taken: u64,
+    pub(crate) dropped: u64,
+    /// `(entry index, process, being reclaimed)` of every recorded participant.
+    pub(crate) participants: Vec<(usize, ProcessId, bool)>,
+    /// Positions of the first waiting items, oldest first (read them with [`Mpmc::data`]).
+    pub(crate) waiting: Vec<u64>,
+    pub(crate) problem: Option<String>,
+}
+
 /// Shared memory failed a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub(crate) String);
@@ -698,6 +715,55 @@ impl<'a> Mpmc<'a> {
         let deq = self.u64(DEQ).load(Ordering::Relaxed);
         let enq = self.u64(ENQ).load(Ordering::Relaxed);
         (enq.wrapping_sub(deq) as i64).clamp(0, self.cap as i64) as u64
+    }
+
+    /// Reads the queue without changing anything (relaxed loads only, safe on a read-only
+    /// mapping), for tools: counters, participants and up to `peek` waiting positions.
+    pub(crate) fn view(&self, peek: usize) -> View {
+        let load = |off| self.u64(off).load(Ordering::Relaxed);
+        let (enq, deq) = (load(ENQ), load(DEQ));
+        let mut v = View {
+            enq,
+            deq,
+            limit: load(LIMIT),
+            closed: self.u32(CLOSED).load(Ordering::Relaxed) != 0,
+            unfinished: load(UNFINISHED),
+            taken: load(TAKEN),
+            dropped: load(DROPPED),
+            participants: (0..MAX_PARTICIPANTS)
+                .filter_map(|i| {
+                    let e = self.entry(i).load(Ordering::Relaxed);
+                    (e != 0).then(|| (i, Self::process_of(e), e & RECLAIMING != 0))
+                })
+                .collect(),
+            waiting: Vec::new(),
+            problem: None,
+        };
+        let ahead = enq.wrapping_sub(deq) as i64;
+        if !(0..=(self.cap as i64).saturating_mul(2)).contains(&ahead) {
+            v.problem = Some(format!(
+                "positions enq {enq} and deq {deq} are not within a lap of each other"
+            ));
+            return v;
+        }
+        // Walk at most one lap from `deq`: items are the slots that are FULL for their position.
+        let mut pos = deq;
+        for _ in 0..ahead.min(self.cap as i64) {
+            if v.waiting.len() >= peek {
+                break;
+            }
+            let w = self.slot_word(pos).load(Ordering::Relaxed);
+            match self.check_lap(w, pos) {
+                Err(c) => {
+                    v.problem = Some(c.0);
+                    break;
+                }
+                Ok(0) if state_of(w) == FULL => v.waiting.push(pos),
+                Ok(_) => {}
+            }
+            pos = pos.wrapping_add(1);
+        }
+        v
     }
 
     /// Items given back from dead or abandoning producers since creation.

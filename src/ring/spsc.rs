@@ -85,6 +85,17 @@ const LEN_MASK: u32 = VALID - 1;
 /// position sum far from overflow whatever a peer wrote.
 const POSITION_LIMIT: u64 = 1 << 62;
 
+/// What a ring role's words say about its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoleState {
+    /// Nobody has taken it yet.
+    Never,
+    /// A process that is (or may be) alive holds it.
+    Held,
+    /// Its holder let go or died.
+    Gone,
+}
+
 /// Whether `capacity` is a ring geometry we accept.
 pub(crate) fn valid_capacity(capacity: u64) -> bool {
     capacity.is_power_of_two() && (MIN_CAPACITY as u64..=MAX_CAPACITY as u64).contains(&capacity)
@@ -345,6 +356,24 @@ impl<'a> RawRing<'a> {
         }
     }
 
+    /// Whether the role on `side` was never taken, is held by a live process, or was let go
+    /// (or its holder died).
+    pub(crate) fn role_state(&self, side: Side) -> RoleState {
+        let (role, owner) = self.role_words(side);
+        match role.load(Ordering::Acquire) {
+            NEVER => RoleState::Never,
+            DETACHED => RoleState::Gone,
+            pid => {
+                let who = Self::holder_of(pid, owner.load(Ordering::Relaxed));
+                if process::liveness(who) == Liveness::Dead {
+                    RoleState::Gone
+                } else {
+                    RoleState::Held
+                }
+            }
+        }
+    }
+
     // ----- sleeping -----
 
     /// The sleep flag and bell of `side`.
@@ -565,6 +594,89 @@ impl<'a> RawRing<'a> {
         // Release: pairs with the Acquire in `refresh_head`: we are done with those bytes.
         self.u64(HEAD).store(next, Ordering::Release);
         self.wake_if_sleeping(Side::Producer);
+    }
+}
+
+/// What a ring holds, read with relaxed loads only (safe on a read-only mapping), for tools.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct View {
+    /// The consumer's released position and the producer's published one.
+    pub(crate) head: u64,
+    pub(crate) tail: u64,
+    /// `(role word, holder)` of the producer and the consumer.
+    pub(crate) producer: (u32, Option<ProcessId>),
+    pub(crate) consumer: (u32, Option<ProcessId>),
+    /// The first waiting messages, each cut at the asked length, with their full lengths.
+    pub(crate) messages: Vec<(usize, Vec<u8>)>,
+    /// What is inconsistent, if anything.
+    pub(crate) problem: Option<String>,
+}
+
+impl RawRing<'_> {
+    /// Reads the ring without changing anything: positions, roles and up to `peek` waiting
+    /// messages (each cut at `bytes`). Every word is checked as the consumer would.
+    pub(crate) fn view(&self, peek: usize, bytes: usize) -> View {
+        let role = |side| {
+            let (role, owner) = self.role_words(side);
+            let r = role.load(Ordering::Relaxed);
+            let who = (r != NEVER && r != DETACHED)
+                .then(|| Self::holder_of(r, owner.load(Ordering::Relaxed)));
+            (r, who)
+        };
+        let mut v = View {
+            head: self.u64(HEAD).load(Ordering::Relaxed),
+            tail: self.u64(TAIL).load(Ordering::Relaxed),
+            producer: role(Side::Producer),
+            consumer: role(Side::Consumer),
+            ..View::default()
+        };
+        if v.head > v.tail || v.tail - v.head > self.cap || v.tail > POSITION_LIMIT {
+            v.problem = Some(format!(
+                "positions head {} and tail {} are not within one buffer of each other",
+                v.head, v.tail
+            ));
+            return v;
+        }
+        let mut pos = v.head;
+        let mut pads = 0;
+        while v.messages.len() < peek && pos < v.tail {
+            let w = self.word(pos).load(Ordering::Relaxed);
+            let low = w as u32;
+            let (len, off) = (low & LEN_MASK, pos & self.mask);
+            if w == 0 || (w >> 32) as u32 != stamp(pos) || low & VALID == 0 {
+                v.problem = Some(format!("bad record header {w:#018x} at position {pos}"));
+                break;
+            }
+            if low & PAD != 0 {
+                pads += 1;
+                if pads > 1 || off == 0 || off + 8 + u64::from(len) != self.cap {
+                    v.problem = Some(format!("bad padding record at position {pos}"));
+                    break;
+                }
+                pos += self.cap - off;
+                continue;
+            }
+            pads = 0;
+            if len > self.max || off + record_size(len as usize) > self.cap {
+                v.problem = Some(format!(
+                    "record of {len} bytes at position {pos} exceeds the ring's limits"
+                ));
+                break;
+            }
+            let mut buf = vec![0; (len as usize).min(bytes)];
+            // In bounds: `off + 8 + len <= cap` was checked, and the buffer is `cap` bytes.
+            if self
+                .region
+                .read(DATA + off as usize + 8, &mut buf)
+                .is_none()
+            {
+                v.problem = Some(format!("record at position {pos} leaves the buffer"));
+                break;
+            }
+            v.messages.push((len as usize, buf));
+            pos += record_size(len as usize);
+        }
+        v
     }
 }
 

@@ -296,7 +296,13 @@ pub(crate) fn read_info(region: &Region<'_>) -> Result<SegmentInfo, Invalid> {
     let info = SegmentInfo {
         kind,
         version,
-        ready: h.init_state.load(Ordering::Acquire) == READY,
+        // Relaxed, then a fence: tools map segments read-only, and only Relaxed atomic loads
+        // are defined on read-only pages.
+        ready: {
+            let ready = h.init_state.load(Ordering::Relaxed) == READY;
+            std::sync::atomic::fence(Ordering::Acquire);
+            ready
+        },
         total_size: h.total_size.load(Ordering::Relaxed),
         payload_offset: h.payload_offset.load(Ordering::Relaxed),
         payload_size: h.payload_size.load(Ordering::Relaxed),

@@ -106,8 +106,8 @@ impl Options {
         self
     }
 
-    /// The name or path, for messages.
-    pub(crate) fn label(&self) -> String {
+    /// The segment name, or the file's path, as given.
+    pub fn label(&self) -> String {
         match &self.target {
             Target::Name(n) => n.clone(),
             Target::File(p) => p.display().to_string(),
@@ -246,18 +246,7 @@ impl Segment {
     /// # Errors
     /// [`OpenError`] if it is missing, not shmq, or its header is inconsistent.
     pub fn inspect(opts: impl Into<Options>) -> Result<SegmentInfo, OpenError> {
-        let opts = opts.into();
-        let loc = opts.location_for_open()?;
-        let name = loc.display_name();
-        let map = match shm::open(&loc, false) {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(OpenError::InitTimeout { name, pid: 0 }),
-            Err(e) => return Err(open_error(&name, e)),
-        };
-        // SAFETY: the mapping is page-aligned, `len` bytes long, and lives until this function
-        // returns, longer than the region; we only read through atomics.
-        let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
-        header::read_info(&region).map_err(|e| invalid(&name, e))
+        Ok(ReadOnly::open(&opts.into())?.info)
     }
 
     /// Usable bytes (the payload, after the header).
@@ -357,6 +346,13 @@ impl Segment {
     }
 
     // ----- crate-internal: typed objects build on these -----
+
+    /// Removes the name only if it still names the file `ino` (device, inode) — for tools
+    /// that decided from an earlier look, so they never remove a newer segment of that name.
+    pub(crate) fn unlink_if_same(opts: &Options, ino: (u64, u64)) -> Result<(), OpenError> {
+        let loc = opts.location_for_open()?;
+        shm::unlink_if_same(&loc, ino).map_err(|e| open_error(&loc.display_name(), e))
+    }
 
     /// The payload area.
     pub(crate) fn payload(&self) -> Region<'_> {
@@ -629,7 +625,74 @@ fn open_error(name: &str, e: SysError) -> OpenError {
     }
 }
 
+/// A read-only mapping of any shmq segment and its validated header, for tools: nothing is
+/// ever written through it (the pages are mapped without write permission).
+#[derive(Debug)]
+pub(crate) struct ReadOnly {
+    map: Mapping,
+    loc: Location,
+    info: SegmentInfo,
+}
+
+impl ReadOnly {
+    /// Maps the segment read-only, whatever its kind and even while it is initializing.
+    pub(crate) fn open(opts: &Options) -> Result<ReadOnly, OpenError> {
+        let loc = opts.location_for_open()?;
+        let name = loc.display_name();
+        let map = match shm::open(&loc, false) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(OpenError::InitTimeout { name, pid: 0 }),
+            Err(e) => return Err(open_error(&name, e)),
+        };
+        let info = {
+            // SAFETY: the mapping is page-aligned and `len` bytes long, and outlives this
+            // block; header reads are atomic loads only (the pages are read-only).
+            let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
+            header::read_info(&region).map_err(|e| invalid(&name, e))?
+        };
+        Ok(ReadOnly { map, loc, info })
+    }
+
+    pub(crate) fn info(&self) -> &SegmentInfo {
+        &self.info
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.loc.display_name()
+    }
+
+    /// Device and inode of the mapped file.
+    pub(crate) fn inode(&self) -> (u64, u64) {
+        self.map.inode()
+    }
+
+    /// The payload area. Read it with loads only: a store would fault on the read-only pages.
+    pub(crate) fn payload(&self) -> Region<'_> {
+        // SAFETY: the mapping is page-aligned, `len` bytes, and valid while `self` lives (the
+        // region borrows `self`). It is mapped read-only, and callers only load from it.
+        let whole = unsafe { Region::from_raw(self.map.as_ptr(), self.map.len()) };
+        // read_info checked payload_offset + payload_size <= total_size == map len.
+        whole
+            .sub(
+                self.info.payload_offset as usize,
+                self.info.payload_size as usize,
+            )
+            .unwrap_or_else(|| whole.sub(0, 0).expect("empty sub-region is always valid"))
+    }
+}
+
 impl SegmentInfo {
+    /// Whether the process that created the segment may still be running: `false` only when
+    /// its pid is gone or now belongs to a process started at another time (pid + start time,
+    /// so a recycled pid is never mistaken for the creator). Reads `/proc`.
+    pub fn creator_alive(&self) -> bool {
+        self.creator_pid != 0
+            && process::liveness(ProcessId {
+                pid: self.creator_pid,
+                start_time: self.creator_start,
+            }) == Liveness::Alive
+    }
+
     /// Validates `image`, the bytes of a whole segment file, as a shmq header. For tools and
     /// fuzzing: never panics and never reads outside `image`.
     ///

@@ -42,6 +42,11 @@ impl<'a> RawEvent<'a> {
         self.flag.load(Ordering::Acquire) != CLEAR
     }
 
+    /// As [`RawEvent::is_set`] with a relaxed load, for tools (safe on read-only pages).
+    pub(crate) fn peek_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) != CLEAR
+    }
+
     pub(crate) fn set(&self) {
         // SeqCst: Dekker pairing with `wait` (module notes); also a release for `is_set`.
         let was = self.flag.swap(SET, Ordering::SeqCst);

@@ -263,6 +263,19 @@ impl<'a> RawMutex<'a> {
         }
     }
 
+    /// The holder, with its start time when the owner word agrees, or `None` if free.
+    /// Relaxed loads only (tools read segments mapped read-only).
+    pub(crate) fn holder_process(&self) -> Option<ProcessId> {
+        let pid = self.state.load(Ordering::Relaxed) & OWNER_MASK;
+        let owner = self.owner.load(Ordering::Relaxed);
+        let start_time = if (owner >> START_BITS) as u32 == pid {
+            owner & ((1 << START_BITS) - 1)
+        } else {
+            0
+        };
+        (pid != 0).then_some(ProcessId { pid, start_time })
+    }
+
     /// The holder's pid, or `None` if free. For diagnostics.
     pub(crate) fn holder(&self) -> Option<u32> {
         match self.state.load(Ordering::Relaxed) & OWNER_MASK {

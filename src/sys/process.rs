@@ -119,6 +119,83 @@ fn has_other_threads(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// A file: `(device, inode)`.
+pub(crate) type FileId = (u64, u64);
+
+/// Processes (other than this one) that map or hold open any of `files`, given as
+/// `(device, inode)` pairs, found by reading every `/proc/<pid>/maps` and `/proc/<pid>/fd`.
+/// Returns the holders of each file that has any, and how many processes could not be read
+/// (other users' processes, unless we are root): those may hold files unseen.
+pub(crate) fn holders(files: &[FileId]) -> (Vec<(FileId, ProcessId)>, usize) {
+    let mut found = Vec::new();
+    let mut unreadable = 0;
+    if files.is_empty() {
+        return (found, 0);
+    }
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (found, 1);
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let mut held: Vec<FileId> = Vec::new();
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"));
+        match &maps {
+            Ok(text) => held.extend(text.lines().filter_map(map_line_file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // exited
+            Err(_) => {}
+        }
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"));
+        match fds {
+            Ok(fds) => {
+                use std::os::unix::fs::MetadataExt;
+                for fd in fds.flatten() {
+                    // Follows the magic link to the open file itself; no file is opened.
+                    if let Ok(m) = std::fs::metadata(fd.path()) {
+                        held.push((m.dev(), m.ino()));
+                    }
+                }
+            }
+            Err(_) if maps.is_err() => {
+                unreadable += 1;
+                continue;
+            }
+            Err(_) => {}
+        }
+        let start_time = start_time_of(pid).unwrap_or(0);
+        for f in files {
+            if held.contains(f) {
+                found.push((*f, ProcessId { pid, start_time }));
+            }
+        }
+    }
+    (found, unreadable)
+}
+
+/// The `(device, inode)` a `/proc/<pid>/maps` line maps, if it maps a file:
+/// `address perms offset major:minor inode path`.
+fn map_line_file(line: &str) -> Option<FileId> {
+    let mut f = line.split_ascii_whitespace();
+    let dev = f.nth(3)?;
+    let ino: u64 = f.next()?.parse().ok()?;
+    if ino == 0 {
+        return None;
+    }
+    let (major, minor) = dev.split_once(':')?;
+    let major = u32::from_str_radix(major, 16).ok()?;
+    let minor = u32::from_str_radix(minor, 16).ok()?;
+    Some((rustix::fs::makedev(major, minor), ino))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +207,40 @@ mod tests {
         assert_eq!(parse_stat(line), Some((b'S', 987654)));
         assert_eq!(parse_stat(b"garbage"), None);
         assert_eq!(parse_stat(b"1 (x) R 1 2"), None);
+    }
+
+    #[test]
+    fn parses_maps_lines() {
+        let line = "7f00-7f10 rw-s 00000000 00:1a 4242     /dev/shm/x (deleted)";
+        assert_eq!(
+            map_line_file(line),
+            Some((rustix::fs::makedev(0, 0x1a), 4242))
+        );
+        assert_eq!(map_line_file("7f00-7f10 rw-p 00000000 00:00 0"), None);
+        assert_eq!(map_line_file("garbage"), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "reads /proc")]
+    fn holders_finds_a_child_holding_a_file() {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::env::temp_dir().join(format!("shmq-holders-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        let file = (m.dev(), m.ino());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .stdin(std::fs::File::open(&path).unwrap())
+            .spawn()
+            .unwrap();
+        let (found, _) = holders(&[file]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            found.iter().any(|(f, p)| *f == file && p.pid == child.id()),
+            "{found:?}"
+        );
     }
 
     #[test]

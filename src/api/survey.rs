@@ -1,0 +1,421 @@
+//! Read-only inspection of any shmq segment, for tools (`shmq ls`, `inspect`, `gc`).
+
+use std::fmt;
+
+use crate::api::priority;
+use crate::api::ring::ring_stride;
+use crate::error::OpenError;
+use crate::region::Region;
+use crate::ring::{mpmc, spsc};
+use crate::segment::{Kind, Options, ReadOnly, Segment, SegmentInfo};
+use crate::sync::event::RawEvent;
+use crate::sync::mutex::RawMutex;
+use crate::sync::semaphore::RawSemaphore;
+use crate::sys::process::{self, Liveness, ProcessId};
+
+/// Bytes before a byte-queue message in its slot's data: the length word.
+const BYTE_QUEUE_LEN: usize = 8;
+
+/// What a segment holds and who uses it, read without attaching and without writing a byte:
+/// the segment is mapped read-only, so this is safe on a segment in use, a corrupted one, or
+/// one a hostile process keeps rewriting (every index and length is checked first).
+///
+/// A survey is a snapshot: the segment may change while it is read, so counts and contents
+/// are approximate for a segment in use.
+///
+/// ```
+/// let name = format!("doc-survey-{}", std::process::id());
+/// let q = shmq::Queue::<u32>::create(name.as_str(), 8)?;
+/// q.put(7)?;
+/// let s = shmq::Survey::of(name.as_str(), 4, 16)?;
+/// assert_eq!(s.info.kind, shmq::Kind::Queue);
+/// assert_eq!(s.fill, Some(1));
+/// assert_eq!(s.contents[0].bytes, 7u32.to_ne_bytes());
+/// assert!(s.in_use()); // we created it and we are alive
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Survey {
+    /// The name (or file path) it was surveyed under.
+    pub name: String,
+    /// The validated header.
+    pub info: SegmentInfo,
+    /// The process that created it.
+    pub creator: Process,
+    /// Processes the segment records as attached (ring roles, queue participants, a lock's
+    /// holder), alive or not.
+    pub attached: Vec<Process>,
+    /// Processes found mapping the file or holding it open, from `/proc`; empty until
+    /// [`Survey::find_users`] runs.
+    pub users: Vec<Process>,
+    /// How much it holds: items or bytes, where the kind has a capacity.
+    pub capacity: Option<Capacity>,
+    /// How much of that is in use now (items, or bytes of a ring), where the kind has one.
+    pub fill: Option<u64>,
+    /// Kind-specific facts, as `(what, value)` pairs in display order.
+    pub details: Vec<(String, String)>,
+    /// The first waiting messages (rings, queues; a priority queue's smallest item first), or
+    /// the first bytes of the data (other kinds), each cut to the asked length.
+    pub contents: Vec<Peeked>,
+    /// What failed a consistency check in the kind's own area (the header is valid, or the
+    /// survey would have failed). Empty for a healthy segment.
+    pub problems: Vec<String>,
+    opts: Options,
+    file: (u64, u64),
+}
+
+/// A process a segment records or that uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Process {
+    /// What it is to the segment: `creator`, `producer`, `consumer`, `participant 3`,
+    /// `lock holder`, `user` (found in `/proc`).
+    pub role: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot, as recorded (0 if unknown).
+    pub start_time: u64,
+    /// Whether it may still run: `false` only when its pid is gone or now belongs to a
+    /// process started at another time (so a recycled pid never counts as the old process).
+    pub alive: bool,
+}
+
+/// A segment's capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// Items (queues, arrays).
+    Items(u64),
+    /// Bytes of buffer (rings, pipes: per direction).
+    Bytes(u64),
+}
+
+impl fmt::Display for Capacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Capacity::Items(n) => write!(f, "{n} items"),
+            Capacity::Bytes(n) => write!(f, "{n} B"),
+        }
+    }
+}
+
+/// One message (or the start of the data) as found in the segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Peeked {
+    /// Its whole length in bytes.
+    pub len: usize,
+    /// Its first bytes (all of them if it is short).
+    pub bytes: Vec<u8>,
+}
+
+impl Process {
+    fn recorded(role: impl Into<String>, who: ProcessId) -> Process {
+        Process {
+            role: role.into(),
+            pid: who.pid,
+            start_time: who.start_time,
+            alive: process::liveness(who) == Liveness::Alive,
+        }
+    }
+}
+
+impl Survey {
+    /// Surveys the segment named by `opts`: its header and, by kind, capacity, fill, recorded
+    /// processes, details and up to `peek` messages cut at `peek_bytes` bytes each.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a shmq segment (`NotShmq`), an invalid header
+    /// (`Corrupted`, `VersionMismatch`), no permission. A header that is valid but a kind
+    /// area that is not gives `Ok` with [`Survey::problems`] filled in.
+    pub fn of(
+        opts: impl Into<Options>,
+        peek: usize,
+        peek_bytes: usize,
+    ) -> Result<Survey, OpenError> {
+        let opts = opts.into();
+        let seg = ReadOnly::open(&opts)?;
+        let info = seg.info().clone();
+        let mut s = Survey {
+            name: seg.name(),
+            creator: Process::recorded(
+                "creator",
+                ProcessId {
+                    pid: info.creator_pid,
+                    start_time: info.creator_start,
+                },
+            ),
+            info,
+            attached: Vec::new(),
+            users: Vec::new(),
+            capacity: None,
+            fill: None,
+            details: Vec::new(),
+            contents: Vec::new(),
+            problems: Vec::new(),
+            opts,
+            file: seg.inode(),
+        };
+        if s.info.creator_pid == 0 {
+            s.creator.alive = false;
+        }
+        if !s.info.ready {
+            s.problems
+                .push("still initializing (or its creator died while creating it)".into());
+            return Ok(s);
+        }
+        s.read_kind(seg.payload(), peek, peek_bytes);
+        Ok(s)
+    }
+
+    fn detail(&mut self, what: &str, value: impl fmt::Display) {
+        self.details.push((what.to_owned(), value.to_string()));
+    }
+
+    fn read_kind(&mut self, payload: Region<'_>, peek: usize, bytes: usize) {
+        let info = self.info.clone();
+        match info.kind {
+            Kind::Raw => self.data(payload, 0, bytes),
+            Kind::Value => {
+                let mode = match info.param0 {
+                    1 => "one atomic word",
+                    2 => "double-buffered seqlock",
+                    _ => "unknown",
+                };
+                self.detail("storage", mode);
+                self.detail("type size", info.type_size);
+                if info.param0 == 1 {
+                    self.data(payload, 0, bytes.min(info.type_size as usize));
+                }
+            }
+            Kind::Array => {
+                self.capacity = Some(Capacity::Items(info.param0));
+                self.lock_holder(payload);
+                self.data(payload, info.param1 as usize, bytes);
+            }
+            Kind::Mutex => {
+                self.lock_holder(payload);
+                self.data(payload, info.param0 as usize, bytes);
+            }
+            Kind::Semaphore => match RawSemaphore::at(payload, 0) {
+                Some(sem) => {
+                    self.detail("value", sem.value());
+                    self.detail("maximum", info.param0);
+                }
+                None => self.problems.push("semaphore area too small".into()),
+            },
+            Kind::Event => match RawEvent::at(payload, 0) {
+                Some(ev) => self.detail("set", if ev.peek_set() { "yes" } else { "no" }),
+                None => self.problems.push("event area too small".into()),
+            },
+            Kind::Ring => self.ring(payload, 0, "", peek, bytes),
+            Kind::Pipe => {
+                self.ring(payload, 0, "creator→opener ", peek, bytes);
+                self.ring(payload, 1, "opener→creator ", peek, bytes);
+            }
+            Kind::Queue | Kind::JoinableQueue | Kind::ByteQueue => {
+                self.queue(payload, peek, bytes);
+            }
+            Kind::PriorityQueue => match priority::view(payload, &info, peek, bytes) {
+                Ok(v) => {
+                    self.capacity = Some(Capacity::Items(v.cap));
+                    self.fill = Some(v.len.min(v.cap));
+                    self.detail("closed", if v.closed { "yes" } else { "no" });
+                    if let Some(h) = v.holder {
+                        self.attached.push(Process::recorded("lock holder", h));
+                    }
+                    self.contents = v
+                        .items
+                        .into_iter()
+                        .map(|b| Peeked {
+                            len: info.type_size as usize,
+                            bytes: b,
+                        })
+                        .collect();
+                    self.problems.extend(v.problem);
+                }
+                Err(e) => self.problems.push(e),
+            },
+        }
+    }
+
+    fn lock_holder(&mut self, payload: Region<'_>) {
+        if let Some(h) = RawMutex::at(payload, 0).and_then(|m| m.holder_process()) {
+            self.attached.push(Process::recorded("lock holder", h));
+        }
+    }
+
+    /// The first `bytes` bytes of the data at `offset` in the payload.
+    fn data(&mut self, payload: Region<'_>, offset: usize, bytes: usize) {
+        let len = payload.len().saturating_sub(offset);
+        let mut buf = vec![0; len.min(bytes)];
+        if offset > payload.len() || payload.read(offset, &mut buf).is_none() {
+            self.problems
+                .push(format!("data offset {offset} lies outside the payload"));
+            return;
+        }
+        self.contents.push(Peeked { len, bytes: buf });
+    }
+
+    fn ring(&mut self, payload: Region<'_>, index: usize, label: &str, peek: usize, bytes: usize) {
+        let (cap, max) = (self.info.param0, self.info.param1);
+        let raw = spsc::valid_capacity(cap)
+            .then(|| payload.sub(index * ring_stride(cap), spsc::region_size(cap as usize)))
+            .flatten()
+            .and_then(|r| spsc::RawRing::new(r, cap, max));
+        let Some(raw) = raw else {
+            self.problems.push(format!(
+                "ring geometry: capacity {cap}, maximum message {max}, {} bytes",
+                payload.len()
+            ));
+            return;
+        };
+        let v = raw.view(peek.saturating_sub(self.contents.len()), bytes);
+        self.capacity = Some(Capacity::Bytes(cap));
+        let used = v.tail.saturating_sub(v.head).min(cap);
+        self.fill = Some(self.fill.unwrap_or(0) + used);
+        if index == 0 {
+            self.detail("maximum message", format!("{max} B"));
+        }
+        for (side, (word, who)) in [("producer", v.producer), ("consumer", v.consumer)] {
+            let state = match (word, who) {
+                (spsc::NEVER, _) => "not attached yet".to_owned(),
+                (spsc::DETACHED, _) => "let go".to_owned(),
+                (_, Some(p)) => {
+                    let p = Process::recorded(format!("{label}{side}"), p);
+                    let s = format!("pid {}{}", p.pid, if p.alive { "" } else { " (dead)" });
+                    self.attached.push(p);
+                    s
+                }
+                (_, None) => "unknown".to_owned(),
+            };
+            self.detail(&format!("{label}{side}"), state);
+        }
+        self.detail(
+            &format!("{label}positions"),
+            format!("head {} tail {}", v.head, v.tail),
+        );
+        self.contents.extend(
+            v.messages
+                .into_iter()
+                .map(|(len, bytes)| Peeked { len, bytes }),
+        );
+        self.problems
+            .extend(v.problem.map(|p| format!("{label}ring: {p}")));
+    }
+
+    fn queue(&mut self, payload: Region<'_>, peek: usize, bytes: usize) {
+        let info = self.info.clone();
+        let byte_queue = info.kind == Kind::ByteQueue;
+        let stride = if byte_queue {
+            (16 + info.param1).div_ceil(8) * 8
+        } else {
+            (8 + u64::from(info.type_size)).div_ceil(8) * 8
+        };
+        let q = usize::try_from(stride)
+            .ok()
+            .and_then(|s| mpmc::Mpmc::new(payload, info.param0, s));
+        let Some(q) = q else {
+            self.problems.push(format!(
+                "queue geometry: {} slots of {stride} bytes, {} bytes",
+                info.param0,
+                payload.len()
+            ));
+            return;
+        };
+        let v = q.view(peek);
+        let limit = if (1..=info.param0).contains(&v.limit) {
+            v.limit
+        } else {
+            self.problems
+                .push(format!("limit {} is outside 1..={}", v.limit, info.param0));
+            info.param0
+        };
+        self.capacity = Some(Capacity::Items(limit));
+        self.fill = Some((v.enq.wrapping_sub(v.deq) as i64).clamp(0, limit as i64) as u64);
+        if byte_queue {
+            self.detail("maximum message", format!("{} B", info.param1));
+        } else {
+            self.detail("item size", format!("{} B", info.type_size));
+        }
+        self.detail("slots", info.param0);
+        self.detail("closed", if v.closed { "yes" } else { "no" });
+        self.detail("dropped", v.dropped);
+        if info.kind == Kind::JoinableQueue {
+            self.detail("unfinished", v.unfinished);
+            self.detail("taken, not done", v.taken);
+        }
+        self.detail("positions", format!("put {} get {}", v.enq, v.deq));
+        for (i, who, reclaiming) in v.participants {
+            let role = if reclaiming {
+                format!("participant {i} (being reclaimed)")
+            } else {
+                format!("participant {i}")
+            };
+            self.attached.push(Process::recorded(role, who));
+        }
+        for pos in v.waiting {
+            let data = q.data(pos);
+            let (len, start) = if byte_queue {
+                let mut w = [0; 8];
+                let n = data.read(0, &mut w).map(|()| u64::from_ne_bytes(w));
+                match n.filter(|&n| n <= info.param1) {
+                    Some(n) => (n as usize, BYTE_QUEUE_LEN),
+                    None => {
+                        self.problems
+                            .push(format!("message at position {pos} has a bad length"));
+                        break;
+                    }
+                }
+            } else {
+                (info.type_size as usize, 0)
+            };
+            let mut buf = vec![0; len.min(bytes)];
+            if data.read(start, &mut buf).is_none() {
+                self.problems
+                    .push(format!("message at position {pos} leaves its slot"));
+                break;
+            }
+            self.contents.push(Peeked { len, bytes: buf });
+        }
+        self.problems.extend(v.problem);
+    }
+
+    /// Fills [`Survey::users`] of every survey with the processes that map or hold open its
+    /// file, in one pass over `/proc`. Returns how many processes could not be read (other
+    /// users' processes unless run as root): those may use a segment unseen.
+    pub fn find_users(surveys: &mut [Survey]) -> usize {
+        let files: Vec<(u64, u64)> = surveys.iter().map(|s| s.file).collect();
+        let (found, unreadable) = process::holders(&files);
+        for s in surveys.iter_mut() {
+            s.users = found
+                .iter()
+                .filter(|(f, _)| *f == s.file)
+                .map(|(_, who)| Process {
+                    role: "user".into(),
+                    pid: who.pid,
+                    start_time: who.start_time,
+                    alive: true,
+                })
+                .collect();
+        }
+        unreadable
+    }
+
+    /// Whether anyone may still use the segment: its creator or a recorded process may be
+    /// alive, or (after [`Survey::find_users`]) a process maps or holds it. `false` means it
+    /// is garbage: `shmq gc` removes exactly those.
+    pub fn in_use(&self) -> bool {
+        self.creator.alive || self.attached.iter().any(|p| p.alive) || !self.users.is_empty()
+    }
+
+    /// Removes the segment's name, only if it still names the very file surveyed (a segment
+    /// created under the same name since is left alone).
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`] if the name is gone or names another file now; others as
+    /// [`Segment::unlink`].
+    pub fn remove(&self) -> Result<(), OpenError> {
+        Segment::unlink_if_same(&self.opts, self.file)
+    }
+}

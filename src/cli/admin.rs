@@ -1,0 +1,632 @@
+//! `shmq ls`, `inspect`, `rm` and `gc`: see and clean the segments on this machine.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use shmq::{Capacity, OpenError, Options, Peeked, Process, Survey};
+
+/// Where named segments live.
+const SHM_DIR: &str = "/dev/shm";
+
+/// Arguments of `shmq ls`.
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Also list file-backed segments: files, or directories whose files are listed (not
+    /// recursively). Files that are not shmq segments are skipped.
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+/// Arguments of `shmq inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Segment name (as in /dev/shm), or the path of a file-backed segment.
+    pub(crate) name: String,
+    /// How many waiting messages to show.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) peek: usize,
+    /// How many bytes of each message to show.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) bytes: usize,
+}
+
+/// Arguments of `shmq gc`.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Show what would be removed, remove nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Only segments whose name (or file name) starts with this.
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// Also consider file-backed segments at these paths (files or directories).
+    pub(crate) paths: Vec<PathBuf>,
+}
+
+/// Arguments of `shmq rm`.
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// Segment names (as in /dev/shm), or paths of file-backed segments.
+    #[arg(required = true)]
+    pub(crate) names: Vec<String>,
+}
+
+/// Options for a name or path as the user typed it: anything with a `/` is a file.
+fn options(name: &str) -> Options {
+    if name.contains('/') {
+        Options::file(name)
+    } else {
+        Options::new(name)
+    }
+}
+
+/// Terminal colours, only when standard output is a terminal and `NO_COLOR` is unset.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn stdout() -> Paint {
+        Paint(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+    }
+    fn code(self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    }
+    fn red(self, s: &str) -> String {
+        self.code("31", s)
+    }
+    fn yellow(self, s: &str) -> String {
+        self.code("33", s)
+    }
+    fn bold(self, s: &str) -> String {
+        self.code("1", s)
+    }
+}
+
+/// Prints rows as columns padded to their widest cell (escape codes not counted), the first
+/// row as the heading.
+fn print_table(rows: &[Vec<String>], paint: Paint) {
+    let width = |s: &str| visible_len(s);
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| width(s))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let cell = if i == 0 {
+                paint.bold(cell)
+            } else {
+                cell.clone()
+            };
+            line.push_str(&cell);
+            if c + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[c] - width(row[c].as_str()) + 2));
+            }
+        }
+        println!("{line}");
+    }
+}
+
+/// Characters shown, not counting ANSI escape sequences.
+fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut esc = false;
+    for ch in s.chars() {
+        match (esc, ch) {
+            (false, '\x1b') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn age(created_unix_ms: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let s = now.saturating_sub(created_unix_ms) / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Every segment to look at: names in /dev/shm, then files under the given paths.
+fn candidates(paths: &[PathBuf]) -> Result<Vec<Options>, String> {
+    let mut out = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(SHM_DIR)
+        .map_err(|e| format!("cannot list {SHM_DIR}: {e}"))?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    out.extend(names.into_iter().map(Options::new));
+    for p in paths {
+        let meta = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot list {}: {e}", p.display()))?
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect();
+            files.sort();
+            out.extend(files.into_iter().map(Options::file));
+        } else {
+            out.push(Options::file(p));
+        }
+    }
+    Ok(out)
+}
+
+/// The last component of a name or path.
+fn base_name(label: &str) -> &str {
+    label.rsplit('/').next().unwrap_or(label)
+}
+
+/// The segments among `candidates`, and the invalid ones (`(name, why)`); everything that is
+/// not shmq at all (or unreadable, so it cannot be told) is skipped without a word.
+fn survey_all(candidates: Vec<Options>, peek: usize) -> (Vec<Survey>, Vec<(String, String)>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for opts in candidates {
+        match Survey::of(opts, peek, 16) {
+            Ok(s) => good.push(s),
+            Err(
+                OpenError::NotShmq { .. }
+                | OpenError::NotFound { .. }
+                | OpenError::PermissionDenied { .. }
+                | OpenError::Symlink { .. }
+                | OpenError::Os { .. }
+                | OpenError::InvalidName { .. },
+            ) => {}
+            Err(e @ (OpenError::InitTimeout { .. } | OpenError::Abandoned { .. })) => {
+                bad.push((name_of(&e), e.to_string()));
+            }
+            Err(e) => bad.push((name_of(&e), e.to_string())),
+        }
+    }
+    (good, bad)
+}
+
+fn name_of(e: &OpenError) -> String {
+    match e {
+        OpenError::Corrupted { name, .. }
+        | OpenError::VersionMismatch { name, .. }
+        | OpenError::InitTimeout { name, .. }
+        | OpenError::Abandoned { name, .. } => name.clone(),
+        _ => "?".into(),
+    }
+}
+
+/// Processes recorded and found, one per pid (recorded first), as `pid` or `pid (dead)`.
+fn processes(s: &Survey, paint: Paint) -> String {
+    let mut seen: Vec<u32> = Vec::new();
+    let mut parts = Vec::new();
+    for p in s.attached.iter().chain(&s.users) {
+        if seen.contains(&p.pid) {
+            continue;
+        }
+        seen.push(p.pid);
+        parts.push(if p.alive {
+            p.pid.to_string()
+        } else {
+            paint.red(&format!("{} (dead)", p.pid))
+        });
+    }
+    match parts.len() {
+        0 => "-".into(),
+        1..=4 => parts.join(", "),
+        n => format!("{}, +{}", parts[..3].join(", "), n - 3),
+    }
+}
+
+fn creator(p: &Process, paint: Paint) -> String {
+    if p.alive {
+        p.pid.to_string()
+    } else {
+        paint.red(&format!("{} (dead)", p.pid))
+    }
+}
+
+fn capacity(c: Option<Capacity>) -> String {
+    match c {
+        Some(Capacity::Items(n)) => n.to_string(),
+        Some(Capacity::Bytes(n)) => bytes(n),
+        None => "-".into(),
+    }
+}
+
+fn fill(s: &Survey) -> String {
+    match (s.fill, s.capacity) {
+        (Some(f), Some(Capacity::Bytes(_))) => bytes(f),
+        (Some(f), _) => f.to_string(),
+        (None, _) => "-".into(),
+    }
+}
+
+fn type_name(s: &Survey) -> String {
+    let t = &s.info.type_name;
+    if t.is_empty() {
+        return "-".into();
+    }
+    // Paths are long: the last segment says enough in a table (inspect shows it all).
+    let short = t.rsplit("::").next().unwrap_or(t);
+    if short.chars().count() > 24 {
+        format!("{}…", short.chars().take(23).collect::<String>())
+    } else {
+        short.to_owned()
+    }
+}
+
+pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
+    let paint = Paint::stdout();
+    let (mut surveys, bad) = survey_all(candidates(&args.paths)?, 0);
+    let unreadable = Survey::find_users(&mut surveys);
+    if surveys.is_empty() && bad.is_empty() {
+        println!("no shmq segments");
+        return Ok(());
+    }
+    let mut rows = vec![
+        [
+            "NAME",
+            "KIND",
+            "TYPE",
+            "CAPACITY",
+            "FILL",
+            "CREATOR",
+            "PROCESSES",
+            "AGE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for s in &surveys {
+        let mut kind = s.info.kind.to_string();
+        if !s.problems.is_empty() {
+            kind = paint.yellow(&format!("{kind} (!)"));
+        }
+        rows.push(vec![
+            s.name.clone(),
+            kind,
+            type_name(s),
+            capacity(s.capacity),
+            fill(s),
+            creator(&s.creator, paint),
+            processes(s, paint),
+            age(s.info.created_unix_ms),
+        ]);
+    }
+    for (name, _) in &bad {
+        let mut row = vec![name.clone(), paint.yellow("invalid")];
+        row.extend(std::iter::repeat_n("-".to_owned(), 6));
+        rows.push(row);
+    }
+    print_table(&rows, paint);
+    for s in surveys.iter().filter(|s| !s.problems.is_empty()) {
+        println!("{}: {}", s.name, paint.yellow(&s.problems.join("; ")));
+    }
+    for (_, why) in &bad {
+        println!("{}", paint.yellow(why));
+    }
+    if unreadable > 0 {
+        eprintln!("shmq: note: {unreadable} processes of other users could not be checked for use");
+    }
+    Ok(())
+}
+
+/// `hexdump -C`-style lines of `bytes`.
+fn hex_lines(bytes: &[u8]) -> Vec<String> {
+    bytes
+        .chunks(16)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+            let text: String = chunk
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
+            format!("{:08x}  {:<47}  |{text}|", i * 16, hex.join(" "))
+        })
+        .collect()
+}
+
+fn when(created_unix_ms: u64) -> String {
+    let secs = created_unix_ms / 1000;
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({} ago)",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        age(created_unix_ms)
+    )
+}
+
+pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
+    let paint = Paint::stdout();
+    let mut s = Survey::of(options(&args.name), args.peek, args.bytes).map_err(|e| match e {
+        OpenError::NotShmq { .. } => format!("{e} (its first bytes are not a shmq header)"),
+        e => e.to_string(),
+    })?;
+    Survey::find_users(std::slice::from_mut(&mut s));
+    let i = &s.info;
+    let alive = |p: &Process| {
+        if p.alive {
+            "alive".to_owned()
+        } else {
+            paint.red("dead")
+        }
+    };
+    let mut rows: Vec<Vec<String>> = vec![vec!["FIELD".into(), "VALUE".into()]];
+    let mut row = |k: &str, v: String| rows.push(vec![k.to_owned(), v]);
+    row("name", s.name.clone());
+    row("kind", i.kind.to_string());
+    row("version", i.version.to_string());
+    row(
+        "state",
+        if i.ready {
+            "ready".into()
+        } else {
+            paint.yellow("initializing")
+        },
+    );
+    row(
+        "total size",
+        format!("{} ({})", i.total_size, bytes(i.total_size)),
+    );
+    row(
+        "payload",
+        format!("{} bytes at offset {}", i.payload_size, i.payload_offset),
+    );
+    row(
+        "type",
+        if i.type_name.is_empty() {
+            "-".into()
+        } else {
+            i.type_name.clone()
+        },
+    );
+    row(
+        "type layout",
+        format!(
+            "size {}, align {}, hash {:#018x}",
+            i.type_size, i.type_align, i.type_hash
+        ),
+    );
+    row("parameters", format!("{}, {}", i.param0, i.param1));
+    row(
+        "creator",
+        format!(
+            "pid {} ({}), start time {}",
+            s.creator.pid,
+            alive(&s.creator),
+            s.creator.start_time
+        ),
+    );
+    row("created", when(i.created_unix_ms));
+    row("capacity", capacity(s.capacity));
+    row("fill", fill(&s));
+    for (k, v) in &s.details {
+        row(k, v.clone());
+    }
+    row(
+        "validation",
+        if s.problems.is_empty() {
+            "ok".into()
+        } else {
+            paint.yellow(&s.problems.join("; "))
+        },
+    );
+    row("in use", if s.in_use() { "yes" } else { "no" }.into());
+    print_table(&rows, paint);
+
+    println!();
+    if s.attached.is_empty() && s.users.is_empty() {
+        println!("no attached processes recorded or found");
+    } else {
+        let mut rows = vec![vec![
+            "PROCESS".to_owned(),
+            "ROLE".to_owned(),
+            "START".to_owned(),
+            "STATE".to_owned(),
+        ]];
+        for p in s.attached.iter().chain(&s.users) {
+            rows.push(vec![
+                p.pid.to_string(),
+                p.role.clone(),
+                p.start_time.to_string(),
+                alive(p),
+            ]);
+        }
+        print_table(&rows, paint);
+    }
+
+    println!();
+    print_contents(&s.contents, i.kind, args.peek);
+    Ok(())
+}
+
+fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
+    use shmq::Kind as K;
+    let messages = matches!(
+        kind,
+        K::Ring | K::Pipe | K::Queue | K::ByteQueue | K::JoinableQueue | K::PriorityQueue
+    );
+    if messages {
+        if contents.is_empty() {
+            println!("no waiting messages");
+            return;
+        }
+        println!("first {} waiting messages (up to {peek}):", contents.len());
+    } else if contents.is_empty() {
+        return;
+    } else {
+        println!("data:");
+    }
+    for (n, m) in contents.iter().enumerate() {
+        if messages {
+            let cut = if m.bytes.len() < m.len {
+                format!(", first {} shown", m.bytes.len())
+            } else {
+                String::new()
+            };
+            println!("#{n}: {} bytes{cut}", m.len);
+        }
+        for line in hex_lines(&m.bytes) {
+            println!("  {line}");
+        }
+    }
+}
+
+pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
+    let mut found = candidates(&args.paths)?;
+    if let Some(prefix) = &args.prefix {
+        found.retain(|o| base_name(&o.label()).starts_with(prefix.as_str()));
+    }
+    let (mut surveys, bad) = survey_all(found, 0);
+    let unreadable = Survey::find_users(&mut surveys);
+    let (mut removed, mut kept, mut failed) = (0, 0, Vec::new());
+    for s in &surveys {
+        if s.in_use() {
+            kept += 1;
+            continue;
+        }
+        let why = format!(
+            "{}, creator pid {} dead{}",
+            s.info.kind,
+            s.creator.pid,
+            if s.attached.is_empty() {
+                String::new()
+            } else {
+                format!(", {} recorded processes dead", s.attached.len())
+            }
+        );
+        if args.dry_run {
+            println!("would remove {} ({why})", s.name);
+            removed += 1;
+            continue;
+        }
+        match s.remove() {
+            Ok(()) => {
+                println!("removed {} ({why})", s.name);
+                removed += 1;
+            }
+            Err(OpenError::NotFound { .. }) => {} // gone meanwhile, or renamed: not ours to touch
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    let verb = if args.dry_run {
+        "would be removed"
+    } else {
+        "removed"
+    };
+    println!(
+        "{removed} of {} segments {verb}; {kept} in use{}",
+        surveys.len(),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} invalid left alone (see `shmq ls`, remove with `shmq rm`)",
+                bad.len()
+            )
+        }
+    );
+    if unreadable > 0 {
+        eprintln!(
+            "shmq: note: {unreadable} processes of other users could not be checked; a segment \
+             only they use may have been counted as unused"
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\nshmq: "))
+    }
+}
+
+pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for name in &args.names {
+        let opts = options(name);
+        // Only shmq segments are removed: anything else in /dev/shm belongs to someone else.
+        match Survey::of(opts.clone(), 0, 0) {
+            Ok(mut s) => {
+                Survey::find_users(std::slice::from_mut(&mut s));
+                if s.in_use() {
+                    eprintln!(
+                        "shmq: note: {name} may still be in use (creator or attached processes \
+                         alive); processes that have it open keep their mapping"
+                    );
+                }
+            }
+            Err(OpenError::Corrupted { .. } | OpenError::VersionMismatch { .. }) => {}
+            Err(e @ (OpenError::Abandoned { .. } | OpenError::InitTimeout { .. })) => {
+                eprintln!("shmq: note: {e}");
+            }
+            Err(e) => {
+                failed.push(e.to_string());
+                continue;
+            }
+        }
+        match shmq::Segment::unlink(opts) {
+            Ok(()) => println!("removed {name}"),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\nshmq: "))
+    }
+}
