@@ -62,6 +62,10 @@
 //!   [`JoinableQueue`] (`task_done` / `join`), [`PriorityQueue`] (smallest first).
 //! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw
 //!   [`Segment`]s of bytes.
+//! - Tools: [`Survey`] reads any segment without attaching or writing (header, capacity,
+//!   fill, recorded processes and whether each lives, the first waiting messages); the
+//!   `shmq` command's `ls`, `inspect` and `gc` are built on it. [`Peer`] says where the other
+//!   end of a ring is.
 //! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
 //!   timeout). Every constructor takes `impl Into<Options>`, so a `&str` name works.
 //! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],

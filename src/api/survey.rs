@@ -307,18 +307,20 @@ impl Survey {
     fn queue(&mut self, payload: Region<'_>, peek: usize, bytes: usize) {
         let info = self.info.clone();
         let byte_queue = info.kind == Kind::ByteQueue;
+        // The header is checked, not trusted: a forged maximum must not overflow this.
         let stride = if byte_queue {
-            (16 + info.param1).div_ceil(8) * 8
+            info.param1.checked_add(16 + 7).map(|s| s / 8 * 8)
         } else {
-            (8 + u64::from(info.type_size)).div_ceil(8) * 8
+            Some((8 + u64::from(info.type_size)).div_ceil(8) * 8)
         };
-        let q = usize::try_from(stride)
-            .ok()
+        let q = stride
+            .and_then(|s| usize::try_from(s).ok())
             .and_then(|s| mpmc::Mpmc::new(payload, info.param0, s));
         let Some(q) = q else {
             self.problems.push(format!(
-                "queue geometry: {} slots of {stride} bytes, {} bytes",
+                "queue geometry: {} slots, parameter {}, {} bytes",
                 info.param0,
+                info.param1,
                 payload.len()
             ));
             return;

@@ -7,6 +7,26 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 use shmq::{Capacity, OpenError, Options, Peeked, Process, Survey};
 
+/// `println!` that ends the process quietly when the reader went away (`shmq ls | head`)
+/// and with one error line on other write errors, instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {
+        crate::cli::admin::emit(format_args!($($t)*))
+    };
+}
+
+pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("shmq: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Where named segments live.
 const SHM_DIR: &str = "/dev/shm";
 
@@ -114,7 +134,7 @@ fn print_table(rows: &[Vec<String>], paint: Paint) {
                 line.push_str(&" ".repeat(widths[c] - width(row[c].as_str()) + 2));
             }
         }
-        println!("{line}");
+        say!("{line}");
     }
 }
 
@@ -213,9 +233,8 @@ fn survey_all(candidates: Vec<Options>, peek: usize) -> (Vec<Survey>, Vec<(Strin
                 | OpenError::Os { .. }
                 | OpenError::InvalidName { .. },
             ) => {}
-            Err(e @ (OpenError::InitTimeout { .. } | OpenError::Abandoned { .. })) => {
-                bad.push((name_of(&e), e.to_string()));
-            }
+            // An empty file: not a segment, or one whose creator has not sized it yet.
+            Err(OpenError::InitTimeout { pid: 0, .. }) => {}
             Err(e) => bad.push((name_of(&e), e.to_string())),
         }
     }
@@ -297,7 +316,7 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
     let (mut surveys, bad) = survey_all(candidates(&args.paths)?, 0);
     let unreadable = Survey::find_users(&mut surveys);
     if surveys.is_empty() && bad.is_empty() {
-        println!("no shmq segments");
+        say!("no shmq segments");
         return Ok(());
     }
     let mut rows = vec![
@@ -337,10 +356,10 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
     }
     print_table(&rows, paint);
     for s in surveys.iter().filter(|s| !s.problems.is_empty()) {
-        println!("{}: {}", s.name, paint.yellow(&s.problems.join("; ")));
+        say!("{}: {}", s.name, paint.yellow(&s.problems.join("; ")));
     }
     for (_, why) in &bad {
-        println!("{}", paint.yellow(why));
+        say!("{}", paint.yellow(why));
     }
     if unreadable > 0 {
         eprintln!("shmq: note: {unreadable} processes of other users could not be checked for use");
@@ -470,9 +489,9 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
     row("in use", if s.in_use() { "yes" } else { "no" }.into());
     print_table(&rows, paint);
 
-    println!();
+    say!("");
     if s.attached.is_empty() && s.users.is_empty() {
-        println!("no attached processes recorded or found");
+        say!("no attached processes recorded or found");
     } else {
         let mut rows = vec![vec![
             "PROCESS".to_owned(),
@@ -491,7 +510,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
         print_table(&rows, paint);
     }
 
-    println!();
+    say!("");
     print_contents(&s.contents, i.kind, args.peek);
     Ok(())
 }
@@ -504,14 +523,14 @@ fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
     );
     if messages {
         if contents.is_empty() {
-            println!("no waiting messages");
+            say!("no waiting messages");
             return;
         }
-        println!("first {} waiting messages (up to {peek}):", contents.len());
+        say!("first {} waiting messages (up to {peek}):", contents.len());
     } else if contents.is_empty() {
         return;
     } else {
-        println!("data:");
+        say!("data:");
     }
     for (n, m) in contents.iter().enumerate() {
         if messages {
@@ -520,10 +539,10 @@ fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
             } else {
                 String::new()
             };
-            println!("#{n}: {} bytes{cut}", m.len);
+            say!("#{n}: {} bytes{cut}", m.len);
         }
         for line in hex_lines(&m.bytes) {
-            println!("  {line}");
+            say!("  {line}");
         }
     }
 }
@@ -552,13 +571,13 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
             }
         );
         if args.dry_run {
-            println!("would remove {} ({why})", s.name);
+            say!("would remove {} ({why})", s.name);
             removed += 1;
             continue;
         }
         match s.remove() {
             Ok(()) => {
-                println!("removed {} ({why})", s.name);
+                say!("removed {} ({why})", s.name);
                 removed += 1;
             }
             Err(OpenError::NotFound { .. }) => {} // gone meanwhile, or renamed: not ours to touch
@@ -570,7 +589,7 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
     } else {
         "removed"
     };
-    println!(
+    say!(
         "{removed} of {} segments {verb}; {kept} in use{}",
         surveys.len(),
         if bad.is_empty() {
@@ -620,7 +639,7 @@ pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
             }
         }
         match shmq::Segment::unlink(opts) {
-            Ok(()) => println!("removed {name}"),
+            Ok(()) => say!("removed {name}"),
             Err(e) => failed.push(e.to_string()),
         }
     }
