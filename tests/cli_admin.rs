@@ -10,12 +10,18 @@ use std::time::Duration;
 use common::{assert_gone, role, spawn, unique, wait};
 use shmq::Options;
 
+/// Runs the binary with its output going to pipes: no colour codes may appear.
 fn shmq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shmq"))
+    let out = Command::new(env!("CARGO_BIN_EXE_shmq"))
         .args(args)
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .output()
-        .expect("run shmq")
+        .expect("run shmq");
+    assert!(
+        !out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b),
+        "colour codes written to a pipe: {out:?}"
+    );
+    out
 }
 
 fn stdout(o: &Output) -> String {
