@@ -1,12 +1,90 @@
 //! `shmq send` / `shmq recv`: a named pipe through a shared-memory ring.
+//!
+//! `shmq send NAME` streams standard input into the ring `NAME`; `shmq recv NAME` streams
+//! it to standard output. Either may start first: each opens the ring, or creates it if it
+//! is not there yet (the creator removes it when it exits), and waits for the other.
+//!
+//! ## Protocol
+//! Every ring message starts with a one-byte tag: [`DATA`] (the rest is payload) or [`END`]
+//! (the sender read end of input; the last message it publishes). A producer that goes away
+//! looks the same to the consumer whether it finished or was killed, so end of stream needs
+//! its own marker: a stream that stops without [`END`] is an error on the receiving side.
+//!
+//! The sender's `--framing` decides where messages begin and end, the receiver's how it
+//! writes them out (see [`Framing`]); the two are chosen independently.
+//!
+//! ## Lifetime
+//! The side that created the ring removes it when it exits, so a sender that created it
+//! waits, after [`END`], until a receiver has claimed the consumer role (by then the
+//! receiver has the ring mapped, and removing the name does not disturb it). `--timeout`
+//! bounds only that wait for the other side to come; once it has come, a slow but live peer
+//! is waited for as long as it takes, like a FIFO.
 
-use clap::Args;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use shmq::{
+    Consumer, CreateError, OpenError, Options, Peer, Producer, ReadGuard, RecvError,
+    RecvTimeoutError, Ring, Segment, SendError, SendTimeoutError, TryRecvError, WriteGrant,
+};
+
+/// Tag of a message carrying payload.
+const DATA: u8 = 0;
+/// Tag of the last message of a stream: the sender reached the end of its input.
+const END: u8 = 1;
+
+/// Ring size when this side creates the ring.
+const DEFAULT_CAPACITY: &str = "8MiB";
+/// Largest `read(2)` the sender asks for with raw framing.
+const DEFAULT_CHUNK: &str = "256KiB";
+/// Input buffer for line and length framing.
+const IN_BUF: usize = 256 * 1024;
+/// Output buffer of the receiver; larger payloads are written straight from the ring.
+const OUT_BUF: usize = 128 * 1024;
+/// How long one wait lasts before a side that has no peer yet checks for it (and its timeout).
+const SLICE: Duration = Duration::from_millis(50);
+/// How many times a ring still being initialised by its creator is waited for (1 s each).
+const INIT_RETRIES: u32 = 5;
+
+/// How a byte stream is cut into messages (sender) or written back out (receiver).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Framing {
+    /// Bytes as they come: the sender publishes what each read returns, the receiver writes
+    /// payloads verbatim. `send | recv` reproduces the input byte for byte.
+    #[default]
+    Raw,
+    /// One message per line (with its '\n', if any); the receiver ends each message with
+    /// '\n' if it does not end with one.
+    Line,
+    /// Frames of a u32 little-endian length and that many bytes, one message per frame (the
+    /// sender publishes the payload only; the receiver writes length and payload back).
+    Length,
+}
 
 /// Arguments of `shmq send`.
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
     /// Ring name (as in /dev/shm).
     pub(crate) name: String,
+    /// How standard input is cut into messages.
+    #[arg(long, value_enum, default_value_t = Framing::Raw)]
+    pub(crate) framing: Framing,
+    /// Give up if no receiver has come within this long: 500ms, 10s, 2m, or plain seconds
+    /// [default: wait forever, like a FIFO]. A receiver that came is never timed out.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Ring size in bytes if this side creates the ring (64KiB, 8MiB, ...); a message holds
+    /// at most half of it.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = DEFAULT_CAPACITY)]
+    pub(crate) capacity: usize,
+    /// Largest read from standard input, in bytes, with raw framing (capped by the ring's
+    /// largest message).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = DEFAULT_CHUNK)]
+    pub(crate) chunk: usize,
 }
 
 /// Arguments of `shmq recv`.
@@ -14,12 +92,597 @@ pub(crate) struct SendArgs {
 pub(crate) struct RecvArgs {
     /// Ring name (as in /dev/shm).
     pub(crate) name: String,
+    /// How messages are written to standard output.
+    #[arg(long, value_enum, default_value_t = Framing::Raw)]
+    pub(crate) framing: Framing,
+    /// Give up if no sender has come within this long: 500ms, 10s, 2m, or plain seconds
+    /// [default: wait forever, like a FIFO]. A sender that came is never timed out.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Ring size in bytes if this side creates the ring (64KiB, 8MiB, ...); a message holds
+    /// at most half of it.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = DEFAULT_CAPACITY)]
+    pub(crate) capacity: usize,
+    /// Stop after this many messages (lines, with line framing), before the end of stream.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
 }
 
-pub(crate) fn send(_args: &SendArgs) -> Result<(), String> {
-    Err("not written yet".into())
+// ----- send -----
+
+pub(crate) fn send(args: &SendArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let stdin = File::from(
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("standard input: {e}"))?,
+    );
+    let ring = attach_ring(&args.name, args.capacity)?;
+    let producer = ring
+        .producer()
+        .map_err(|e| format!("ring {:?}: {e} (another `shmq send`?)", args.name))?;
+    let mut tx = Tx {
+        name: &args.name,
+        wait: Wait::new(started, args.timeout),
+        producer,
+    };
+    match args.framing {
+        Framing::Raw => send_raw(&mut tx, stdin, args.chunk)?,
+        Framing::Line => send_lines(&mut tx, stdin)?,
+        Framing::Length => send_frames(&mut tx, stdin)?,
+    }
+    let mut end = tx.grant(1)?;
+    end[0] = END;
+    end.commit();
+    tx.await_receiver()
+    // `ring` drops last: if we created it, its name goes only now that a receiver has it.
 }
 
-pub(crate) fn recv(_args: &RecvArgs) -> Result<(), String> {
-    Err("not written yet".into())
+/// The sending side: the producer and the wait for a receiver.
+struct Tx<'a> {
+    name: &'a str,
+    wait: Wait,
+    producer: Producer,
+}
+
+impl Tx<'_> {
+    /// Largest payload a message can carry (the ring's maximum less the tag).
+    fn max_payload(&self) -> usize {
+        self.producer.max_message() - 1
+    }
+
+    /// Room for a `len`-byte message (tag included), waiting as long as a live receiver
+    /// needs, or for a receiver to come within the timeout.
+    fn grant(&mut self, len: usize) -> Result<WriteGrant<'_>, String> {
+        if !self.wait.forever() {
+            // Probe with bounded waits while the receiver may still not come: the probe's
+            // grant is dropped unpublished, and the room it found stays ours.
+            loop {
+                match self.producer.reserve_timeout(len, SLICE) {
+                    Ok(_) => break,
+                    Err(SendTimeoutError::Timeout) => {
+                        if self
+                            .wait
+                            .check(self.producer.peer(), "receiver", self.name)?
+                        {
+                            break;
+                        }
+                    }
+                    Err(SendTimeoutError::Disconnected) => return Err(receiver_gone(self.name)),
+                    Err(e) => return Err(format!("ring {:?}: {e}", self.name)),
+                }
+            }
+        }
+        let name = self.name;
+        match self.producer.reserve(len) {
+            Ok(g) => Ok(g),
+            Err(SendError::Disconnected) => Err(receiver_gone(name)),
+            Err(e) => Err(format!("ring {name:?}: {e}")),
+        }
+    }
+
+    /// Publishes one DATA message with a copy of `payload`.
+    fn send(&mut self, payload: &[u8], what: &str) -> Result<(), String> {
+        let max = self.max_payload();
+        if payload.len() > max {
+            return Err(too_large(what, payload.len(), max, self.name));
+        }
+        let mut g = self.grant(payload.len() + 1)?;
+        g[0] = DATA;
+        g[1..].copy_from_slice(payload);
+        g.commit();
+        Ok(())
+    }
+
+    /// After END: returns once a receiver has claimed the ring (it may be gone again by
+    /// now, having read everything), so that dropping the ring cannot take it away from one.
+    fn await_receiver(&mut self) -> Result<(), String> {
+        let mut nap = Duration::from_millis(1);
+        loop {
+            if self
+                .wait
+                .check(self.producer.peer(), "receiver", self.name)?
+            {
+                return Ok(());
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+fn receiver_gone(name: &str) -> String {
+    format!("receiver went away from ring {name:?} before the end of the stream")
+}
+
+fn too_large(what: &str, len: usize, max: usize, name: &str) -> String {
+    format!(
+        "{what} of {len} bytes is larger than ring {name:?} can carry ({max} bytes); \
+         create the ring with a larger --capacity"
+    )
+}
+
+/// Raw framing: each read(2) is one message, read straight into its place in the ring.
+///
+/// A grant cannot be shortened after the fact, so the read size follows what the input
+/// delivers: a read that fills the grant is published in place (zero copy); a short read
+/// (a pipe or terminal with less ready, the end of a file) is copied into a message of the
+/// right size, and the next grant is sized to what that read delivered. Full reads grow the
+/// size again, up to `chunk`.
+fn send_raw(tx: &mut Tx<'_>, mut input: File, chunk: usize) -> Result<(), String> {
+    let chunk = chunk.clamp(1, tx.max_payload());
+    let mut spare = vec![0u8; chunk + 1];
+    let mut size = chunk;
+    let mut full_reads = 0u32;
+    loop {
+        let mut g = tx.grant(size + 1)?;
+        g[0] = DATA;
+        let n = read_some(&mut input, &mut g[1..])?;
+        if n == size {
+            g.commit();
+            full_reads += 1;
+            if size < chunk && full_reads >= 8 {
+                size = (size * 2).min(chunk);
+                full_reads = 0;
+            }
+            continue;
+        }
+        if n == 0 {
+            return Ok(()); // the grant drops unpublished
+        }
+        spare[..=n].copy_from_slice(&g[..=n]);
+        drop(g);
+        let mut g = tx.grant(n + 1)?;
+        g.copy_from_slice(&spare[..=n]);
+        g.commit();
+        size = n.clamp(4096.min(chunk), chunk);
+        full_reads = 0;
+    }
+}
+
+/// Line framing: one message per line, its '\n' included (the last line may lack one).
+fn send_lines(tx: &mut Tx<'_>, input: File) -> Result<(), String> {
+    let max = tx.max_payload();
+    let mut input = BufReader::with_capacity(IN_BUF, input);
+    // A line that straddles reads of the input buffer.
+    let mut pending = Vec::new();
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(&e)),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(i + 1);
+            if pending.is_empty() {
+                tx.send(line, "a line")?;
+            } else {
+                pending.extend_from_slice(line);
+                tx.send(&pending, "a line")?;
+                pending.clear();
+            }
+            rest = after;
+        }
+        if pending.len() + rest.len() > max {
+            return Err(too_large(
+                "a line",
+                pending.len() + rest.len(),
+                max,
+                tx.name,
+            ));
+        }
+        pending.extend_from_slice(rest);
+        let used = buf.len();
+        input.consume(used);
+    }
+    if !pending.is_empty() {
+        tx.send(&pending, "a line")?;
+    }
+    Ok(())
+}
+
+/// Length framing: frames of a u32 little-endian length and the payload; each payload is
+/// one message, read straight into the ring. A frame cut short by the end of input is an
+/// error, and nothing of it is published.
+fn send_frames(tx: &mut Tx<'_>, input: File) -> Result<(), String> {
+    let max = tx.max_payload();
+    let mut input = BufReader::with_capacity(IN_BUF, input);
+    let mut frames = 0u64;
+    loop {
+        let mut head = [0u8; 4];
+        match read_full(&mut input, &mut head)? {
+            0 => return Ok(()),
+            4 => {}
+            n => {
+                return Err(format!(
+                    "truncated frame {frames} at the end of input: {n} of 4 length bytes"
+                ));
+            }
+        }
+        let len = u32::from_le_bytes(head) as usize;
+        if len > max {
+            return Err(too_large(&format!("frame {frames}"), len, max, tx.name));
+        }
+        let mut g = tx.grant(len + 1)?;
+        g[0] = DATA;
+        let got = read_full(&mut input, &mut g[1..])?;
+        if got < len {
+            // `g` drops unpublished: the receiver never sees a partial frame.
+            return Err(format!(
+                "truncated frame {frames} at the end of input: {got} of {len} payload bytes"
+            ));
+        }
+        g.commit();
+        frames += 1;
+    }
+}
+
+/// One read(2), retried if interrupted. Ok(0): end of input.
+fn read_some(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, String> {
+    loop {
+        match input.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(&e)),
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, String> {
+    let mut got = 0;
+    while got < buf.len() {
+        match read_some(input, &mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+fn read_error(e: &io::Error) -> String {
+    format!("reading standard input: {e}")
+}
+
+// ----- recv -----
+
+pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let stdout = File::from(
+        io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("standard output: {e}"))?,
+    );
+    let ring = attach_ring(&args.name, args.capacity)?;
+    let consumer = ring
+        .consumer()
+        .map_err(|e| format!("ring {:?}: {e} (another `shmq recv`?)", args.name))?;
+    let mut rx = Rx {
+        name: &args.name,
+        wait: Wait::new(started, args.timeout),
+        consumer,
+        out: BufWriter::with_capacity(OUT_BUF, stdout),
+        framing: args.framing,
+    };
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let result = loop {
+        match rx.step() {
+            Ok(Step::Data(len)) => {
+                messages += 1;
+                bytes += len as u64;
+                if args.count == Some(messages) {
+                    break Ok(());
+                }
+            }
+            Ok(Step::Idle) => {}
+            Ok(Step::End) => break Ok(()),
+            Ok(Step::Gone) => {
+                break Err(format!(
+                    "sender went away from ring {:?} before the end of the stream \
+                     ({bytes} bytes in {messages} messages received)",
+                    args.name
+                ));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    // What arrived before an error is still written out.
+    let flushed = rx.out.flush().map_err(|e| write_error(&e));
+    result.and(flushed)
+}
+
+/// What one receive step found.
+enum Step {
+    /// A payload of this many bytes, written out.
+    Data(usize),
+    /// Nothing yet (the sender has not come).
+    Idle,
+    /// The end of the stream.
+    End,
+    /// The sender is gone and the ring drained, without an end of stream.
+    Gone,
+}
+
+/// The receiving side: the consumer, standard output and the wait for a sender.
+struct Rx<'a> {
+    name: &'a str,
+    wait: Wait,
+    consumer: Consumer,
+    out: BufWriter<File>,
+    framing: Framing,
+}
+
+impl Rx<'_> {
+    /// Takes one message (waiting for it if none is there), and writes it out.
+    fn step(&mut self) -> Result<Step, String> {
+        match self.consumer.try_recv() {
+            Ok(msg) => return deliver(&msg, self.framing, &mut self.out, self.name),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => return Ok(Step::Gone),
+            Err(e) => return Err(format!("ring {:?}: {e}", self.name)),
+        }
+        // Caught up: hand what we have to the reader before waiting.
+        self.out.flush().map_err(|e| write_error(&e))?;
+        if self.wait.forever() {
+            return match self.consumer.recv() {
+                Ok(msg) => deliver(&msg, self.framing, &mut self.out, self.name),
+                Err(RecvError::Disconnected) => Ok(Step::Gone),
+                Err(e) => Err(format!("ring {:?}: {e}", self.name)),
+            };
+        }
+        let waited = match self.consumer.recv_timeout(SLICE) {
+            Ok(msg) => return deliver(&msg, self.framing, &mut self.out, self.name),
+            Err(e) => e,
+        };
+        match waited {
+            RecvTimeoutError::Timeout => self
+                .wait
+                .check(self.consumer.peer(), "sender", self.name)
+                .map(|_| Step::Idle),
+            RecvTimeoutError::Disconnected => Ok(Step::Gone),
+            e => Err(format!("ring {:?}: {e}", self.name)),
+        }
+    }
+}
+
+/// Writes one message's payload out as `framing` says.
+fn deliver(
+    msg: &ReadGuard<'_>,
+    framing: Framing,
+    out: &mut BufWriter<File>,
+    name: &str,
+) -> Result<Step, String> {
+    let Some((&tag, payload)) = msg.split_first() else {
+        return Err(format!(
+            "ring {name:?} holds an empty message, which `shmq send` never writes"
+        ));
+    };
+    match tag {
+        DATA => {}
+        END => return Ok(Step::End),
+        t => {
+            return Err(format!(
+                "ring {name:?} holds a message `shmq send` did not write (tag {t})"
+            ));
+        }
+    }
+    let written = match framing {
+        Framing::Raw => out.write_all(payload),
+        Framing::Line => out.write_all(payload).and_then(|()| {
+            if payload.last() == Some(&b'\n') {
+                Ok(())
+            } else {
+                out.write_all(b"\n")
+            }
+        }),
+        Framing::Length => {
+            // Ring messages are under 2 GiB, so this never fails; no panic if it did.
+            let len = u32::try_from(payload.len())
+                .map_err(|_| format!("a message of {} bytes has no u32 length", payload.len()))?;
+            out.write_all(&len.to_le_bytes())
+                .and_then(|()| out.write_all(payload))
+        }
+    };
+    written.map_err(|e| write_error(&e))?;
+    Ok(Step::Data(payload.len()))
+}
+
+fn write_error(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        "standard output was closed (broken pipe)".into()
+    } else {
+        format!("writing standard output: {e}")
+    }
+}
+
+// ----- both sides -----
+
+/// The wait for the other side to come.
+struct Wait {
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    /// The peer has been seen: from now on it is never timed out.
+    came: bool,
+}
+
+impl Wait {
+    fn new(started: Instant, timeout: Option<Duration>) -> Wait {
+        Wait {
+            deadline: timeout.map(|t| started + t),
+            timeout,
+            came: false,
+        }
+    }
+
+    /// Whether blocking calls may wait without bound.
+    fn forever(&self) -> bool {
+        self.deadline.is_none() || self.came
+    }
+
+    /// Ok(true) once the peer has come (it may have gone again since); Ok(false) while it
+    /// may still come; Err when the timeout has passed without it.
+    fn check(&mut self, peer: Peer, who: &str, name: &str) -> Result<bool, String> {
+        if self.came || peer != Peer::NotYet {
+            self.came = true;
+            return Ok(true);
+        }
+        match (self.deadline, self.timeout) {
+            (Some(deadline), Some(timeout)) if Instant::now() >= deadline => Err(format!(
+                "no {who} came to ring {name:?} within {}",
+                Human(timeout)
+            )),
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Opens the ring `name`, or creates it with `capacity` bytes if it does not exist yet.
+fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
+    let opts = Options::new(name);
+    let mut init_waits = 0;
+    loop {
+        match Ring::open(&opts) {
+            Ok(ring) => {
+                refuse_stale(&opts, name)?;
+                return Ok(ring);
+            }
+            Err(OpenError::NotFound { .. }) => match Ring::create(&opts, capacity) {
+                Ok(ring) => return Ok(ring),
+                // The other side created it first: open theirs.
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            },
+            // A live creator (its pid recorded, so not dead: that is `Abandoned`) is still
+            // initialising it after the open's own wait: a loaded machine. A file without a
+            // header after that wait is reported at once.
+            Err(OpenError::InitTimeout { pid, .. }) if pid != 0 && init_waits < INIT_RETRIES => {
+                init_waits += 1;
+            }
+            Err(OpenError::KindMismatch { found, .. }) => {
+                return Err(format!(
+                    "{name:?} is a shmq {found}, not a ring; pick another name"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// A ring whose creator is dead is left over from a crashed run: its data is not this run's.
+fn refuse_stale(opts: &Options, name: &str) -> Result<(), String> {
+    match Segment::inspect(opts) {
+        Ok(info) if !info.creator_alive() => Err(format!(
+            "ring {name:?} is left over from a run that ended abnormally (its creator, pid {}, \
+             is gone); remove it with `shmq rm {name}`",
+            info.creator_pid
+        )),
+        // Alive, or removed since we opened it (its creator exited normally): ours to use.
+        _ => Ok(()),
+    }
+}
+
+/// A duration as the user would write it.
+struct Human(Duration);
+
+impl fmt::Display for Human {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else if d.subsec_nanos() % 1_000_000 == 0 {
+            write!(f, "{}ms", d.as_millis())
+        } else {
+            write!(f, "{d:?}")
+        }
+    }
+}
+
+/// `500ms`, `10s`, `2m`, `1h`, `1.5` (seconds).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 10s, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        u => return Err(format!("unknown unit {u:?} in {s:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `65536`, `64k`, `64KiB`, `8M`, `8MiB`, `1G` (binary multiples).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in bytes (try 65536, 64KiB, 8MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        u => return Err(format!("unknown unit {u:?} in {s:?} (use KiB, MiB or GiB)")),
+    };
+    value
+        .checked_mul(1 << shift)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 days").is_err());
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert_eq!(Human(Duration::from_millis(200)).to_string(), "200ms");
+        assert_eq!(Human(Duration::from_secs(3)).to_string(), "3s");
+    }
 }
