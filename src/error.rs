@@ -322,6 +322,14 @@ pub enum AttachError {
         /// The holder's pid.
         pid: u32,
     },
+    /// The role was held before and let go (or its holder died), and a fresh role was asked
+    /// for ([`Ring::new_producer`](crate::Ring::new_producer)): the ring already carried a
+    /// stream.
+    #[error("the ring's {role} role was already used by an earlier process")]
+    RoleUsed {
+        /// "producer" or "consumer".
+        role: &'static str,
+    },
     /// The ring's indices are inconsistent.
     #[error("ring is corrupted: {reason}")]
     Corrupted {

@@ -389,7 +389,7 @@ fn killed_sender_fails_the_receiver_after_what_arrived() {
 }
 
 #[test]
-fn leftover_ring_of_a_killed_sender_is_refused_until_removed() {
+fn leftover_ring_of_a_killed_sender_is_replaced_unless_still_used() {
     let name = unique("stale");
     let mut send = spawn(&["send", &name], Stdio::piped(), Stdio::null());
     let mut stdin = send.stdin.take().unwrap();
@@ -403,6 +403,9 @@ fn leftover_ring_of_a_killed_sender_is_refused_until_removed() {
         "a killed creator cannot remove its ring"
     );
 
+    // While a live process holds one of its ends, it is refused (never taken from under it).
+    let ring = shmq::Ring::open(name.as_str()).unwrap();
+    let holder = ring.consumer().unwrap();
     let out = shmq()
         .args(["recv", &name, "--timeout", "1s"])
         .output()
@@ -411,11 +414,55 @@ fn leftover_ring_of_a_killed_sender_is_refused_until_removed() {
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert_one_line_error("recv", &result, &format!("shmq rm {name}"));
+    assert_one_line_error("recv", &result, "still holds one of its ends");
     assert!(out.stdout.is_empty(), "stale data was delivered");
+    drop((holder, ring));
 
-    let rm = shmq().args(["rm", &name]).output().unwrap();
-    assert!(rm.status.success());
+    // Once nobody uses it, a new stream removes it (with a note) and starts afresh.
+    let mut recv = spawn(
+        &["recv", &name, "--timeout", "10s"],
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    let mut send = spawn(
+        &["send", &name, "--timeout", "10s"],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    send.stdin.take().unwrap().write_all(b"fresh\n").unwrap();
+    let mut got = Vec::new();
+    recv.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    let (r, s) = (finish(&mut recv), finish(&mut send));
+    assert_ok("recv", &r);
+    assert_ok("send", &s);
+    assert_eq!(got, b"fresh\n", "stale data mixed into the new stream");
+    assert!(
+        format!("{}{}", r.1, s.1).contains("left over from a run that ended abnormally"),
+        "no note about the removed leftover: {r:?} {s:?}"
+    );
+    assert_gone(&name);
+}
+
+#[test]
+fn a_ring_whose_stream_already_had_a_sender_is_refused() {
+    let name = unique("used");
+    let ring = shmq::Ring::create(name.as_str(), 4096).unwrap();
+    drop(ring.new_producer().unwrap()); // an earlier sender came and went
+    let out = shmq()
+        .args(["send", &name, "--timeout", "1s"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let result = (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_one_line_error("send", &result, "already had a `shmq send`");
+    assert!(matches!(
+        ring.new_producer(),
+        Err(shmq::AttachError::RoleUsed { role: "producer" })
+    ));
+    drop(ring);
     assert_gone(&name);
 }
 

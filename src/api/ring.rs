@@ -60,6 +60,14 @@ pub(crate) fn ring_of(
     )
 }
 
+fn claim_new(raw: &RawRing<'_>, side: Side, role: &'static str) -> Result<(), AttachError> {
+    raw.claim_new(side).map_err(|word| match word {
+        spsc::DETACHED => AttachError::RoleUsed { role },
+        pid if raw.role_holder_alive(side, pid) => AttachError::RoleTaken { role, pid },
+        _ => AttachError::RoleUsed { role },
+    })
+}
+
 /// Where the other end of a [`Ring`] is, from [`Producer::peer`] or [`Consumer::peer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peer {
@@ -212,6 +220,29 @@ impl Ring {
         Consumer::attach(Arc::clone(&self.seg), self.raw())
     }
 
+    /// Claims the producer role only if no process ever held it: for a ring that carries
+    /// one stream, so a late producer never joins a stream that already ended.
+    ///
+    /// # Errors
+    /// [`AttachError::RoleTaken`] if a live process holds it, [`AttachError::RoleUsed`] if
+    /// it was held before; [`AttachError::Corrupted`] as [`Ring::producer`].
+    pub fn new_producer(&self) -> Result<Producer, AttachError> {
+        let raw = self.raw();
+        claim_new(&raw, Side::Producer, "producer")?;
+        Producer::claimed(Arc::clone(&self.seg), raw)
+    }
+
+    /// Claims the consumer role only if no process ever held it (see
+    /// [`Ring::new_producer`]).
+    ///
+    /// # Errors
+    /// As [`Ring::new_producer`].
+    pub fn new_consumer(&self) -> Result<Consumer, AttachError> {
+        let raw = self.raw();
+        claim_new(&raw, Side::Consumer, "consumer")?;
+        Consumer::claimed(Arc::clone(&self.seg), raw)
+    }
+
     /// Buffer size in bytes (records take 8 bytes of header plus the payload rounded to 8).
     pub fn capacity(&self) -> usize {
         self.cap as usize
@@ -238,6 +269,11 @@ impl Ring {
     /// The segment's name.
     pub fn name(&self) -> String {
         self.seg.name()
+    }
+
+    /// The segment's header as read when this handle was made (creator, creation time, ...).
+    pub fn info(&self) -> &crate::segment::SegmentInfo {
+        self.seg.info()
     }
 }
 
@@ -306,6 +342,11 @@ impl Producer {
                 role: "producer",
                 pid,
             })?;
+        Producer::claimed(seg, raw)
+    }
+
+    /// Builds the handle once the role is ours.
+    fn claimed(seg: Arc<Segment>, raw: RawRing<'static>) -> Result<Producer, AttachError> {
         match raw.recover_tail() {
             Ok((tail, head)) => Ok(Producer {
                 raw,
@@ -665,6 +706,11 @@ impl Consumer {
                 role: "consumer",
                 pid,
             })?;
+        Consumer::claimed(seg, raw)
+    }
+
+    /// Builds the handle once the role is ours.
+    fn claimed(seg: Arc<Segment>, raw: RawRing<'static>) -> Result<Consumer, AttachError> {
         match raw.recover_head() {
             Ok(head) => Ok(Consumer {
                 raw,

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use shmq::{
-    Consumer, CreateError, OpenError, Options, Peer, Producer, ReadGuard, RecvError,
-    RecvTimeoutError, Ring, Segment, SendError, SendTimeoutError, TryRecvError, WriteGrant,
+    AttachError, Consumer, CreateError, OpenError, Options, Peer, Producer, ReadGuard, RecvError,
+    RecvTimeoutError, Ring, SendError, SendTimeoutError, Survey, TryRecvError, WriteGrant,
 };
 
 /// Tag of a message carrying payload.
@@ -120,8 +120,8 @@ pub(crate) fn send(args: &SendArgs) -> Result<(), String> {
     );
     let ring = attach_ring(&args.name, args.capacity)?;
     let producer = ring
-        .producer()
-        .map_err(|e| format!("ring {:?}: {e} (another `shmq send`?)", args.name))?;
+        .new_producer()
+        .map_err(|e| role_error(&e, &args.name, "send"))?;
     let mut tx = Tx {
         name: &args.name,
         wait: Wait::new(started, args.timeout),
@@ -381,8 +381,8 @@ pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
     );
     let ring = attach_ring(&args.name, args.capacity)?;
     let consumer = ring
-        .consumer()
-        .map_err(|e| format!("ring {:?}: {e} (another `shmq recv`?)", args.name))?;
+        .new_consumer()
+        .map_err(|e| role_error(&e, &args.name, "recv"))?;
     let mut rx = Rx {
         name: &args.name,
         wait: Wait::new(started, args.timeout),
@@ -412,9 +412,29 @@ pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
             Err(e) => break Err(e),
         }
     };
-    // What arrived before an error is still written out.
-    let flushed = rx.out.flush().map_err(|e| write_error(&e));
+    // Let go of the ring first (and remove its name if we created it), so that nobody joins
+    // a stream that has ended while we flush; what arrived before an error is still written.
+    let Rx {
+        consumer, mut out, ..
+    } = rx;
+    drop(consumer);
+    drop(ring);
+    let flushed = out.flush().map_err(|e| write_error(&e));
     result.and(flushed)
+}
+
+/// Why a role could not be taken, in the words of the command that wanted it.
+fn role_error(e: &AttachError, name: &str, cmd: &str) -> String {
+    match e {
+        AttachError::RoleTaken { pid, .. } => {
+            format!("ring {name:?} is in use by another `shmq {cmd}` (pid {pid})")
+        }
+        AttachError::RoleUsed { .. } => format!(
+            "ring {name:?} belongs to a stream that already had a `shmq {cmd}`; wait until \
+             the other side has finished (the name then goes away) or use another name"
+        ),
+        e => format!("ring {name:?}: {e}"),
+    }
 }
 
 /// What one receive step found.
@@ -569,8 +589,24 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
     loop {
         match Ring::open(&opts) {
             Ok(ring) => {
-                refuse_stale(&opts, name)?;
-                return Ok(ring);
+                if ring.max_message() < 2 {
+                    return Err(format!(
+                        "ring {name:?} carries messages of at most {} bytes; a stream needs at                          least 2 (a tag and a byte)",
+                        ring.max_message()
+                    ));
+                }
+                match Survey::of(opts.clone(), 0, 0) {
+                    // Still the file we mapped (same creator, same creation time)?
+                    Ok(s) if same_segment(&s.info, ring.info()) => {
+                        if s.creator.alive {
+                            return Ok(ring);
+                        }
+                        clear_stale(s, name)?;
+                    }
+                    // Removed or replaced since we opened it: look again.
+                    Ok(_) | Err(OpenError::NotFound { .. }) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
             }
             Err(OpenError::NotFound { .. }) => match Ring::create(&opts, capacity) {
                 Ok(ring) => return Ok(ring),
@@ -594,16 +630,37 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
     }
 }
 
-/// A ring whose creator is dead is left over from a crashed run: its data is not this run's.
-fn refuse_stale(opts: &Options, name: &str) -> Result<(), String> {
-    match Segment::inspect(opts) {
-        Ok(info) if !info.creator_alive() => Err(format!(
+/// Whether two headers describe the same segment (its creator and creation time).
+fn same_segment(a: &shmq::SegmentInfo, b: &shmq::SegmentInfo) -> bool {
+    (a.creator_pid, a.creator_start, a.created_unix_ms, a.kind)
+        == (b.creator_pid, b.creator_start, b.created_unix_ms, b.kind)
+}
+
+/// A ring whose creator is dead is left over from a run that ended abnormally (killed, or
+/// interrupted while it waited): its data is not this run's. If no live process holds one of
+/// its roles, it is removed so the caller can start again; otherwise that is an error.
+fn clear_stale(s: Survey, name: &str) -> Result<(), String> {
+    // Only the ring's roles count, not processes that merely map it: the other side of a new
+    // stream may have it open right now, deciding the same thing.
+    if s.in_use() {
+        return Err(format!(
             "ring {name:?} is left over from a run that ended abnormally (its creator, pid {}, \
-             is gone); remove it with `shmq rm {name}`",
-            info.creator_pid
-        )),
-        // Alive, or removed since we opened it (its creator exited normally): ours to use.
-        _ => Ok(()),
+             is gone) and a live process still holds one of its ends; remove it with `shmq rm {name}`",
+            s.creator.pid
+        ));
+    }
+    match s.remove() {
+        Ok(()) => {
+            eprintln!(
+                "shmq: note: removed ring {name:?} left over from a run that ended abnormally \
+                 (pid {})",
+                s.creator.pid
+            );
+            Ok(())
+        }
+        // The other side removed it first.
+        Err(OpenError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

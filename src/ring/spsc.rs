@@ -321,6 +321,23 @@ impl<'a> RawRing<'a> {
         }
     }
 
+    /// Claims `side` only if nobody ever held it (for single-use rings). `Err(word)`: the role
+    /// word found, `DETACHED` or a pid (alive or not).
+    pub(crate) fn claim_new(&self, side: Side) -> Result<(), u32> {
+        let (role, owner) = self.role_words(side);
+        let me = process::current();
+        fence::register();
+        role.compare_exchange(NEVER, me.pid, Ordering::AcqRel, Ordering::Acquire)?;
+        owner.store(Self::owner_word(me), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the holder recorded in a role word `pid` may be alive.
+    pub(crate) fn role_holder_alive(&self, side: Side, pid: u32) -> bool {
+        let (_, owner) = self.role_words(side);
+        process::liveness(Self::holder_of(pid, owner.load(Ordering::Relaxed))) == Liveness::Alive
+    }
+
     /// Lets go of `side` (held by this process).
     pub(crate) fn detach(&self, side: Side) {
         let (role, owner) = self.role_words(side);
