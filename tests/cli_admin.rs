@@ -327,3 +327,62 @@ fn every_subcommand_has_help() {
     let first = stderr(&out).lines().next().unwrap_or_default().to_owned();
     assert!(first.contains("--no-such-flag"), "{first}");
 }
+
+#[test]
+fn rm_refuses_empty_and_foreign_files_anywhere() {
+    let empty = unique("cli-rm-empty");
+    let path = format!("/dev/shm/{empty}");
+    std::fs::write(&path, b"").unwrap();
+    let err = assert_clean_failure(&shmq(&["rm", &empty]));
+    assert!(err.contains("empty file"), "{err}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "an empty file was removed"
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    let dir = std::env::temp_dir().join(unique("cli-rm-dir"));
+    std::fs::create_dir(&dir).unwrap();
+    let (e, f) = (dir.join("empty"), dir.join("notes.txt"));
+    std::fs::write(&e, b"").unwrap();
+    std::fs::write(&f, b"my notes, not a segment").unwrap();
+    for p in [&e, &f] {
+        assert_clean_failure(&shmq(&["rm", p.to_str().unwrap()]));
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Role: creates a persistent raw segment `ARG` (raw segments record no processes), exits.
+#[test]
+fn gc_keeps_a_segment_that_only_a_mapping_process_uses() {
+    if let Some(name) = role("gc_keeps_a_segment_that_only_a_mapping_process_uses") {
+        shmq::Segment::create(Options::new(name).persistent(true), 64).unwrap();
+        return;
+    }
+    let name = unique("cli-gc-mapped");
+    let mut child = spawn("gc_keeps_a_segment_that_only_a_mapping_process_uses", &name);
+    assert!(wait(&mut child, Duration::from_secs(30)).success());
+    // Opened by a process of its own: only /proc shows that this segment is in use.
+    let mut user = Command::new("sleep")
+        .arg("60")
+        .stdin(std::fs::File::open(format!("/dev/shm/{name}")).unwrap())
+        .spawn()
+        .unwrap();
+    let out = shmq(&["gc", "--prefix", &name]);
+    assert!(
+        stdout(&out).contains("0 of 1 segments removed; 1 in use"),
+        "{out:?}"
+    );
+    let text = stdout(&shmq(&["ls"]));
+    let r = row(&text, &name).unwrap();
+    assert!(
+        r.contains(&user.id().to_string()),
+        "the user is listed: {r}"
+    );
+    user.kill().unwrap();
+    user.wait().unwrap();
+    let out = shmq(&["gc", "--prefix", &name]);
+    assert!(stdout(&out).contains("1 of 1 segments removed"), "{out:?}");
+    assert_gone(&name);
+}

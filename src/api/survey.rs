@@ -49,7 +49,8 @@ pub struct Survey {
     /// Processes found mapping the file or holding it open, from `/proc`; empty until
     /// [`Survey::find_users`] runs.
     pub users: Vec<Process>,
-    /// How much it holds: items or bytes, where the kind has a capacity.
+    /// How much it holds: items or bytes, where the kind has a capacity (a pipe: both
+    /// directions together).
     pub capacity: Option<Capacity>,
     /// How much of that is in use now (items, or bytes of a ring), where the kind has one.
     pub fill: Option<u64>,
@@ -271,7 +272,11 @@ impl Survey {
             return;
         };
         let v = raw.view(peek.saturating_sub(self.contents.len()), bytes);
-        self.capacity = Some(Capacity::Bytes(cap));
+        // A pipe's two directions add up, as their fill does.
+        self.capacity = Some(Capacity::Bytes(match self.capacity {
+            Some(Capacity::Bytes(c)) => c + cap,
+            _ => cap,
+        }));
         let used = v.tail.saturating_sub(v.head).min(cap);
         self.fill = Some(self.fill.unwrap_or(0) + used);
         if index == 0 {

@@ -1,6 +1,7 @@
 //! `shmq ls`, `inspect`, `rm` and `gc`: see and clean the segments on this machine.
 
 use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -555,8 +556,19 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
     let (mut surveys, bad) = survey_all(found, 0);
     let unreadable = Survey::find_users(&mut surveys);
     let (mut removed, mut kept, mut failed) = (0, 0, Vec::new());
+    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
     for s in &surveys {
         if s.in_use() {
+            kept += 1;
+            continue;
+        }
+        // Processes we could not read may use a segment other users can open: keep those.
+        if unreadable > 0 && shared_with_others(&s.name, me) {
+            say!(
+                "kept {} (other users can open it, and {unreadable} of their processes could \
+                 not be checked)",
+                s.name
+            );
             kept += 1;
             continue;
         }
@@ -573,6 +585,11 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
         if args.dry_run {
             say!("would remove {} ({why})", s.name);
             removed += 1;
+            continue;
+        }
+        // Look again just before removing: a process may have opened it since the scan.
+        if still_garbage(s) != Some(true) {
+            kept += 1;
             continue;
         }
         match s.remove() {
@@ -614,12 +631,40 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
     }
 }
 
+/// Whether users other than `me` could open the segment's file (group/other permission
+/// bits, or another owner).
+fn shared_with_others(name: &str, me: u32) -> bool {
+    let path = if name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        PathBuf::from(SHM_DIR).join(name)
+    };
+    std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o066 != 0 || m.uid() != me)
+}
+
+/// Surveys `s` again (the same segment: same creator and creation time) with a fresh
+/// `/proc` scan: `Some(true)` if it is still unused.
+fn still_garbage(s: &Survey) -> Option<bool> {
+    let mut now = Survey::of(options(&s.name), 0, 0).ok()?;
+    let same = (
+        now.info.creator_pid,
+        now.info.creator_start,
+        now.info.created_unix_ms,
+    ) == (
+        s.info.creator_pid,
+        s.info.creator_start,
+        s.info.created_unix_ms,
+    );
+    Survey::find_users(std::slice::from_mut(&mut now));
+    Some(same && !now.in_use())
+}
+
 pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
     let mut failed = Vec::new();
     for name in &args.names {
         let opts = options(name);
         // Only shmq segments are removed: anything else in /dev/shm belongs to someone else.
-        match Survey::of(opts.clone(), 0, 0) {
+        let removed = match Survey::of(opts.clone(), 0, 0) {
             Ok(mut s) => {
                 Survey::find_users(std::slice::from_mut(&mut s));
                 if s.in_use() {
@@ -628,17 +673,29 @@ pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
                          alive); processes that have it open keep their mapping"
                     );
                 }
+                // Only the very file checked above, never one that took the name since.
+                s.remove()
             }
-            Err(OpenError::Corrupted { .. } | OpenError::VersionMismatch { .. }) => {}
+            Err(OpenError::InitTimeout { pid: 0, .. }) => {
+                failed.push(format!(
+                    "{name} is an empty file: not a shmq segment (or one still being created); \
+                     not removed"
+                ));
+                continue;
+            }
+            Err(OpenError::Corrupted { .. } | OpenError::VersionMismatch { .. }) => {
+                shmq::Segment::unlink(opts)
+            }
             Err(e @ (OpenError::Abandoned { .. } | OpenError::InitTimeout { .. })) => {
                 eprintln!("shmq: note: {e}");
+                shmq::Segment::unlink(opts)
             }
             Err(e) => {
                 failed.push(e.to_string());
                 continue;
             }
-        }
-        match shmq::Segment::unlink(opts) {
+        };
+        match removed {
             Ok(()) => say!("removed {name}"),
             Err(e) => failed.push(e.to_string()),
         }
