@@ -358,15 +358,7 @@ impl Segment {
     pub(crate) fn payload(&self) -> Region<'_> {
         // SAFETY: the mapping is page-aligned, `len` bytes, valid while `self` lives (the
         // region borrows `self`), and shmq only touches it through atomics or exclusive grants.
-        let whole = unsafe { Region::from_raw(self.map.as_ptr(), self.map.len()) };
-        // Validated at create/open: payload_offset + payload_size <= total_size == map len,
-        // and the offset is 64-byte aligned. The fallback keeps this panic-free regardless.
-        whole
-            .sub(
-                self.info.payload_offset as usize,
-                self.info.payload_size as usize,
-            )
-            .unwrap_or_else(|| whole.sub(0, 0).expect("empty sub-region is always valid"))
+        unsafe { payload_of(&self.map, &self.info) }
     }
 
     pub(crate) fn create_kind(
@@ -670,15 +662,24 @@ impl ReadOnly {
     pub(crate) fn payload(&self) -> Region<'_> {
         // SAFETY: the mapping is page-aligned, `len` bytes, and valid while `self` lives (the
         // region borrows `self`). It is mapped read-only, and callers only load from it.
-        let whole = unsafe { Region::from_raw(self.map.as_ptr(), self.map.len()) };
-        // read_info checked payload_offset + payload_size <= total_size == map len.
-        whole
-            .sub(
-                self.info.payload_offset as usize,
-                self.info.payload_size as usize,
-            )
-            .unwrap_or_else(|| whole.sub(0, 0).expect("empty sub-region is always valid"))
+        unsafe { payload_of(&self.map, &self.info) }
     }
+}
+
+/// The payload area of `map`, as `info` (validated against the mapping) places it.
+///
+/// # Safety
+/// `map` must stay mapped for `'a` and be accessed only in ways its protection allows (a
+/// read-only mapping: loads only).
+unsafe fn payload_of<'a>(map: &'a Mapping, info: &SegmentInfo) -> Region<'a> {
+    // SAFETY: the mapping is page-aligned and `len` bytes long, valid for `'a` (the caller's
+    // promise, tied to the borrow of `map`).
+    let whole = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
+    // Validated at create/open: payload_offset + payload_size <= total_size == map len, and
+    // the offset is 64-byte aligned. The fallback keeps this panic-free regardless.
+    whole
+        .sub(info.payload_offset as usize, info.payload_size as usize)
+        .unwrap_or_else(|| whole.sub(0, 0).expect("empty sub-region is always valid"))
 }
 
 impl SegmentInfo {
