@@ -55,6 +55,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{RoundTrip, remove_stale, set_affinity};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
 use shmq::{GetError, Pod, Queue, RecvError, Ring, Segment, WaitMode};
 
@@ -90,7 +94,7 @@ fn main() {
     if let Err(e) = set_affinity(&[BENCH_CPU]) {
         eprintln!("queue bench: not pinned to CPU {BENCH_CPU} ({e}); results will be noisier");
     }
-    remove_stale();
+    remove_stale(PREFIX, &["/dev/shm"]);
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
@@ -224,28 +228,6 @@ fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Restricts the calling thread (and the threads and processes it starts later) to `cpus`.
-fn set_affinity(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is a plain bit array, for which all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus {
-        if cpu >= 8 * size_of::<libc::cpu_set_t>() {
-            return Err(std::io::Error::other("cpu out of range"));
-        }
-        // SAFETY: `cpu` is inside the set (checked above); `set` is a valid, exclusive
-        // reference.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`, which lives
-    // across the call.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// The `cpus` field of a peer's spec: one CPU, or every CPU the bench started with.
 fn cpu_list(pinned: Option<usize>) -> String {
     match pinned {
@@ -256,28 +238,6 @@ fn cpu_list(pinned: Option<usize>) -> String {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join(","),
-    }
-}
-
-/// Removes /dev/shm segments left by an earlier run that was killed.
-fn remove_stale() {
-    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
-            let _ = std::fs::remove_file(e.path());
-        }
     }
 }
 
@@ -566,37 +526,6 @@ fn throughput(c: &mut Criterion) {
 
 // ---------------------------------------------------------------------------------------------
 // Latency.
-
-/// The ping-pong side of a latency benchmark.
-trait RoundTrip {
-    /// One item there and its echo back, checked.
-    fn trip(&mut self);
-
-    fn timed(&mut self, iters: u64) -> Duration {
-        let start = Instant::now();
-        for _ in 0..iters {
-            self.trip();
-        }
-        start.elapsed()
-    }
-
-    /// p50 and p99 of the one-way time (half a round trip) over at most `trips` round trips
-    /// or `budget`, one clock read per round trip.
-    fn percentiles(&mut self, trips: usize, budget: Duration) -> (Duration, Duration, usize) {
-        let mut times = Vec::with_capacity(trips);
-        let start = Instant::now();
-        let mut prev = start;
-        while times.len() < trips && prev - start < budget {
-            self.trip();
-            let now = Instant::now();
-            times.push(now - prev);
-            prev = now;
-        }
-        times.sort_unstable();
-        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize] / 2;
-        (at(0.50), at(0.99), times.len())
-    }
-}
 
 #[cold]
 #[inline(never)]

@@ -51,6 +51,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{RoundTrip, remove_stale, set_affinity};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
 use shmq::{Consumer, Pipe, Ring, Segment, TryRecvError, TrySendError, WaitMode};
 
@@ -78,10 +82,10 @@ fn main() {
         peer::main(&spec);
         return;
     }
-    if let Err(e) = pin(BENCH_CPU) {
+    if let Err(e) = set_affinity(&[BENCH_CPU]) {
         eprintln!("ring bench: not pinned to CPU {BENCH_CPU} ({e}); results will be noisier");
     }
-    remove_stale();
+    remove_stale(PREFIX, &["/dev/shm", "/tmp"]);
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
@@ -231,49 +235,6 @@ fn spin_until(limit: Duration, mut ready: impl FnMut() -> bool) {
 #[inline(never)]
 fn stalled(limit: Duration) -> ! {
     panic!("ring bench: no progress from the other process for {limit:?}")
-}
-
-/// Pins the calling thread (and the threads it starts later) to `cpu`.
-fn pin(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is a plain bit array, for which all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu >= 8 * size_of::<libc::cpu_set_t>() {
-        return Err(std::io::Error::other("cpu out of range"));
-    }
-    // SAFETY: `cpu` is inside the set (checked above); `set` is a valid, exclusive reference.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`, which lives
-    // across the call.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Removes /dev/shm segments and /tmp sockets left by an earlier run that was killed.
-fn remove_stale() {
-    for dir in ["/dev/shm", "/tmp"] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
-                continue;
-            };
-            let Some(pid) = rest.split('-').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
-                continue;
-            };
-            // SAFETY: kill with signal 0 only checks whether the process exists.
-            let gone = unsafe { libc::kill(pid, 0) } != 0
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-            if gone {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
 }
 
 /// A shared mapping of an unnamed memfd (the raw baselines' memory). The creator's fd is
@@ -469,37 +430,6 @@ fn tcp_peer(role: Role, t: Transport, size: usize) -> (Peer, TcpStream) {
     s.set_nonblocking(false).expect("blocking");
     s.set_nodelay(true).expect("TCP_NODELAY");
     (peer, s)
-}
-
-/// The ping-pong side of a latency benchmark.
-trait RoundTrip {
-    /// One message there and its echo back, checked.
-    fn trip(&mut self);
-
-    fn timed(&mut self, iters: u64) -> Duration {
-        let start = Instant::now();
-        for _ in 0..iters {
-            self.trip();
-        }
-        start.elapsed()
-    }
-
-    /// p50 and p99 of the one-way time (half a round trip) over at most `trips` round trips
-    /// or `budget`, one clock read per round trip.
-    fn percentiles(&mut self, trips: usize, budget: Duration) -> (Duration, Duration, usize) {
-        let mut times = Vec::with_capacity(trips);
-        let start = Instant::now();
-        let mut prev = start;
-        while times.len() < trips && prev - start < budget {
-            self.trip();
-            let now = Instant::now();
-            times.push(now - prev);
-            prev = now;
-        }
-        times.sort_unstable();
-        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize] / 2;
-        (at(0.50), at(0.99), times.len())
-    }
 }
 
 /// The cache-line floor right now: p50 one-way of `raw-cacheline` over 20 000 round trips
@@ -1116,7 +1046,7 @@ mod peer {
             fail("the bench exited before the peer started");
         }
         // Pinning failure is not fatal; the bench already warned about pinning.
-        let _ = pin(PEER_CPU);
+        let _ = set_affinity(&[PEER_CPU]);
         std::thread::spawn(move || watchdog(parent));
 
         match role {
