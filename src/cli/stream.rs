@@ -108,16 +108,18 @@ pub(crate) struct RecvArgs {
     pub(crate) count: Option<u64>,
 }
 
+/// A `File` of our own over a standard stream: unbuffered, and not tied to std's lock.
+fn own(fd: std::os::fd::BorrowedFd<'_>, what: &str) -> Result<File, String> {
+    fd.try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| format!("{what}: {e}"))
+}
+
 // ----- send -----
 
 pub(crate) fn send(args: &SendArgs) -> Result<(), String> {
     let started = Instant::now();
-    let stdin = File::from(
-        io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("standard input: {e}"))?,
-    );
+    let stdin = own(io::stdin().as_fd(), "standard input")?;
     let ring = attach_ring(&args.name, args.capacity)?;
     let producer = ring
         .new_producer()
@@ -373,12 +375,7 @@ fn read_error(e: &io::Error) -> String {
 
 pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
     let started = Instant::now();
-    let stdout = File::from(
-        io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| format!("standard output: {e}"))?,
-    );
+    let stdout = own(io::stdout().as_fd(), "standard output")?;
     let ring = attach_ring(&args.name, args.capacity)?;
     let consumer = ring
         .new_consumer()
@@ -591,7 +588,8 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
             Ok(ring) => {
                 if ring.max_message() < 2 {
                     return Err(format!(
-                        "ring {name:?} carries messages of at most {} bytes; a stream needs at                          least 2 (a tag and a byte)",
+                        "ring {name:?} carries messages of at most {} bytes; a stream needs at \
+                         least 2 (a tag and a byte)",
                         ring.max_message()
                     ));
                 }
