@@ -19,7 +19,8 @@ const MAX_MESSAGE: u64 = 1 << 30;
 /// Slot bytes before the message: the slot word, then the length.
 const PREFIX: usize = 16;
 
-fn stride_for(max: u64) -> Option<usize> {
+/// Slot stride for messages of up to `max` bytes; `None` outside 1..=1 GiB.
+pub(crate) fn stride_for(max: u64) -> Option<usize> {
     (1..=MAX_MESSAGE)
         .contains(&max)
         .then(|| (PREFIX + max as usize).div_ceil(8) * 8)

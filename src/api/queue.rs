@@ -372,7 +372,12 @@ impl Drop for Core {
 
 /// Slot stride for items of type `T`: the slot word, then `T`, rounded to 8 bytes.
 fn stride_of<T>() -> usize {
-    (8 + std::mem::size_of::<T>()).div_ceil(8) * 8
+    stride_for_size(std::mem::size_of::<T>())
+}
+
+/// Slot stride for items of `size` bytes.
+pub(crate) fn stride_for_size(size: usize) -> usize {
+    (8 + size).div_ceil(8) * 8
 }
 
 /// A named, bounded, multi-producer multi-consumer queue of `T` in shared memory: any number

@@ -44,17 +44,28 @@ pub(crate) fn ring_of(
     cap: u64,
     max: u64,
 ) -> Option<RawRing<'static>> {
-    if !spsc::valid_capacity(cap) {
-        return None;
-    }
     let payload = seg.payload();
     // SAFETY: the payload lies inside the segment's mapping, which stays mapped while any
     // `Arc<Segment>` lives. Every `RawRing<'static>` made here is stored in a handle next to
     // a clone of that Arc and is never handed out with a lifetime longer than a borrow of that
     // handle, so the memory outlives every use. Access is atomic or through exclusive grants.
     let region: Region<'static> = unsafe { Region::from_raw(payload.as_ptr(), payload.len()) };
+    ring_in(region, index, cap, max)
+}
+
+/// Ring `index` of a payload holding ring(s) of this geometry, if the geometry is valid and
+/// fits (`cap` and `max` come from a header: checked before any arithmetic).
+pub(crate) fn ring_in(
+    payload: Region<'_>,
+    index: usize,
+    cap: u64,
+    max: u64,
+) -> Option<RawRing<'_>> {
+    if !spsc::valid_capacity(cap) {
+        return None;
+    }
     RawRing::new(
-        region.sub(index * ring_stride(cap), spsc::region_size(cap as usize))?,
+        payload.sub(index * ring_stride(cap), spsc::region_size(cap as usize))?,
         cap,
         max,
     )

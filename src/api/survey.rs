@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::api::priority;
-use crate::api::ring::ring_stride;
+use crate::api::ring::ring_in;
+use crate::api::{byte_queue, priority, queue};
 use crate::error::OpenError;
 use crate::region::Region;
 use crate::ring::{mpmc, spsc};
@@ -260,11 +260,7 @@ impl Survey {
 
     fn ring(&mut self, payload: Region<'_>, index: usize, label: &str, peek: usize, bytes: usize) {
         let (cap, max) = (self.info.param0, self.info.param1);
-        let raw = spsc::valid_capacity(cap)
-            .then(|| payload.sub(index * ring_stride(cap), spsc::region_size(cap as usize)))
-            .flatten()
-            .and_then(|r| spsc::RawRing::new(r, cap, max));
-        let Some(raw) = raw else {
+        let Some(raw) = ring_in(payload, index, cap, max) else {
             self.problems.push(format!(
                 "ring geometry: capacity {cap}, maximum message {max}, {} bytes",
                 payload.len()
@@ -312,15 +308,13 @@ impl Survey {
     fn queue(&mut self, payload: Region<'_>, peek: usize, bytes: usize) {
         let info = self.info.clone();
         let byte_queue = info.kind == Kind::ByteQueue;
-        // The header is checked, not trusted: a forged maximum must not overflow this.
+        // The same geometry checks as opening the queue: a forged maximum is refused there.
         let stride = if byte_queue {
-            info.param1.checked_add(16 + 7).map(|s| s / 8 * 8)
+            byte_queue::stride_for(info.param1)
         } else {
-            Some((8 + u64::from(info.type_size)).div_ceil(8) * 8)
+            Some(queue::stride_for_size(info.type_size as usize))
         };
-        let q = stride
-            .and_then(|s| usize::try_from(s).ok())
-            .and_then(|s| mpmc::Mpmc::new(payload, info.param0, s));
+        let q = stride.and_then(|s| mpmc::Mpmc::new(payload, info.param0, s));
         let Some(q) = q else {
             self.problems.push(format!(
                 "queue geometry: {} slots, parameter {}, {} bytes",
