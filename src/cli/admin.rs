@@ -646,15 +646,7 @@ fn shared_with_others(name: &str, me: u32) -> bool {
 /// `/proc` scan: `Some(true)` if it is still unused.
 fn still_garbage(s: &Survey) -> Option<bool> {
     let mut now = Survey::of(options(&s.name), 0, 0).ok()?;
-    let same = (
-        now.info.creator_pid,
-        now.info.creator_start,
-        now.info.created_unix_ms,
-    ) == (
-        s.info.creator_pid,
-        s.info.creator_start,
-        s.info.created_unix_ms,
-    );
+    let same = now.info.same_segment(&s.info);
     Survey::find_users(std::slice::from_mut(&mut now));
     Some(same && !now.in_use())
 }

@@ -595,7 +595,7 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
                 }
                 match Survey::of(opts.clone(), 0, 0) {
                     // Still the file we mapped (same creator, same creation time)?
-                    Ok(s) if same_segment(&s.info, ring.info()) => {
+                    Ok(s) if s.info.same_segment(ring.info()) => {
                         if s.creator.alive {
                             return Ok(ring);
                         }
@@ -626,12 +626,6 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
             Err(e) => return Err(e.to_string()),
         }
     }
-}
-
-/// Whether two headers describe the same segment (its creator and creation time).
-fn same_segment(a: &shmq::SegmentInfo, b: &shmq::SegmentInfo) -> bool {
-    (a.creator_pid, a.creator_start, a.created_unix_ms, a.kind)
-        == (b.creator_pid, b.creator_start, b.created_unix_ms, b.kind)
 }
 
 /// A ring whose creator is dead is left over from a run that ended abnormally (killed, or

@@ -683,6 +683,22 @@ unsafe fn payload_of<'a>(map: &'a Mapping, info: &SegmentInfo) -> Region<'a> {
 }
 
 impl SegmentInfo {
+    /// Whether `other` describes the same segment: same kind, creator (pid and start time)
+    /// and creation time. Tells a segment from a newer one created under the same name.
+    pub fn same_segment(&self, other: &SegmentInfo) -> bool {
+        (
+            self.kind,
+            self.creator_pid,
+            self.creator_start,
+            self.created_unix_ms,
+        ) == (
+            other.kind,
+            other.creator_pid,
+            other.creator_start,
+            other.created_unix_ms,
+        )
+    }
+
     /// Whether the process that created the segment may still be running: `false` only when
     /// its pid is gone or now belongs to a process started at another time (pid + start time,
     /// so a recycled pid is never mistaken for the creator). Reads `/proc`.
