@@ -170,6 +170,15 @@ pub enum OpenError {
         /// The dead creator's pid.
         pid: u32,
     },
+    /// Another process held the segment's use lock exclusively (it was removing the
+    /// segment) for the whole open timeout.
+    #[error(
+        "segment {name:?} is being removed by another process; create it anew or open it again"
+    )]
+    Removing {
+        /// The segment's name.
+        name: String,
+    },
     /// Another OS error.
     #[error("opening segment {name:?}: {source}")]
     Os {

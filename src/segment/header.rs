@@ -17,7 +17,7 @@
 //! | 56     | type_hash        | FNV-1a of the payload type's name                     |
 //! | 64     | param0, param1   | kind-specific (element count, maximum, ...)           |
 //! | 80     | creator_pid      | creator process                                       |
-//! | 84     | flags            | reserved, 0                                           |
+//! | 84     | flags            | `FLAG_PERSISTENT`; other bits 0                       |
 //! | 88     | creator_start    | creator start time (clock ticks since boot)           |
 //! | 96     | created_unix_ms  | wall-clock creation time                              |
 //! | 104    | type_name        | 64 bytes of the type's name, NUL padded, for messages  |
@@ -34,8 +34,12 @@ use crate::region::Region;
 
 /// "SHMQSEG\x01" as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\x01");
-/// Bumped whenever any layout changes incompatibly.
-pub(crate) const VERSION: u32 = 1;
+/// Bumped whenever any layout changes incompatibly. 2: the use lock (processes of version 1
+/// do not take it, so they must never share a segment with version 2) and `flags`.
+pub(crate) const VERSION: u32 = 2;
+
+/// `flags`: the segment is never removed automatically (see `Options::persistent`).
+pub(crate) const FLAG_PERSISTENT: u32 = 1;
 /// Bytes reserved for the header; payloads start at or after it.
 pub(crate) const HEADER_SIZE: usize = 256;
 
@@ -73,6 +77,7 @@ const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(offset_of!(Header, init_state) == 16);
 const _: () = assert!(offset_of!(Header, param0) == 64);
 const _: () = assert!(offset_of!(Header, creator_pid) == 80);
+const _: () = assert!(offset_of!(Header, flags) == 84);
 const _: () = assert!(offset_of!(Header, created_unix_ms) == 96);
 const _: () = assert!(offset_of!(Header, type_name) == 104);
 
@@ -236,6 +241,9 @@ pub struct SegmentInfo {
     pub creator_start: u64,
     /// When the segment was created, in milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
+    /// Whether it was created persistent: never removed automatically, only by an explicit
+    /// [`Segment::unlink`](crate::Segment::unlink) or `shmq rm`/`shmq gc --persistent`.
+    pub persistent: bool,
 }
 
 /// Why a header is invalid; turned into an [`OpenError`](crate::OpenError) with the name.
@@ -315,6 +323,7 @@ pub(crate) fn read_info(region: &Region<'_>) -> Result<SegmentInfo, Invalid> {
         creator_pid: h.creator_pid.load(Ordering::Relaxed),
         creator_start: h.creator_start.load(Ordering::Relaxed),
         created_unix_ms: h.created_unix_ms.load(Ordering::Relaxed),
+        persistent: h.flags.load(Ordering::Relaxed) & FLAG_PERSISTENT != 0,
     };
     if info.total_size != region.len() as u64 {
         return bad(format!(
@@ -368,6 +377,7 @@ pub(crate) struct NewHeader {
     pub(crate) creator_pid: u32,
     pub(crate) creator_start: u64,
     pub(crate) created_unix_ms: u64,
+    pub(crate) persistent: bool,
 }
 
 /// Fills a fresh (zeroed) segment's header, leaving it `INITIALIZING`.
@@ -398,6 +408,10 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     h.param1.store(new.param1, Ordering::Relaxed);
     h.created_unix_ms
         .store(new.created_unix_ms, Ordering::Relaxed);
+    h.flags.store(
+        if new.persistent { FLAG_PERSISTENT } else { 0 },
+        Ordering::Relaxed,
+    );
     let mut name = [0u8; TYPE_NAME_LEN];
     let n = new.ty.name.len().min(TYPE_NAME_LEN);
     name[..n].copy_from_slice(&new.ty.name.as_bytes()[..n]);
@@ -407,6 +421,46 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
         w.store(u64::from_le_bytes(b), Ordering::Relaxed);
     }
     Some(())
+}
+
+/// What the first bytes of a file say about it, for deciding whether a leftover file at a
+/// name may be replaced. Reads plain bytes (from `pread`), never a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leftover {
+    /// No magic yet: a creator died before writing anything (or the file is empty).
+    Blank,
+    /// A segment of this layout version; `persistent` from its flags.
+    Ours { persistent: bool },
+    /// Another shmq layout version, or not shmq at all: never replaced.
+    Foreign,
+}
+
+/// Classifies the first bytes of a file (`start` may be shorter than the header).
+pub(crate) fn leftover(start: &[u8]) -> Leftover {
+    let word = |at: usize, n: usize| start.get(at..at + n);
+    let magic = word(0, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    // A creator writes its pid and start time (offsets 80..96) before the magic, so a blank
+    // file may hold those and nothing else.
+    let creator = offset_of!(Header, creator_pid)..offset_of!(Header, created_unix_ms);
+    let blank = start
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == 0 || creator.contains(&i));
+    match magic {
+        None | Some(0) if blank => Leftover::Blank,
+        Some(MAGIC) => {
+            let u32_at = |at: usize| {
+                word(at, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+            };
+            match (u32_at(8), u32_at(offset_of!(Header, flags))) {
+                (Some(VERSION), Some(flags)) => Leftover::Ours {
+                    persistent: flags & FLAG_PERSISTENT != 0,
+                },
+                _ => Leftover::Foreign,
+            }
+        }
+        _ => Leftover::Foreign,
+    }
 }
 
 /// Marks the segment READY; everything written before is visible to openers that see it.
@@ -436,6 +490,7 @@ mod tests {
                 creator_pid: 42,
                 creator_start: 7,
                 created_unix_ms: 99,
+                persistent: false,
             },
         )
         .unwrap();

@@ -13,6 +13,28 @@
 //! the file, waits (futex, bounded by [`Options::open_timeout`]) for `READY` (Acquire), then
 //! validates. A creator that dies before `READY` leaves an *abandoned* segment, reported as
 //! [`OpenError::Abandoned`] as soon as an opener notices the creator is gone.
+//!
+//! # Lifecycle: the use lock
+//! Every handle keeps its segment's file open and holds a shared `flock` on it, the *use
+//! lock*, from the moment the file is created or opened until the handle is dropped. The
+//! kernel drops that lock when the process dies, however it dies (SIGKILL included), and no
+//! recycled pid or full table can fool it. So "nobody uses this segment" is one question to
+//! the kernel: can the lock be taken exclusively?
+//!
+//! - *Letting go.* A dropped handle tries to turn its shared lock into an exclusive one. It
+//!   succeeds only if no other handle, in any process, holds the lock: then it is the last
+//!   user, and removes the name (if the name still names its file). Persistent segments are
+//!   never removed this way.
+//! - *Opening.* An opener takes the lock shared, then checks that the name still names the
+//!   file it opened: a remover holds the lock exclusively from before its check until after
+//!   its unlink, so an opener either is counted by the remover, or finds the name gone and
+//!   opens again (finding a newer segment, or none).
+//! - *Creating.* `O_CREAT|O_EXCL`, then the lock shared at once, before the file has any size.
+//!   If the name is taken by a segment nobody holds (all its users died), `create` takes the
+//!   lock exclusively, checks the file is a non-persistent shmq segment of this layout (or a
+//!   blank one whose creator died before writing anything), removes the name and creates
+//!   anew: see [`Segment::remove_if_unused`]. A creator whose new file was removed in the
+//!   instant before it locked it notices (the name no longer names its file) and starts over.
 
 mod header;
 
@@ -93,8 +115,10 @@ impl Options {
         self
     }
 
-    /// Keep the segment after its creator drops it (default: removed on drop, except for
-    /// [`Options::file`] segments).
+    /// Keep the segment after every process using it has let go (default: the last user's
+    /// drop removes the name, except for [`Options::file`] segments). Recorded in the header:
+    /// a persistent segment is never removed automatically, not by `create` reclaiming an
+    /// abandoned name, not by `shmq gc` unless asked with `--persistent`.
     pub fn persistent(mut self, persistent: bool) -> Options {
         self.persistent = persistent;
         self
@@ -191,7 +215,9 @@ impl Layout {
 ///
 /// As a public type it is a raw byte area ([`Kind::Raw`]) that processes read and write by
 /// offset; pair it with a [`Semaphore`](crate::Semaphore) or [`Lock`](crate::Lock) to
-/// coordinate. The creator removes the name on drop unless the segment is persistent.
+/// coordinate. The name lives while any process uses it: the last handle dropped, in any
+/// process, removes it, unless the segment is persistent (see the [module
+/// docs](crate::segment) on the use lock).
 ///
 /// ```
 /// let name = format!("doc-segment-{}", std::process::id());
@@ -208,8 +234,9 @@ pub struct Segment {
     map: Mapping,
     loc: Location,
     info: SegmentInfo,
-    /// Our pid if we created it and must remove it on drop.
-    remove_on_drop: Option<u32>,
+    /// The process that opened the file and holds the use lock through it; a forked child
+    /// that inherited the handle leaves the lock (it shares the parent's) alone.
+    opened_by: u32,
 }
 
 impl Segment {
@@ -345,6 +372,50 @@ impl Segment {
         shm::unlink(&loc).map_err(|e| open_error(&loc.display_name(), e))
     }
 
+    /// Removes the segment at `opts` if no process uses it — no handle holds its use lock,
+    /// so every process that created or opened it has let go or died — and it is not
+    /// persistent (unless `persistent_too`). Race-free against processes opening or
+    /// creating the name meanwhile: they wait for the decision, then open anew.
+    ///
+    /// This is what `create` does with a name left behind by dead processes, what `shmq gc`
+    /// does with each segment, and what `shmq gc --watch` does when a user's file closes. A
+    /// blank file (its creator died before writing the header) counts as unused; a file
+    /// that is not a shmq segment of this layout version is never removed.
+    ///
+    /// ```
+    /// use shmq::segment::Removal;
+    /// let name = format!("doc-remove-unused-{}", std::process::id());
+    /// let v = shmq::Value::<u32>::create(name.as_str(), 1)?;
+    /// assert_eq!(shmq::Segment::remove_if_unused(name.as_str(), false)?, Removal::InUse);
+    /// drop(v); // the last user: the name goes with it
+    /// assert!(shmq::Segment::remove_if_unused(name.as_str(), false).is_err()); // NotFound
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`OpenError::NotFound`] if there is no such name, [`OpenError::InvalidName`], or the
+    /// OS error from opening or reading it.
+    pub fn remove_if_unused(
+        opts: impl Into<Options>,
+        persistent_too: bool,
+    ) -> Result<Removal, OpenError> {
+        let loc = opts.into().location_for_open()?;
+        remove_if_unused_at(&loc, persistent_too).map_err(|e| open_error(&loc.display_name(), e))
+    }
+
+    /// Whether some process holds the segment's use lock (uses it through shmq). A moment's
+    /// exclusive lock is taken and dropped to find out, so an opener racing with the probe
+    /// retries once.
+    ///
+    /// # Errors
+    /// As [`Segment::remove_if_unused`].
+    pub fn in_use(opts: impl Into<Options>) -> Result<bool, OpenError> {
+        let loc = opts.into().location_for_open()?;
+        shm::lock_unused(&loc)
+            .map(|u| u.is_none())
+            .map_err(|e| open_error(&loc.display_name(), e))
+    }
+
     // ----- crate-internal: typed objects build on these -----
 
     /// Removes the name only if it still names the file `ino` (device, inode) — for tools
@@ -378,7 +449,7 @@ impl Segment {
                 name: name.clone(),
                 reason: format!("{} bytes is more than the 1 TiB limit", layout.payload_size),
             })?;
-        let map = shm::create(&loc, total as usize, opts.mode).map_err(|e| match e {
+        let create_error = |e: SysError| match e {
             SysError::AlreadyExists => CreateError::AlreadyExists { name: name.clone() },
             SysError::NoSpace => CreateError::NoSpace {
                 name: name.clone(),
@@ -397,9 +468,29 @@ impl Segment {
                 name: name.clone(),
                 source,
             },
-        })?;
+        };
+        let mut tries = 0;
+        let map = loop {
+            tries += 1;
+            match shm::create(&loc, total as usize, opts.mode) {
+                // A process reclaiming the name may have removed our file in the instant
+                // before we locked it: then it is no longer at the name, and we start over.
+                Ok(Some(map)) if map.still_named(&loc) => break map,
+                Ok(_) => {}
+                Err(SysError::AlreadyExists) => {
+                    match remove_if_unused_at(&loc, false) {
+                        Ok(Removal::Removed) | Err(SysError::NotFound) => {}
+                        _ => return Err(create_error(SysError::AlreadyExists)),
+                    }
+                }
+                Err(e) => return Err(create_error(e)),
+            }
+            // Each round means another process created or removed the name meanwhile.
+            if tries >= RACE_ROUNDS {
+                return Err(create_error(SysError::AlreadyExists));
+            }
+        };
         let me = process::current();
-        let remove_on_drop = (!opts.persistent).then_some(me.pid);
         // SAFETY: the fresh mapping is page-aligned and `total` bytes long; the region is
         // dropped before `map` moves into the Segment below (it only lives in this block).
         let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
@@ -415,6 +506,7 @@ impl Segment {
             created_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            persistent: opts.persistent,
         };
         header::write_header(&region, &new).ok_or_else(|| CreateError::InvalidSize {
             name: name.clone(),
@@ -432,7 +524,7 @@ impl Segment {
             map,
             loc,
             info,
-            remove_on_drop,
+            opened_by: me.pid,
         })
     }
 
@@ -452,11 +544,26 @@ impl Segment {
                     if clock::passed(deadline, Instant::now()) {
                         return Err(OpenError::InitTimeout { name, pid: 0 });
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    nap()?;
                     continue;
                 }
                 Err(e) => return Err(open_error(&name, e)),
             };
+            // The use lock: shared, then the name must still be this file (a remover holds
+            // the lock exclusively until its unlink is done).
+            if !map.lock_shared().map_err(|e| open_error(&name, e))? {
+                if clock::passed(deadline, Instant::now()) {
+                    return Err(OpenError::Removing { name });
+                }
+                nap()?;
+                continue;
+            }
+            if !map.still_named(&loc) {
+                if clock::passed(deadline, Instant::now()) {
+                    return Err(OpenError::NotFound { name });
+                }
+                continue;
+            }
             if let Some(info) = wait_ready(&map, &name, deadline)? {
                 break (map, info);
             }
@@ -482,7 +589,7 @@ impl Segment {
             map,
             loc,
             info,
-            remove_on_drop: None,
+            opened_by: process::current().pid,
         })
     }
 
@@ -514,12 +621,60 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // Only the creating process removes the name; a forked child that inherited the
-        // handle does not.
-        if self.remove_on_drop == Some(process::current().pid) {
+        // The last user removes the name. Only the process that opened the file does this:
+        // a forked child shares its parent's open file, lock included, and must not touch it.
+        if self.opened_by == process::current().pid
+            && !self.info.persistent
+            && self.map.try_lock_exclusive().unwrap_or(false)
+        {
+            // Held exclusively: nobody else uses it, and nobody can start to until the
+            // mapping (and with it the lock) is gone.
             let _ = shm::unlink_if_same(&self.loc, self.map.inode());
         }
     }
+}
+
+/// How often `create` may find the name taken and then gone again before it gives up.
+const RACE_ROUNDS: u32 = 64;
+
+/// What [`Segment::remove_if_unused`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Removal {
+    /// Nobody used it: the name is gone.
+    Removed,
+    /// Some process holds it (a live user); left alone.
+    InUse,
+    /// Nobody uses it, but it is persistent; left alone.
+    Persistent,
+    /// Not a shmq segment of this layout version; left alone.
+    Foreign,
+}
+
+/// [`Segment::remove_if_unused`] at a location.
+fn remove_if_unused_at(loc: &Location, persistent_too: bool) -> Result<Removal, SysError> {
+    let Some(unused) = shm::lock_unused(loc)? else {
+        return Ok(Removal::InUse);
+    };
+    let mut start = [0u8; HEADER_SIZE];
+    let n = unused.read_start(&mut start)?;
+    let removable = match header::leftover(&start[..n]) {
+        header::Leftover::Blank => true,
+        header::Leftover::Ours { persistent } => !persistent || persistent_too,
+        header::Leftover::Foreign => return Ok(Removal::Foreign),
+    };
+    if !removable {
+        return Ok(Removal::Persistent);
+    }
+    // The exclusive lock is held until `unused` drops, after the unlink.
+    shm::unlink_if_same(loc, unused.inode())?;
+    Ok(Removal::Removed)
+}
+
+/// The pause between two looks at a name another process is creating or removing.
+fn nap() -> Result<(), OpenError> {
+    std::thread::sleep(Duration::from_millis(1));
+    Ok(())
 }
 
 /// Waits until the mapped segment is READY, then validates it. `Ok(None)`: the file is not

@@ -6,11 +6,11 @@
 //! always passed: a symlink planted in `/dev/shm` by another user is refused, never followed.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
-use rustix::fs::{FallocateFlags, Mode, OFlags};
+use rustix::fs::{FallocateFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -93,12 +93,17 @@ impl From<Errno> for SysError {
 }
 
 /// A shared, read-write (or read-only) mapping of a whole segment file. Unmapped on drop.
+///
+/// It keeps the file open: the open file description carries the segment's *use lock*
+/// (`flock`), which every process using the segment holds shared, and which the kernel drops
+/// when the process dies, however it dies. See `segment`'s lifecycle notes.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     /// Device and inode of the mapped file, so `unlink` can tell it is still the same file.
     ino: (u64, u64),
+    fd: OwnedFd,
 }
 
 // SAFETY: a Mapping is an address range owned by this handle; nothing in it is tied to the
@@ -121,6 +126,24 @@ impl Mapping {
     /// Device and inode of the file this maps.
     pub(crate) fn inode(&self) -> (u64, u64) {
         self.ino
+    }
+
+    /// Takes the use lock shared, without waiting. `Ok(false)`: somebody holds it exclusively
+    /// (a process removing the segment right now).
+    pub(crate) fn lock_shared(&self) -> Result<bool, SysError> {
+        try_flock(&self.fd, FlockOperation::NonBlockingLockShared)
+    }
+
+    /// Tries to turn our shared use lock into an exclusive one: `Ok(true)` means no other open
+    /// file description holds it, so nobody else uses the segment. On `Ok(false)` our shared
+    /// lock is gone too (Linux drops it before trying), so call this only when letting go.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<bool, SysError> {
+        try_flock(&self.fd, FlockOperation::NonBlockingLockExclusive)
+    }
+
+    /// Whether `loc` still names the file this maps.
+    pub(crate) fn still_named(&self, loc: &Location) -> bool {
+        rustix::fs::lstat(loc.path()).is_ok_and(|st| (st.st_dev, st.st_ino) == self.ino)
     }
 
     /// Writes the mapping's dirty pages to its file and waits for the device (`msync`
@@ -148,14 +171,14 @@ impl Drop for Mapping {
     }
 }
 
-fn map(fd: &OwnedFd, len: usize, writable: bool) -> Result<Mapping, SysError> {
+fn map(fd: OwnedFd, len: usize, writable: bool) -> Result<Mapping, SysError> {
     if len == 0 {
         return Err(SysError::Os(io::Error::new(
             io::ErrorKind::InvalidInput,
             "empty segment",
         )));
     }
-    let st = rustix::fs::fstat(fd)?;
+    let st = rustix::fs::fstat(&fd)?;
     let prot = if writable {
         ProtFlags::READ | ProtFlags::WRITE
     } else {
@@ -167,30 +190,51 @@ fn map(fd: &OwnedFd, len: usize, writable: bool) -> Result<Mapping, SysError> {
     //   from fstat);
     // - the result is only used through `Mapping`, which unmaps it once on drop.
     let ptr =
-        unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }?;
+        unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0) }?;
     let ptr = NonNull::new(ptr.cast::<u8>())
         .ok_or(SysError::Os(io::Error::other("mmap returned null")))?;
     Ok(Mapping {
         ptr,
         len,
         ino: (st.st_dev, st.st_ino),
+        fd,
     })
+}
+
+/// `flock` without waiting: `Ok(false)` if another open file description holds a conflicting
+/// lock.
+fn try_flock(fd: impl AsFd, op: FlockOperation) -> Result<bool, SysError> {
+    loop {
+        match rustix::fs::flock(&fd, op) {
+            Ok(()) => return Ok(true),
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn open_flags(extra: OFlags) -> OFlags {
     OFlags::NOFOLLOW | OFlags::CLOEXEC | extra
 }
 
-/// Creates a new segment file of `size` bytes (failing if it exists), reserves its memory with
-/// fallocate so a full tmpfs fails here rather than with SIGBUS later, and maps it.
-/// The new file is zero-filled. On any failure the file is removed again.
-pub(crate) fn create(loc: &Location, size: usize, mode: u32) -> Result<Mapping, SysError> {
+/// Creates a new segment file of `size` bytes (failing if it exists), takes its use lock
+/// shared, reserves its memory with fallocate so a full tmpfs fails here rather than with
+/// SIGBUS later, and maps it. The new file is zero-filled. On any failure the file is removed
+/// again.
+///
+/// `Ok(None)`: a process reclaiming abandoned segments held the brand-new, still empty file's
+/// lock in the instant between our `open` and our `flock`, and may remove the name: retry.
+pub(crate) fn create(loc: &Location, size: usize, mode: u32) -> Result<Option<Mapping>, SysError> {
     let path = loc.path();
     let fd = rustix::fs::open(
         &path,
         open_flags(OFlags::CREATE | OFlags::EXCL | OFlags::RDWR),
         Mode::from_raw_mode(mode),
     )?;
+    if !try_flock(&fd, FlockOperation::NonBlockingLockShared)? {
+        return Ok(None);
+    }
     let result = (|| {
         // open() applied the umask; set the mode the caller asked for exactly.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
@@ -200,12 +244,17 @@ pub(crate) fn create(loc: &Location, size: usize, mode: u32) -> Result<Mapping, 
             Err(Errno::OPNOTSUPP) => rustix::fs::ftruncate(&fd, size as u64)?,
             Err(e) => return Err(e.into()),
         }
-        map(&fd, size, true)
+        let st = rustix::fs::fstat(&fd)?;
+        let ino = (st.st_dev, st.st_ino);
+        Ok((map(fd, size, true)?, ino))
     })();
-    if result.is_err() {
-        let _ = rustix::fs::unlink(&path);
+    match result {
+        Ok((m, _)) => Ok(Some(m)),
+        Err(e) => {
+            let _ = rustix::fs::unlink(&path);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Opens an existing segment and maps all of it (its size from fstat).
@@ -234,7 +283,62 @@ pub(crate) fn open(loc: &Location, writable: bool) -> Result<Option<Mapping>, Sy
     if size == 0 {
         return Ok(None);
     }
-    map(&fd, size, writable).map(Some)
+    map(fd, size, writable).map(Some)
+}
+
+/// A segment file held with its use lock *exclusive*: proof that no process uses it (every
+/// user holds the lock shared). While held, openers wait and creators of the name cannot
+/// finish, so the file may be examined and its name removed without a race.
+#[derive(Debug)]
+pub(crate) struct Unused {
+    fd: OwnedFd,
+    ino: (u64, u64),
+}
+
+impl Unused {
+    /// Device and inode.
+    pub(crate) fn inode(&self) -> (u64, u64) {
+        self.ino
+    }
+
+    /// Copies up to `buf.len()` bytes from the start of the file (`pread`, no mapping, so a
+    /// file truncated meanwhile cannot fault). Returns how many were read.
+    pub(crate) fn read_start(&self, buf: &mut [u8]) -> Result<usize, SysError> {
+        let mut done = 0;
+        while done < buf.len() {
+            match rustix::io::pread(&self.fd, &mut buf[done..], done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Opens the file at `loc` and tries to take its use lock exclusively. `Ok(None)`: some
+/// process uses it. Refuses what is not a regular file.
+pub(crate) fn lock_unused(loc: &Location) -> Result<Option<Unused>, SysError> {
+    let fd = rustix::fs::open(
+        loc.path(),
+        open_flags(OFlags::RDONLY | OFlags::NONBLOCK),
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+        return Err(SysError::Os(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if !try_flock(&fd, FlockOperation::NonBlockingLockExclusive)? {
+        return Ok(None);
+    }
+    Ok(Some(Unused {
+        ino: (st.st_dev, st.st_ino),
+        fd,
+    }))
 }
 
 /// Removes the segment's name. Mappings stay valid until unmapped.
