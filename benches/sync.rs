@@ -40,7 +40,7 @@ fn uncontended(c: &mut Criterion) {
     let s = shmq::Semaphore::create(name("sem").as_str(), 1).expect("create semaphore");
     g.bench_function("shmq Semaphore acquire+release", |b| {
         b.iter(|| {
-            s.acquire();
+            s.acquire().expect("acquire");
             s.release().expect("release");
         })
     });

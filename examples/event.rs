@@ -39,7 +39,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
 fn wait_event(name: &str) -> Result<(), Box<dyn Error>> {
     let event = Event::open(name)?;
     println!("waiting for event...");
-    if !event.wait_timeout(Duration::from_secs(10)) {
+    if !event.wait_timeout(Duration::from_secs(10))? {
         return Err("the event was not set within 10 s".into());
     }
     println!("event has been set.");

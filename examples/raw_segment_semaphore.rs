@@ -61,7 +61,7 @@ fn sender(seg: &str, sem: &str) -> Result<(), Box<dyn Error>> {
 
 fn receiver(seg: &str, sem: &str) -> Result<(), Box<dyn Error>> {
     let (segment, ready) = (Segment::open(seg)?, Semaphore::open(sem)?);
-    if !ready.acquire_timeout(Duration::from_secs(10)) {
+    if !ready.acquire_timeout(Duration::from_secs(10))? {
         return Err("no message within 10 s".into());
     }
     let mut len = [0u8; 4];

@@ -170,6 +170,13 @@ pub enum OpenError {
         /// The dead creator's pid.
         pid: u32,
     },
+    /// An [`Interrupter`](crate::Interrupter) the thread watches fired while `open` waited
+    /// for the creator to finish.
+    #[error("interrupted while waiting for segment {name:?} to be ready")]
+    Interrupted {
+        /// The segment's name.
+        name: String,
+    },
     /// Another process held the segment's use lock exclusively (it was removing the
     /// segment) for the whole open timeout.
     #[error(
@@ -269,21 +276,32 @@ pub enum TryLockError<G> {
     OwnerDied(OwnerDied<G>),
 }
 
+/// `lock` did not get the lock cleanly.
+#[non_exhaustive]
+pub enum LockError<G> {
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    Interrupted,
+    /// Acquired, but the previous holder died holding it.
+    OwnerDied(OwnerDied<G>),
+}
+
 /// `lock_timeout` / `lock_deadline` did not get the lock cleanly.
 #[non_exhaustive]
 pub enum LockTimeoutError<G> {
     /// A live holder kept it past the deadline.
     Timeout,
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    Interrupted,
     /// Acquired, but the previous holder died holding it.
     OwnerDied(OwnerDied<G>),
 }
 
 macro_rules! lock_error_impls {
-    ($t:ident, $other:ident, $msg:literal) => {
+    ($t:ident, $($other:ident => $msg:expr),+) => {
         impl<G> fmt::Debug for $t<G> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
-                    $t::$other => f.write_str(stringify!($other)),
+                    $($t::$other => f.write_str(stringify!($other)),)+
                     $t::OwnerDied(e) => fmt::Debug::fmt(e, f),
                 }
             }
@@ -291,7 +309,7 @@ macro_rules! lock_error_impls {
         impl<G> fmt::Display for $t<G> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
-                    $t::$other => f.write_str($msg),
+                    $($t::$other => f.write_str($msg),)+
                     $t::OwnerDied(e) => fmt::Display::fmt(e, f),
                 }
             }
@@ -306,10 +324,23 @@ macro_rules! lock_error_impls {
 }
 lock_error_impls!(
     TryLockError,
-    WouldBlock,
-    "the lock is held by another live process or thread"
+    WouldBlock => "the lock is held by another live process or thread"
 );
-lock_error_impls!(LockTimeoutError, Timeout, "timed out waiting for the lock");
+lock_error_impls!(LockError, Interrupted => INTERRUPTED_LOCK);
+lock_error_impls!(
+    LockTimeoutError,
+    Timeout => "timed out waiting for the lock",
+    Interrupted => INTERRUPTED_LOCK
+);
+
+const INTERRUPTED_LOCK: &str = "interrupted while waiting for the lock";
+
+/// A blocking call was ended by an [`Interrupter`](crate::Interrupter) that the thread
+/// watches (or the process-wide one), for calls whose other outcomes need no error type:
+/// [`Event::wait`](crate::Event::wait), [`Semaphore::acquire`](crate::Semaphore::acquire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted while waiting")]
+pub struct Interrupted;
 
 /// `Semaphore::release` would raise the count above the semaphore's maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -382,6 +413,8 @@ ring_errors! {
         TooLarge { len: usize, max: usize } => "message of {len} bytes exceeds the ring's maximum of {max}",
         /// The consumer has let go of the ring (or its process died).
         Disconnected => "the receiving end is disconnected",
+        /// An [`Interrupter`](crate::Interrupter) this thread watches fired.
+        Interrupted => "interrupted while waiting for room in the ring",
         /// Shared memory failed a check.
         Corrupted { reason: String } => "ring is corrupted: {reason}",
     }
@@ -393,6 +426,8 @@ ring_errors! {
         TooLarge { len: usize, max: usize } => "message of {len} bytes exceeds the ring's maximum of {max}",
         /// The consumer has let go of the ring (or its process died).
         Disconnected => "the receiving end is disconnected",
+        /// An [`Interrupter`](crate::Interrupter) this thread watches fired.
+        Interrupted => "interrupted while waiting for room in the ring",
         /// Shared memory failed a check.
         Corrupted { reason: String } => "ring is corrupted: {reason}",
     }
@@ -409,6 +444,8 @@ ring_errors! {
     RecvError {
         /// The producer let go (or died) and every message it sent has been received.
         Disconnected => "the sending end is disconnected and the ring is drained",
+        /// An [`Interrupter`](crate::Interrupter) this thread watches fired.
+        Interrupted => "interrupted while waiting for a message",
         /// Shared memory failed a check.
         Corrupted { reason: String } => "ring is corrupted: {reason}",
     }
@@ -418,6 +455,8 @@ ring_errors! {
         Timeout => "timed out waiting for a message",
         /// The producer let go (or died) and every message it sent has been received.
         Disconnected => "the sending end is disconnected and the ring is drained",
+        /// An [`Interrupter`](crate::Interrupter) this thread watches fired.
+        Interrupted => "interrupted while waiting for a message",
         /// Shared memory failed a check.
         Corrupted { reason: String } => "ring is corrupted: {reason}",
     }
@@ -432,6 +471,11 @@ pub enum PutError<T = ()> {
     Timeout(T),
     /// The queue was closed; no more items are accepted.
     Closed(T),
+    /// The queue is full and no process that gets from it is left: every handle opened for
+    /// getting was dropped or its process died.
+    Disconnected(T),
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    Interrupted(T),
     /// A byte message larger than the queue's maximum.
     TooLarge {
         /// The message's length.
@@ -452,7 +496,11 @@ impl<T> PutError<T> {
     /// The item that was not put, if the error carries it.
     pub fn into_inner(self) -> Option<T> {
         match self {
-            PutError::Full(v) | PutError::Timeout(v) | PutError::Closed(v) => Some(v),
+            PutError::Full(v)
+            | PutError::Timeout(v)
+            | PutError::Closed(v)
+            | PutError::Disconnected(v)
+            | PutError::Interrupted(v) => Some(v),
             PutError::Corrupted { value, .. } => Some(value),
             PutError::TooLarge { .. } => None,
         }
@@ -464,6 +512,8 @@ impl<T> PutError<T> {
             PutError::Full(_) => PutError::Full(()),
             PutError::Timeout(_) => PutError::Timeout(()),
             PutError::Closed(_) => PutError::Closed(()),
+            PutError::Disconnected(_) => PutError::Disconnected(()),
+            PutError::Interrupted(_) => PutError::Interrupted(()),
             PutError::TooLarge { len, max } => PutError::TooLarge {
                 len: *len,
                 max: *max,
@@ -482,6 +532,10 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Full(_) => f.write_str("queue is full"),
             PutError::Timeout(_) => f.write_str("timed out waiting for room in the queue"),
             PutError::Closed(_) => f.write_str("queue is closed"),
+            PutError::Disconnected(_) => {
+                f.write_str("queue is full and every process getting from it is gone")
+            }
+            PutError::Interrupted(_) => f.write_str("interrupted while waiting for room"),
             PutError::TooLarge { len, max } => {
                 write!(
                     f,
@@ -499,6 +553,8 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Full(_) => f.write_str("Full(..)"),
             PutError::Timeout(_) => f.write_str("Timeout(..)"),
             PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            PutError::Interrupted(_) => f.write_str("Interrupted(..)"),
             PutError::TooLarge { len, max } => f
                 .debug_struct("TooLarge")
                 .field("len", len)
@@ -526,7 +582,9 @@ impl PutError {
         match (self, other) {
             (PutError::Full(()), PutError::Full(()))
             | (PutError::Timeout(()), PutError::Timeout(()))
-            | (PutError::Closed(()), PutError::Closed(())) => true,
+            | (PutError::Closed(()), PutError::Closed(()))
+            | (PutError::Disconnected(()), PutError::Disconnected(()))
+            | (PutError::Interrupted(()), PutError::Interrupted(())) => true,
             (PutError::TooLarge { len: a, max: b }, PutError::TooLarge { len: c, max: d }) => {
                 (a, b) == (c, d)
             }
@@ -548,9 +606,13 @@ pub enum GetError {
     /// `get_timeout`: still nothing when the timeout passed.
     #[error("timed out waiting for an item")]
     Timeout,
-    /// The queue was closed and every item in it has been taken.
-    #[error("the queue is closed and drained")]
+    /// The queue is empty and nothing more can come: it was closed and drained, or every
+    /// handle opened for putting was dropped or its process died.
+    #[error("the queue is empty and closed, or every process putting to it is gone")]
     Disconnected,
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    #[error("interrupted while waiting for an item")]
+    Interrupted,
     /// Shared memory failed a check (a peer wrote garbage).
     #[error("queue is corrupted: {reason}")]
     Corrupted {
@@ -564,10 +626,30 @@ pub enum GetError {
 #[error("task_done() called more times than items were taken from the queue")]
 pub struct TaskDoneError;
 
-/// `JoinableQueue::join_timeout` returned before every item was marked done.
+/// `JoinableQueue::join` (or its `_timeout`/`_deadline` forms) returned before every item
+/// was marked done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("timed out waiting for {unfinished} unfinished task(s) to be marked done")]
-pub struct JoinTimeout {
-    /// Items put and not yet marked done when the timeout passed.
-    pub unfinished: u64,
+#[non_exhaustive]
+pub enum JoinError {
+    /// The timeout passed.
+    #[error("timed out waiting for {unfinished} unfinished task(s) to be marked done")]
+    Timeout {
+        /// Items put and not yet marked done when the timeout passed.
+        unfinished: u64,
+    },
+    /// Tasks were taken by processes that died before marking them done, so they never
+    /// will be: `join` would wait forever. See
+    /// [`JoinableQueue::lost_tasks`](crate::JoinableQueue::lost_tasks).
+    #[error(
+        "{lost} task(s) were taken by processes that died before task_done(); {unfinished} unfinished in all"
+    )]
+    Lost {
+        /// Tasks lost with dead takers (since the queue was created or last cleared).
+        lost: u64,
+        /// Items put and not yet marked done.
+        unfinished: u64,
+    },
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    #[error("interrupted while waiting for unfinished tasks")]
+    Interrupted,
 }

@@ -72,7 +72,8 @@
 //!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
 //!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
-//!   item back), [`GetError`], [`TaskDoneError`], [`JoinTimeout`].
+//!   item back), [`GetError`], [`TaskDoneError`], [`JoinError`].
+//!   Blocking calls end with an `Interrupted` error when an [`Interrupter`] fires.
 //!
 //! ## Layers
 //! `sys` (the only code that calls the OS) → `segment` (the header, created and validated
@@ -100,18 +101,19 @@ pub use api::Pod;
 pub use api::array::{Array, ArrayGuard};
 pub use api::byte_queue::{ByteQueue, Loan, Message};
 pub use api::event::Event;
+pub use api::interrupt::{Interrupter, Watching, interrupt_on_signals};
 pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;
 pub use api::priority::PriorityQueue;
-pub use api::queue::{JoinableQueue, Queue};
+pub use api::queue::{JoinableQueue, Queue, Side};
 pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 pub use api::survey::{Capacity, Peeked, Process, Survey};
 pub use api::value::{Integer, Number, Value};
 pub use error::{
-    AttachError, CreateError, GetError, JoinTimeout, LockTimeoutError, OpenError,
-    OpenOrCreateError, OutOfBounds, OwnerDied, PutError, RecvError, RecvTimeoutError,
+    AttachError, CreateError, GetError, Interrupted, JoinError, LockError, LockTimeoutError,
+    OpenError, OpenOrCreateError, OutOfBounds, OwnerDied, PutError, RecvError, RecvTimeoutError,
     SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, TryLockError, TryRecvError,
     TrySendError,
 };

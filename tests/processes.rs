@@ -42,7 +42,10 @@ fn event_set_in_one_process_wakes_waiter_in_another() {
         let ev = Event::open(ev).unwrap();
         let ack = Event::open(ack).unwrap();
         ack.set();
-        assert!(ev.wait_timeout(Duration::from_secs(60)), "event never set");
+        assert!(
+            ev.wait_timeout(Duration::from_secs(60)).unwrap(),
+            "event never set"
+        );
         return;
     }
     let (ev_name, ack_name) = (unique("event"), unique("event-ack"));
@@ -54,7 +57,7 @@ fn event_set_in_one_process_wakes_waiter_in_another() {
             &format!("{ev_name},{ack_name}"),
         );
         assert!(
-            ack.wait_timeout(Duration::from_secs(60)),
+            ack.wait_timeout(Duration::from_secs(60)).unwrap(),
             "child never started"
         );
         // Give the child time to go to sleep on the futex, so this tests a real wake-up.
@@ -81,7 +84,7 @@ fn semaphore_of_two_bounds_four_processes() {
         let entries = Value::<u32>::open(format!("{name}-entries")).unwrap();
         for _ in 0..ROUNDS {
             assert!(
-                sem.acquire_timeout(Duration::from_secs(60)),
+                sem.acquire_timeout(Duration::from_secs(60)).unwrap(),
                 "semaphore starved"
             );
             let now = inside.fetch_add(1) + 1;
@@ -130,7 +133,7 @@ fn killed_lock_holder_gives_owner_died_and_nobody_hangs() {
             }
         } else {
             // A waiter already blocked when the holder dies must get the lock, not hang.
-            assert!(held.wait_timeout(Duration::from_secs(60)));
+            assert!(held.wait_timeout(Duration::from_secs(60)).unwrap());
             match m.lock_timeout(Duration::from_secs(60)) {
                 Err(shmq::LockTimeoutError::OwnerDied(g)) => {
                     let mut g = g.into_inner();
@@ -150,7 +153,7 @@ fn killed_lock_holder_gives_owner_died_and_nobody_hangs() {
         let test = "killed_lock_holder_gives_owner_died_and_nobody_hangs";
         let mut holder = spawn(test, &format!("holder,{name}"));
         assert!(
-            held.wait_timeout(Duration::from_secs(60)),
+            held.wait_timeout(Duration::from_secs(60)).unwrap(),
             "holder never took the lock"
         );
         let mut waiter = spawn(test, &format!("waiter,{name}"));
@@ -301,7 +304,7 @@ fn blocked_waiters_sleep_instead_of_spinning() {
         let m = Mutex::<u64>::open(format!("{name}-m")).unwrap();
         let up = Semaphore::open(format!("{name}-up")).unwrap();
         up.release().unwrap();
-        assert!(ev.wait_timeout(Duration::from_secs(60)));
+        assert!(ev.wait_timeout(Duration::from_secs(60)).unwrap());
         drop(
             m.lock_timeout(Duration::from_secs(60))
                 .map_err(|e| e.to_string())
@@ -317,7 +320,7 @@ fn blocked_waiters_sleep_instead_of_spinning() {
         let guard = m.lock().unwrap();
         let mut kid = spawn("blocked_waiters_sleep_instead_of_spinning", &name);
         assert!(
-            up.acquire_timeout(Duration::from_secs(60)),
+            up.acquire_timeout(Duration::from_secs(60)).unwrap(),
             "child never started"
         );
         // Blocked on the event for a while...

@@ -634,7 +634,11 @@ fn joinable_case(name: String, (capacity, ops): (usize, Vec<JOp>)) -> Result<(),
                     unfinished
                 );
                 if let Err(e) = r {
-                    prop_assert_eq!(e.unfinished, unfinished, "JoinTimeout's count");
+                    prop_assert_eq!(
+                        e,
+                        shmq::JoinError::Timeout { unfinished },
+                        "JoinError::Timeout's count"
+                    );
                 }
             }
             JOp::Close(h) => {

@@ -375,10 +375,8 @@ fn join_waits_for_task_done_in_other_processes() {
         // join_timeout reports what is still unfinished.
         q.put(1).unwrap();
         assert_eq!(
-            q.join_timeout(Duration::from_millis(20))
-                .unwrap_err()
-                .unfinished,
-            1
+            q.join_timeout(Duration::from_millis(20)),
+            Err(shmq::JoinError::Timeout { unfinished: 1 })
         );
     }
     assert_gone(&name);

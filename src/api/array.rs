@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use zerocopy::IntoBytes;
 
-use super::{Pod, data_offset, ensure, guard_result, timeout_lock_result, try_lock_result};
+use super::{Pod, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
 use crate::error::{
-    CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds, OwnerDied,
+    CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds,
     TryLockError,
 };
 use crate::region::Region;
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
-use crate::sync::mutex::{Locked, RawMutex};
+use crate::sync::mutex::RawMutex;
 use crate::sync::park::deadline_after;
 
 /// A fixed-length array of plain-data `T` shared by name, like `multiprocessing.Array` with
@@ -196,7 +196,10 @@ impl<T: Pod> Array<T> {
     /// Runs `f` with the lock held, taking over from a dead holder if need be.
     fn with_lock<R>(&self, f: impl FnOnce(Region<'_>) -> R) -> R {
         let raw = self.raw();
-        let _ = raw.lock(None);
+        // TEMPORARY (until the bounded Array API lands): an interrupt cannot end this wait.
+        while raw.lock(None).is_err() {
+            std::thread::sleep(crate::sys::futex::SLICE);
+        }
         let r = f(self.data());
         raw.unlock();
         r
@@ -269,10 +272,11 @@ impl<T: Pod> Array<T> {
     /// Locks the whole array; the guard derefs to `[T]`.
     ///
     /// # Errors
-    /// [`OwnerDied`] (holding the guard) if the previous holder died holding the lock.
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
-        let how = self.raw().lock(None).unwrap_or(Locked::Clean);
-        guard_result(how, self.guard())
+    /// [`LockError::OwnerDied`] (holding the guard) if the previous holder died holding the
+    /// lock; [`LockError::Interrupted`] if an [`Interrupter`](crate::Interrupter) the thread
+    /// watches fired while it waited.
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
+        lock_result(self.raw().lock(None), || self.guard())
     }
 
     /// Locks the whole array if no live holder has it.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::api::Waiting;
-use crate::api::queue::{Core, Failed};
+use crate::api::queue::{Core, Failed, Side};
 use crate::error::{CreateError, GetError, OpenError, OpenOrCreateError, PutError};
 use crate::ring::mpmc::Claim;
 use crate::ring::wait::WaitMode;
@@ -98,9 +98,27 @@ impl ByteQueue {
     /// # Errors
     /// [`OpenError`]: not found, not a byte queue, corrupted, too many processes attached.
     pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
-        let core = Core::open(opts, Kind::ByteQueue, TypeInfo::NONE, stride_for)?;
+        ByteQueue::open_for(opts, Side::Both)
+    }
+
+    /// Opens an existing byte queue for one [`Side`] (see [`Queue::open_for`](crate::Queue::open_for)).
+    ///
+    /// # Errors
+    /// As [`ByteQueue::open`].
+    pub fn open_for(opts: impl Into<Options>, side: Side) -> Result<Self, OpenError> {
+        let core = Core::open(opts, Kind::ByteQueue, TypeInfo::NONE, stride_for, side)?;
         let max = core.seg().info().param1 as usize;
         Ok(ByteQueue { core, max })
+    }
+
+    /// Changes which [`Side`] of the queue this handle uses.
+    pub fn set_side(&self, side: Side) {
+        self.core.set_side(side);
+    }
+
+    /// Which [`Side`] of the queue this handle uses.
+    pub fn side(&self) -> Side {
+        self.core.side()
     }
 
     /// Opens the byte queue, creating it if it does not exist.

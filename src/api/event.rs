@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::ensure;
-use crate::error::{CreateError, OpenError, OpenOrCreateError};
+use crate::error::{CreateError, Interrupted, OpenError, OpenOrCreateError};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::event::{self, RawEvent};
 use crate::sync::park::deadline_after;
@@ -103,18 +103,31 @@ impl Event {
     }
 
     /// Waits until the flag is set.
-    pub fn wait(&self) {
-        while !self.raw().wait(None) {}
+    ///
+    /// # Errors
+    /// [`Interrupted`] if an [`Interrupter`](crate::Interrupter) the thread watches fired
+    /// while it waited.
+    pub fn wait(&self) -> Result<(), Interrupted> {
+        while !self.raw().wait(None).map_err(|_| Interrupted)? {}
+        Ok(())
     }
 
     /// Waits at most `timeout`; returns whether the flag is set.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.raw().wait(deadline_after(timeout))
+    ///
+    /// # Errors
+    /// As [`Event::wait`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        self.raw()
+            .wait(deadline_after(timeout))
+            .map_err(|_| Interrupted)
     }
 
     /// Waits until `deadline` at most; returns whether the flag is set.
-    pub fn wait_deadline(&self, deadline: Instant) -> bool {
-        self.raw().wait(Some(deadline))
+    ///
+    /// # Errors
+    /// As [`Event::wait`].
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool, Interrupted> {
+        self.raw().wait(Some(deadline)).map_err(|_| Interrupted)
     }
 
     /// The segment's name.

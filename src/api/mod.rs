@@ -3,6 +3,7 @@
 pub(crate) mod array;
 pub(crate) mod byte_queue;
 pub(crate) mod event;
+pub(crate) mod interrupt;
 pub(crate) mod mutex;
 pub(crate) mod pipe;
 pub(crate) mod priority;
@@ -15,9 +16,9 @@ pub(crate) mod value;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::error::{LockTimeoutError, OpenError, OwnerDied, TryLockError};
+use crate::error::{LockError, LockTimeoutError, OpenError, OwnerDied, TryLockError};
 use crate::segment::Segment;
-use crate::sync::mutex::{Locked, TimedOut};
+use crate::sync::mutex::{Locked, Stopped};
 
 /// Plain data that may live in shared memory: no padding, no pointers, every bit pattern
 /// valid. Implemented for every type that derives zerocopy's `FromBytes`, `IntoBytes` and
@@ -97,9 +98,22 @@ pub(crate) fn try_lock_result<G>(
 
 /// The outcome of `RawMutex::lock` with a deadline as the public `lock_timeout` result.
 pub(crate) fn timeout_lock_result<G>(
-    how: Result<Locked, TimedOut>,
+    how: Result<Locked, Stopped>,
     guard: impl FnOnce() -> G,
 ) -> Result<G, LockTimeoutError<G>> {
-    let how = how.map_err(|TimedOut| LockTimeoutError::Timeout)?;
+    let how = how.map_err(|s| match s {
+        Stopped::TimedOut => LockTimeoutError::Timeout,
+        Stopped::Interrupted => LockTimeoutError::Interrupted,
+    })?;
     Ok(guard_result(how, guard())?)
+}
+
+/// The outcome of `RawMutex::lock` without a deadline as the public `lock` result.
+pub(crate) fn lock_result<G>(
+    how: Result<Locked, Stopped>,
+    guard: impl FnOnce() -> G,
+) -> Result<G, LockError<G>> {
+    // Without a deadline the only way to stop is an interrupt.
+    let how = how.map_err(|_| LockError::Interrupted)?;
+    guard_result(how, guard()).map_err(LockError::OwnerDied)
 }

@@ -7,12 +7,12 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use super::{Pod, data_offset, ensure, guard_result, timeout_lock_result, try_lock_result};
+use super::{Pod, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
 use crate::error::{
-    CreateError, LockTimeoutError, OpenError, OpenOrCreateError, OwnerDied, TryLockError,
+    CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError, TryLockError,
 };
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
-use crate::sync::mutex::{self, Locked, RawMutex};
+use crate::sync::mutex::{self, RawMutex};
 use crate::sync::park::deadline_after;
 
 /// A mutual-exclusion lock across processes, guarding a `T` that lives in the segment.
@@ -151,11 +151,11 @@ impl<T: Pod> Mutex<T> {
     /// Locks, waiting as long as a live holder keeps it.
     ///
     /// # Errors
-    /// [`OwnerDied`] (holding the guard: the lock *is* taken) if the previous holder died.
-    pub fn lock(&self) -> Result<MutexGuard<'_, T>, OwnerDied<MutexGuard<'_, T>>> {
-        // With no deadline, `lock` cannot time out.
-        let how = self.raw().lock(None).unwrap_or(Locked::Clean);
-        guard_result(how, self.guard())
+    /// [`LockError::OwnerDied`] (holding the guard: the lock *is* taken) if the previous
+    /// holder died; [`LockError::Interrupted`] if an [`Interrupter`](crate::Interrupter) the
+    /// thread watches fired while it waited.
+    pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
+        lock_result(self.raw().lock(None), || self.guard())
     }
 
     /// Locks if that needs no waiting (or the holder is dead).

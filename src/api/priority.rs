@@ -9,7 +9,8 @@
 //! | 72      | `free_len`: entries in the free-slot stack                       |
 //! | 80      | `closed`                                                         |
 //! | 96..112 | items bell + waiters, space bell + waiters                       |
-//! | 128     | `full[cap]`: one u32 per item slot, 1 while it holds an item     |
+//! | 128     | the participant table (`ring::participants`): who is attached    |
+//! | 4288    | `full[cap]`: one u32 per item slot, 1 while it holds an item     |
 //! | ...     | `heap[cap]`: u32 slot indices in heap order (smallest first)     |
 //! | ...     | `free[cap]`: u32 stack of empty slot indices                     |
 //! | ...     | `items[cap]`: the items, 8-byte aligned                          |
@@ -30,13 +31,14 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::queue::Failed;
+use crate::api::queue::{Failed, Place, Side, other_side_gone};
 use crate::api::{Pod, Waiting, ensure};
 use crate::error::{CreateError, GetError, OpenError, OpenOrCreateError, PutError};
 use crate::region::Region;
+use crate::ring::participants::{self, Participants};
 use crate::ring::wait::{self, Counted, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
-use crate::sync::mutex::{Locked, RawMutex};
+use crate::sync::mutex::{Locked, RawMutex, Stopped};
 
 const LEN: usize = 64;
 const FREE_LEN: usize = 72;
@@ -45,7 +47,9 @@ const ITEMS_BELL: usize = 96;
 const ITEMS_WAITERS: usize = 100;
 const SPACE_BELL: usize = 104;
 const SPACE_WAITERS: usize = 108;
-const FLAGS: usize = 128;
+const TABLE: usize = 128;
+const FLAGS: usize = TABLE + participants::SIZE;
+const _: () = assert!(FLAGS == 4288);
 
 /// Largest capacity (items).
 const MAX_CAPACITY: usize = 1 << 24;
@@ -371,8 +375,18 @@ impl<'a, T: Pod + Ord> Heap<'a, T> {
 pub struct PriorityQueue<T: Pod + Ord> {
     seg: Segment,
     g: Geometry,
+    place: Place,
     mode: WaitMode,
     _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Pod + Ord> Drop for PriorityQueue<T> {
+    fn drop(&mut self) {
+        if let Some(me) = self.place.ours() {
+            self.table().detach(me);
+            self.wake_everyone();
+        }
+    }
 }
 
 impl<T: Pod + Ord> fmt::Debug for PriorityQueue<T> {
@@ -424,9 +438,34 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         let opts = opts.into();
         let (layout, g) = Self::layout(&opts, capacity)?;
         let seg = Segment::create_kind(&opts, &layout, Self::init(g))?;
+        Self::attach(seg, g, Side::Both).map_err(|e| CreateError::Os {
+            name: opts.label(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    fn attach(seg: Segment, g: Geometry, side: Side) -> Result<Self, OpenError> {
+        let table = Participants::new(seg.payload().sub(TABLE, participants::SIZE).ok_or_else(
+            || OpenError::Corrupted {
+                name: seg.name(),
+                reason: "priority queue too small for its participant table".into(),
+            },
+        )?)
+        .ok_or_else(|| OpenError::Corrupted {
+            name: seg.name(),
+            reason: "participant table misplaced".into(),
+        })?;
+        table.reap_dead(|_, _| {});
+        let me = table
+            .attach(side.bits())
+            .ok_or_else(|| OpenError::TooManyProcesses {
+                name: seg.name(),
+                max: participants::MAX,
+            })?;
         Ok(PriorityQueue {
             seg,
             g,
+            place: Place::new(me, side),
             mode: WaitMode::default(),
             _t: PhantomData,
         })
@@ -437,8 +476,28 @@ impl<T: Pod + Ord> PriorityQueue<T> {
     /// # Errors
     /// [`OpenError`]: not found, not a priority queue of `T`, corrupted.
     pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
+        Self::open_for(opts, Side::Both)
+    }
+
+    /// Opens an existing priority queue of `T` for one [`Side`] (see
+    /// [`Queue::open_for`](crate::Queue::open_for)).
+    ///
+    /// # Errors
+    /// As [`PriorityQueue::open`].
+    pub fn open_for(opts: impl Into<Options>, side: Side) -> Result<Self, OpenError> {
         let seg = Segment::open_kind(&opts.into(), Kind::PriorityQueue, TypeInfo::of::<T>())?;
-        Self::check(seg)
+        Self::check(seg, side)
+    }
+
+    /// Changes which [`Side`] of the queue this handle uses.
+    pub fn set_side(&self, side: Side) {
+        self.place.set_side(side, self.table());
+        self.wake_everyone();
+    }
+
+    /// Which [`Side`] of the queue this handle uses.
+    pub fn side(&self) -> Side {
+        self.place.side()
     }
 
     /// Opens the priority queue, creating it with `capacity` if it does not exist.
@@ -452,10 +511,10 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         let opts = opts.into();
         let (layout, g) = Self::layout(&opts, capacity)?;
         let seg = Segment::open_or_create_kind(&opts, &layout, Self::init(g))?;
-        Ok(Self::check(seg)?)
+        Ok(Self::check(seg, Side::Both)?)
     }
 
-    fn check(seg: Segment) -> Result<Self, OpenError> {
+    fn check(seg: Segment, side: Side) -> Result<Self, OpenError> {
         let cap = seg.info().param0;
         let g = usize::try_from(cap)
             .ok()
@@ -467,12 +526,36 @@ impl<T: Pod + Ord> PriorityQueue<T> {
                 seg.info().payload_size
             )
         })?;
-        Ok(PriorityQueue {
-            g: g.expect("checked just above"),
-            seg,
-            mode: WaitMode::default(),
-            _t: PhantomData,
-        })
+        Self::attach(seg, g.expect("checked just above"), side)
+    }
+
+    fn table(&self) -> Participants<'_> {
+        self.seg
+            .payload()
+            .sub(TABLE, participants::SIZE)
+            .and_then(Participants::new)
+            .expect("table inside (geometry checked)")
+    }
+
+    /// Our place in the participant table, attaching anew in a forked child.
+    fn me(&self) -> Result<usize, Failed> {
+        let t = self.table();
+        self.place.index(
+            |sides| {
+                t.reap_dead(|_, _| {});
+                t.attach(sides)
+            },
+            |i| t.detach(i),
+        )
+    }
+
+    /// Wakes every sleeper, so waiters look again at who is left.
+    fn wake_everyone(&self) {
+        for items in [true, false] {
+            let s = self.sleeper(items);
+            s.bell.fetch_add(1, Ordering::Release);
+            crate::sync::park::wake_all(s.bell);
+        }
     }
 
     fn heap(&self) -> Heap<'_, T> {
@@ -518,7 +601,10 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         op: impl FnOnce(&Heap<'_, T>) -> Result<R, Inconsistent>,
     ) -> Result<R, Failed> {
         let m = self.mutex();
-        let how = m.lock(deadline).map_err(|_| Failed::Timeout)?;
+        let how = m.lock(deadline).map_err(|s| match s {
+            Stopped::TimedOut => Failed::Timeout,
+            Stopped::Interrupted => Failed::Interrupted,
+        })?;
         let heap = self.heap();
         if how == Locked::OwnerDied {
             heap.rebuild();
@@ -544,7 +630,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             let brief = crate::sync::park::deadline_after(wait::CHECK_EVERY);
             return match attempt(brief) {
                 Ok(Some(r)) => Ok(r),
-                Ok(None) | Err(Failed::Timeout) => Err(Failed::Busy),
+                Ok(None) | Err(Failed::Timeout | Failed::Interrupted) => Err(Failed::Busy),
                 Err(e) => Err(e),
             };
         };
@@ -552,18 +638,24 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         if let Some(r) = attempt(lock_deadline)? {
             return Ok(r);
         }
-        wait::wait(
+        // A get (`items`) waits for a putter, a put for a getter.
+        let me = self.me()?;
+        let mut gone = other_side_gone(self.table(), !items, me);
+        match wait::wait(
             self.mode,
             deadline,
             &self.sleeper(items),
             true,
             || attempt(lock_deadline),
-            |_| false,
-        )
-        .map_err(|e| match e {
-            Ended::TimedOut | Ended::PeerGone => Failed::Timeout,
-            Ended::Failed(f) => f,
-        })
+            |deep| gone(deep),
+        ) {
+            Ok(r) => Ok(r),
+            Err(Ended::TimedOut) => Err(Failed::Timeout),
+            Err(Ended::Interrupted) => Err(Failed::Interrupted),
+            Err(Ended::Failed(f)) => Err(f),
+            // One more look: what the other side did before it left counts.
+            Err(Ended::PeerGone) => attempt(lock_deadline)?.ok_or(Failed::Disconnected),
+        }
     }
 
     fn closed(&self) -> bool {
@@ -678,11 +770,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
     /// [`GetError::Disconnected`].
     pub fn close(&self) {
         self.u32(CLOSED).store(1, Ordering::SeqCst);
-        for items in [true, false] {
-            let s = self.sleeper(items);
-            s.bell.fetch_add(1, Ordering::Release);
-            crate::sync::park::wake_all(s.bell);
-        }
+        self.wake_everyone();
     }
 
     /// Whether the queue was closed.

@@ -5,24 +5,81 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::api::{Pod, Waiting, ensure};
 use crate::error::{
-    CreateError, GetError, JoinTimeout, OpenError, OpenOrCreateError, PutError, TaskDoneError,
+    CreateError, GetError, JoinError, OpenError, OpenOrCreateError, PutError, TaskDoneError,
 };
 use crate::ring::mpmc::{self, Claim, Fail, Mpmc};
+use crate::ring::participants::{self, Participants};
 use crate::ring::wait::{self, CHECK_EVERY, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::park;
 use crate::sys::process;
+
+/// Which side of a queue a handle uses: it puts, it gets, or both.
+///
+/// A get on an empty queue returns `Disconnected` once no *other* handle with the put side
+/// is left — every one was dropped or its process died — and a put on a full queue likewise
+/// once no other handle with the get side is left (crossbeam-channel's semantics, across
+/// processes). Dropped handles are noticed at once, dead processes within about 40 ms.
+/// Until some other handle with the needed side has attached at all, a blocked call waits
+/// for the first one (a consumer may start before its producers).
+///
+/// A handle with [`Side::Both`] never waits on itself: its own put side does not keep its
+/// own gets waiting. So when threads of one process put and get through one shared handle,
+/// the getters see `Disconnected` as soon as the other processes' putters are gone; give
+/// such threads handles of their own sides (`open_for`). `create` makes a `Both` handle;
+/// narrow it with `set_side`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Side {
+    /// Puts only.
+    Put,
+    /// Gets only.
+    Get,
+    /// Puts and gets (the default).
+    #[default]
+    Both,
+}
+
+impl Side {
+    pub(crate) fn bits(self) -> u32 {
+        match self {
+            Side::Put => participants::PUT,
+            Side::Get => participants::GET,
+            Side::Both => participants::PUT | participants::GET,
+        }
+    }
+
+    pub(crate) fn from_bits(bits: u32) -> Option<Side> {
+        match bits & (participants::PUT | participants::GET) {
+            participants::PUT => Some(Side::Put),
+            participants::GET => Some(Side::Get),
+            0 => None,
+            _ => Some(Side::Both),
+        }
+    }
+
+    /// "put", "get" or "put+get", as tools show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Side::Put => "put",
+            Side::Get => "get",
+            Side::Both => "put+get",
+        }
+    }
+}
 
 /// Why a claim failed, before it is mapped to the caller's error type.
 pub(crate) enum Failed {
     Busy,
     Timeout,
     Closed,
+    /// The other side is gone (no putter left for a get, no getter for a put).
+    Disconnected,
+    Interrupted,
     Corrupted(String),
 }
 
@@ -42,6 +99,8 @@ impl Failed {
             Failed::Busy => PutError::Full(value),
             Failed::Timeout => PutError::Timeout(value),
             Failed::Closed => PutError::Closed(value),
+            Failed::Disconnected => PutError::Disconnected(value),
+            Failed::Interrupted => PutError::Interrupted(value),
             Failed::Corrupted(reason) => PutError::Corrupted { value, reason },
         }
     }
@@ -50,9 +109,100 @@ impl Failed {
         match self {
             Failed::Busy => GetError::Empty,
             Failed::Timeout => GetError::Timeout,
-            Failed::Closed => GetError::Disconnected,
+            Failed::Closed | Failed::Disconnected => GetError::Disconnected,
+            Failed::Interrupted => GetError::Interrupted,
             Failed::Corrupted(reason) => GetError::Corrupted { reason },
         }
+    }
+}
+
+/// A handle's place in a queue's participant table: `pid << 32 | index` of the process that
+/// attached (another pid, a forked child, attaches anew on first use) and the sides it uses.
+pub(crate) struct Place {
+    me: AtomicU64,
+    sides: AtomicU32,
+}
+
+impl Place {
+    pub(crate) fn new(index: usize, side: Side) -> Place {
+        Place {
+            me: AtomicU64::new((u64::from(process::current().pid) << 32) | index as u64),
+            sides: AtomicU32::new(side.bits()),
+        }
+    }
+
+    /// Our index, attaching anew (with `attach`, which reaps dead entries first) in a forked
+    /// child; `detach` lets go of a place another thread of the child took first.
+    pub(crate) fn index(
+        &self,
+        attach: impl FnOnce(u32) -> Option<usize>,
+        detach: impl FnOnce(usize),
+    ) -> Result<usize, Failed> {
+        let m = self.me.load(Ordering::Relaxed);
+        let pid = process::current().pid;
+        if (m >> 32) as u32 == pid {
+            return Ok((m & 0xffff_ffff) as usize);
+        }
+        let i = attach(self.sides.load(Ordering::Relaxed)).ok_or_else(|| {
+            Failed::Corrupted(format!(
+                "all {} places for attached processes are held by live processes",
+                participants::MAX
+            ))
+        })?;
+        let mine = (u64::from(pid) << 32) | i as u64;
+        match self
+            .me
+            .compare_exchange(m, mine, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(i),
+            Err(now) => {
+                // Another thread of this child attached first: use its place.
+                detach(i);
+                Ok((now & 0xffff_ffff) as usize)
+            }
+        }
+    }
+
+    /// Our index if this process attached it (for `Drop`).
+    pub(crate) fn ours(&self) -> Option<usize> {
+        let m = self.me.load(Ordering::Relaxed);
+        ((m >> 32) as u32 == process::current().pid).then_some((m & 0xffff_ffff) as usize)
+    }
+
+    pub(crate) fn side(&self) -> Side {
+        Side::from_bits(self.sides.load(Ordering::Relaxed)).unwrap_or_default()
+    }
+
+    /// Records `side` here and, if we are attached, in the table.
+    pub(crate) fn set_side(&self, side: Side, table: Participants<'_>) {
+        self.sides.store(side.bits(), Ordering::Relaxed);
+        if let Some(me) = self.ours() {
+            table.set_sides(me, side.bits());
+        }
+    }
+}
+
+/// The "is anyone left on the other side?" check of a blocked put (`put`) or get, as the
+/// wait strategy's `peer_gone`: it looks when the wait starts, whenever a participant
+/// leaves (`departures` changes), and with liveness (`deep`) every `CHECK_EVERY`.
+pub(crate) fn other_side_gone<'a>(
+    table: Participants<'a>,
+    put: bool,
+    me: usize,
+) -> impl FnMut(bool) -> bool + 'a {
+    let other = if put {
+        participants::GET
+    } else {
+        participants::PUT
+    };
+    let mut departures = None;
+    move |deep| {
+        let now = table.departures().load(Ordering::SeqCst);
+        if !deep && departures == Some(now) {
+            return false;
+        }
+        departures = Some(now);
+        !table.other_side_may_come(other, me, deep)
     }
 }
 
@@ -69,9 +219,7 @@ pub(crate) struct Core {
     stride: usize,
     limit: u64,
     joinable: bool,
-    /// `pid << 32 | participant index` of the process that attached; another pid (a forked
-    /// child) attaches anew on first use.
-    me: AtomicU64,
+    place: Place,
     /// When this handle next asks whether the holders of blocking slots are alive.
     next_deep: AtomicU64,
     pub(crate) mode: WaitMode,
@@ -116,7 +264,7 @@ impl Core {
                 q.init(maxsize as u64);
             }
         })?;
-        Core::attach(seg, stride).map_err(|e| CreateError::Os {
+        Core::attach(seg, stride, Side::Both).map_err(|e| CreateError::Os {
             name: opts.label(),
             source: std::io::Error::other(e.to_string()),
         })
@@ -153,9 +301,10 @@ impl Core {
         kind: Kind,
         ty: TypeInfo,
         stride_of: impl Fn(u64) -> Option<usize>,
+        side: Side,
     ) -> Result<Core, OpenError> {
         let seg = Segment::open_kind(&opts.into(), kind, ty)?;
-        Core::check(seg, stride_of)
+        Core::check(seg, stride_of, side)
     }
 
     pub(crate) fn open_or_create(
@@ -174,10 +323,14 @@ impl Core {
                 q.init(maxsize as u64);
             }
         })?;
-        Ok(Core::check(seg, stride_of)?)
+        Ok(Core::check(seg, stride_of, Side::Both)?)
     }
 
-    fn check(seg: Segment, stride_of: impl Fn(u64) -> Option<usize>) -> Result<Core, OpenError> {
+    fn check(
+        seg: Segment,
+        stride_of: impl Fn(u64) -> Option<usize>,
+        side: Side,
+    ) -> Result<Core, OpenError> {
         let (cap, p1) = (seg.info().param0, seg.info().param1);
         let stride = stride_of(p1);
         let ok = stride.is_some_and(|s| Mpmc::new(seg.payload(), cap, s).is_some());
@@ -187,10 +340,10 @@ impl Core {
                 seg.info().payload_size
             )
         })?;
-        Core::attach(seg, stride.unwrap_or(8))
+        Core::attach(seg, stride.unwrap_or(8), side)
     }
 
-    fn attach(seg: Segment, stride: usize) -> Result<Core, OpenError> {
+    fn attach(seg: Segment, stride: usize, side: Side) -> Result<Core, OpenError> {
         let cap = seg.info().param0;
         let q = Mpmc::new(seg.payload(), cap, stride).ok_or_else(|| OpenError::Corrupted {
             name: seg.name(),
@@ -200,16 +353,17 @@ impl Core {
             name: seg.name(),
             reason: format!("queue limit outside 1..={cap}"),
         })?;
-        let me = q.attach().ok_or_else(|| OpenError::TooManyProcesses {
-            name: seg.name(),
-            max: mpmc::MAX_PARTICIPANTS,
-        })?;
+        let me = q
+            .attach(side.bits())
+            .ok_or_else(|| OpenError::TooManyProcesses {
+                name: seg.name(),
+                max: mpmc::MAX_PARTICIPANTS,
+            })?;
         if q.live_participants().len() <= 1 {
             // Nobody else is attached, so nobody sleeps: counts left by processes that died
             // asleep would only cost every put a needless wake-up call.
             q.reset_waiters();
         }
-        let pid = process::current().pid;
         let joinable = seg.info().kind == Kind::JoinableQueue;
         Ok(Core {
             seg,
@@ -217,7 +371,7 @@ impl Core {
             stride,
             limit,
             joinable,
-            me: AtomicU64::new((u64::from(pid) << 32) | me as u64),
+            place: Place::new(me, side),
             next_deep: AtomicU64::new(0),
             mode: WaitMode::default(),
         })
@@ -235,30 +389,8 @@ impl Core {
 
     /// Our participant place, attaching anew in a forked child.
     pub(crate) fn me(&self) -> Result<usize, Failed> {
-        let m = self.me.load(Ordering::Relaxed);
-        let pid = process::current().pid;
-        if (m >> 32) as u32 == pid {
-            return Ok((m & 0xffff_ffff) as usize);
-        }
         let q = self.q();
-        let i = q.attach().ok_or_else(|| {
-            Failed::Corrupted(format!(
-                "all {} places for attached processes are held by live processes",
-                mpmc::MAX_PARTICIPANTS
-            ))
-        })?;
-        let mine = (u64::from(pid) << 32) | i as u64;
-        match self
-            .me
-            .compare_exchange(m, mine, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Ok(i),
-            Err(now) => {
-                // Another thread of this child attached first: use its place.
-                q.detach(i);
-                Ok((now & 0xffff_ffff) as usize)
-            }
-        }
+        self.place.index(|sides| q.attach(sides), |i| q.detach(i))
     }
 
     /// Whether it is time for this handle to look at the liveness of slot holders.
@@ -304,6 +436,7 @@ impl Core {
             return Err(Failed::Busy);
         };
         let deep = Cell::new(false);
+        let mut gone = other_side_gone(q.table(), put, me);
         let r = wait::wait(
             self.mode,
             deadline,
@@ -318,18 +451,39 @@ impl Core {
                 if is_deep {
                     deep.set(true);
                 }
-                false
+                gone(is_deep)
             },
         );
-        match r {
-            Ok(c) => Ok((me, c)),
-            Err(Ended::TimedOut | Ended::PeerGone) => {
-                // We may have been woken for a slot we now leave: pass it on.
-                q.pass_on(!put);
-                Err(Failed::Timeout)
+        let gave_up = match r {
+            Ok(c) => return Ok((me, c)),
+            Err(Ended::Failed(e)) => return Err(e.into()),
+            Err(Ended::TimedOut) => Failed::Timeout,
+            Err(Ended::Interrupted) => Failed::Interrupted,
+            Err(Ended::PeerGone) => {
+                // The other side's last act (a put, a get) happened before it left: one more
+                // look, so nothing it left behind is reported as gone.
+                match attempt(true) {
+                    Ok(c) => return Ok((me, c)),
+                    Err(Fail::Busy) => Failed::Disconnected,
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Err(Ended::Failed(e)) => Err(e.into()),
-        }
+        };
+        // We may have been woken for a slot we now leave: pass it on.
+        q.pass_on(!put);
+        Err(gave_up)
+    }
+
+    /// Changes the sides this handle uses.
+    pub(crate) fn set_side(&self, side: Side) {
+        let q = self.q();
+        self.place.set_side(side, q.table());
+        q.wake_everyone();
+    }
+
+    /// The sides this handle uses.
+    pub(crate) fn side(&self) -> Side {
+        self.place.side()
     }
 
     /// Claims a slot to fill (a JoinableQueue's item is counted with the claim).
@@ -342,9 +496,13 @@ impl Core {
         self.q().publish(c, me).map_err(|e| Failed::Corrupted(e.0))
     }
 
-    /// Hands a taken slot back to producers, counting the item for `task_done`.
+    /// Hands a taken slot back to producers, counting the item for `task_done` (as owed by
+    /// this participant, so it counts as lost if our process dies before marking it done).
     pub(crate) fn release(&self, me: usize, c: Claim) -> Result<(), Failed> {
         let q = self.q();
+        if self.joinable {
+            q.table().owe(me);
+        }
         q.release(c, me).map_err(|e| Failed::Corrupted(e.0))?;
         if self.joinable {
             q.taken_add();
@@ -363,9 +521,8 @@ impl Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        let m = self.me.load(Ordering::Relaxed);
-        if (m >> 32) as u32 == process::current().pid {
-            self.q().detach((m & 0xffff_ffff) as usize);
+        if let Some(me) = self.place.ours() {
+            self.q().detach(me);
         }
     }
 }
@@ -452,8 +609,14 @@ impl<T: Pod> Queue<T> {
         Queue::with_kind(kind, core)
     }
 
-    fn open_as(opts: impl Into<Options>, kind: Kind) -> Result<Self, OpenError> {
-        let core = Core::open(opts, kind, TypeInfo::of::<T>(), |_| Some(stride_of::<T>()))?;
+    fn open_as(opts: impl Into<Options>, kind: Kind, side: Side) -> Result<Self, OpenError> {
+        let core = Core::open(
+            opts,
+            kind,
+            TypeInfo::of::<T>(),
+            |_| Some(stride_of::<T>()),
+            side,
+        )?;
         Ok(Queue {
             core,
             _t: PhantomData,
@@ -495,7 +658,27 @@ impl<T: Pod> Queue<T> {
     /// [`OpenError`]: not found, not a queue of `T` ([`OpenError::TypeMismatch`],
     /// [`OpenError::KindMismatch`]), corrupted, too many processes attached.
     pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
-        Queue::open_as(opts, Queue::<T>::kind())
+        Queue::open_as(opts, Queue::<T>::kind(), Side::Both)
+    }
+
+    /// Opens an existing queue of `T` for one [`Side`]: a worker that only gets then sees
+    /// [`GetError::Disconnected`] once every producer is gone, even while other workers live.
+    ///
+    /// # Errors
+    /// As [`Queue::open`].
+    pub fn open_for(opts: impl Into<Options>, side: Side) -> Result<Self, OpenError> {
+        Queue::open_as(opts, Queue::<T>::kind(), side)
+    }
+
+    /// Changes which [`Side`] of the queue this handle uses (`create` makes a
+    /// [`Side::Both`] handle).
+    pub fn set_side(&self, side: Side) {
+        self.core.set_side(side);
+    }
+
+    /// Which [`Side`] of the queue this handle uses.
+    pub fn side(&self) -> Side {
+        self.core.side()
     }
 
     /// Opens the queue, creating it with `capacity` if it does not exist (safe when several
@@ -525,7 +708,10 @@ impl<T: Pod> Queue<T> {
     /// Puts `value`, waiting for room as long as it takes.
     ///
     /// # Errors
-    /// [`PutError::Closed`], [`PutError::Corrupted`]; the value comes back in the error.
+    /// [`PutError::Closed`]; [`PutError::Disconnected`] if the queue is full and every
+    /// handle with the get side is gone ([`Side`]); [`PutError::Interrupted`] if an
+    /// [`Interrupter`](crate::Interrupter) the thread watches fired; [`PutError::Corrupted`].
+    /// The value comes back in the error.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_with(value, Waiting::Forever)
     }
@@ -561,8 +747,9 @@ impl<T: Pod> Queue<T> {
     /// Takes the oldest item, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`GetError::Disconnected`] once the queue is closed and drained,
-    /// [`GetError::Corrupted`].
+    /// [`GetError::Disconnected`] once the queue is closed and drained, or empty with every
+    /// handle with the put side gone ([`Side`]); [`GetError::Interrupted`] if an
+    /// [`Interrupter`](crate::Interrupter) the thread watches fired; [`GetError::Corrupted`].
     pub fn get(&self) -> Result<T, GetError> {
         self.get_with(Waiting::Forever)
     }
@@ -642,8 +829,11 @@ impl<T: Pod> Queue<T> {
 /// taken item; [`join`](JoinableQueue::join) waits until the count is zero. The counts live
 /// in the segment, so any process may call any of these.
 ///
-/// A consumer that dies between `get` and `task_done` leaves its task unfinished forever:
-/// use [`join_timeout`](JoinableQueue::join_timeout) where workers may die.
+/// A consumer that dies between `get` and `task_done` leaves its task unfinished forever;
+/// [`join`](JoinableQueue::join) notices (within about 40 ms) and, once every other task is
+/// done, returns [`JoinError::Lost`] with their number instead of waiting forever. Call
+/// `task_done` through the handle that took the item: the tasks a handle owes are what
+/// counts as lost when its process dies.
 ///
 /// ```
 /// let name = format!("doc-joinable-{}", std::process::id());
@@ -652,7 +842,7 @@ impl<T: Pod> Queue<T> {
 /// assert_eq!(q.unfinished(), 1);
 /// assert_eq!(q.get()?, 7);
 /// q.task_done()?;
-/// q.join(); // returns at once: nothing unfinished
+/// q.join()?; // returns at once: nothing unfinished
 /// assert!(q.task_done().is_err()); // more task_done()s than items taken
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -687,7 +877,15 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::open`].
     pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
-        Queue::open_as(opts, Kind::JoinableQueue).map(|queue| JoinableQueue { queue })
+        Queue::open_as(opts, Kind::JoinableQueue, Side::Both).map(|queue| JoinableQueue { queue })
+    }
+
+    /// Opens an existing joinable queue of `T` for one [`Side`].
+    ///
+    /// # Errors
+    /// As [`Queue::open`].
+    pub fn open_for(opts: impl Into<Options>, side: Side) -> Result<Self, OpenError> {
+        Queue::open_as(opts, Kind::JoinableQueue, side).map(|queue| JoinableQueue { queue })
     }
 
     /// Opens the joinable queue, creating it if it does not exist.
@@ -707,11 +905,38 @@ impl<T: Pod> JoinableQueue<T> {
     /// # Errors
     /// [`TaskDoneError`] if every taken item is already marked done; nothing changes.
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
-        if self.queue.core.q().task_done() {
+        let q = self.queue.core.q();
+        if q.task_done() {
+            if let Ok(me) = self.queue.core.me() {
+                q.table().settle(me);
+            }
             Ok(())
         } else {
             Err(TaskDoneError)
         }
+    }
+
+    /// Tasks taken by processes that died before marking them done: they stay unfinished,
+    /// and [`join`](JoinableQueue::join) reports them. Reads `/proc` once per attached
+    /// process.
+    pub fn lost_tasks(&self) -> u64 {
+        self.queue.core.q().table().lost()
+    }
+
+    /// Accepts the loss of the tasks reported by [`lost_tasks`](JoinableQueue::lost_tasks)
+    /// (after redoing them, say): they are marked done, so `join` can succeed again. Returns
+    /// how many. Only tasks of dead processes already cleaned up are counted (cleaning up
+    /// happens when any process opens the queue or a call waits on it).
+    pub fn forget_lost_tasks(&self) -> u64 {
+        let q = self.queue.core.q();
+        q.reap_dead();
+        let t = q.table();
+        let mut n = 0;
+        while t.lost() > 0 && q.task_done() {
+            t.forget_lost(1);
+            n += 1;
+        }
+        n
     }
 
     /// Items put and not yet marked done (in the queue, or taken and being worked on).
@@ -720,31 +945,58 @@ impl<T: Pod> JoinableQueue<T> {
     }
 
     /// Waits until every item put has been marked done.
-    pub fn join(&self) {
-        // Without a deadline the wait cannot time out.
-        let _ = self.join_until(None);
+    ///
+    /// # Errors
+    /// [`JoinError::Lost`] once every task is done except those taken by processes that
+    /// died before marking them done (they never will be); [`JoinError::Interrupted`] if an
+    /// [`Interrupter`](crate::Interrupter) the thread watches fired.
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.join_until(None)
     }
 
     /// Waits at most `timeout` until every item put has been marked done.
     ///
     /// # Errors
-    /// [`JoinTimeout`] with the number still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeout> {
+    /// [`JoinError::Timeout`] with the number still unfinished, or as [`JoinableQueue::join`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
         self.join_until(park::deadline_after(timeout))
     }
 
-    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinTimeout> {
+    /// Waits until `deadline` at most until every item put has been marked done.
+    ///
+    /// # Errors
+    /// As [`JoinableQueue::join_timeout`].
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinError> {
+        self.join_until(Some(deadline))
+    }
+
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
         let q = self.queue.core.q();
+        let t = q.table();
+        // Tasks that will never be done; looked at again with every liveness check.
+        let lost = Cell::new(t.lost());
         let r: Result<(), Ended<()>> = wait::wait(
             WaitMode::Blocking,
             deadline,
             &q.join_sleeper(),
             false,
-            || Ok((q.unfinished() == 0).then_some(())),
-            |_| false,
+            || Ok((q.unfinished() <= lost.get()).then_some(())),
+            |deep| {
+                if deep {
+                    lost.set(t.lost());
+                }
+                false
+            },
         );
-        r.map_err(|_| JoinTimeout {
-            unfinished: q.unfinished(),
-        })
+        let unfinished = q.unfinished();
+        match r {
+            Ok(()) if lost.get() == 0 => Ok(()),
+            Ok(()) => Err(JoinError::Lost {
+                lost: lost.get(),
+                unfinished,
+            }),
+            Err(Ended::Interrupted) => Err(JoinError::Interrupted),
+            Err(_) => Err(JoinError::Timeout { unfinished }),
+        }
     }
 }

@@ -292,6 +292,7 @@ impl Ring {
 enum Fail {
     Empty,
     Timeout,
+    Interrupted,
     TooLarge(usize, usize),
     Disconnected,
     Corrupted(String),
@@ -447,6 +448,7 @@ impl Producer {
         .map_err(|e| match e {
             Ended::TimedOut => Fail::Timeout,
             Ended::PeerGone => Fail::Disconnected,
+            Ended::Interrupted => Fail::Interrupted,
             Ended::Failed(e) => map(e),
         })
     }
@@ -462,7 +464,7 @@ impl Producer {
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, TrySendError> {
         match self.reserve_inner(len, Waiting::No) {
             Ok(r) => Ok(self.grant(r)),
-            Err(Fail::Empty | Fail::Timeout) => Err(TrySendError::Full),
+            Err(Fail::Empty | Fail::Timeout | Fail::Interrupted) => Err(TrySendError::Full),
             Err(Fail::TooLarge(len, max)) => Err(TrySendError::TooLarge { len, max }),
             Err(Fail::Disconnected) => Err(TrySendError::Disconnected),
             Err(Fail::Corrupted(reason)) => Err(TrySendError::Corrupted { reason }),
@@ -477,6 +479,7 @@ impl Producer {
         match self.reserve_inner(len, Waiting::Forever) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::TooLarge(len, max)) => Err(SendError::TooLarge { len, max }),
+            Err(Fail::Interrupted) => Err(SendError::Interrupted),
             Err(Fail::Empty | Fail::Timeout | Fail::Disconnected) => Err(SendError::Disconnected),
             Err(Fail::Corrupted(reason)) => Err(SendError::Corrupted { reason }),
         }
@@ -494,6 +497,7 @@ impl Producer {
         match self.reserve_inner(len, Waiting::For(timeout)) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::Empty | Fail::Timeout) => Err(SendTimeoutError::Timeout),
+            Err(Fail::Interrupted) => Err(SendTimeoutError::Interrupted),
             Err(Fail::TooLarge(len, max)) => Err(SendTimeoutError::TooLarge { len, max }),
             Err(Fail::Disconnected) => Err(SendTimeoutError::Disconnected),
             Err(Fail::Corrupted(reason)) => Err(SendTimeoutError::Corrupted { reason }),
@@ -793,6 +797,7 @@ impl Consumer {
         ) {
             Ok(r) => Ok(r),
             Err(Ended::TimedOut) => Err(Fail::Timeout),
+            Err(Ended::Interrupted) => Err(Fail::Interrupted),
             Err(Ended::PeerGone) => drained(),
             Err(Ended::Failed(c)) => Err(c.into()),
         }
@@ -813,7 +818,9 @@ impl Consumer {
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_>, TryRecvError> {
         match self.recv_inner(Waiting::No) {
             Ok(r) => Ok(self.guard(r)),
-            Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(TryRecvError::Empty),
+            Err(Fail::Empty | Fail::Timeout | Fail::Interrupted | Fail::TooLarge(..)) => {
+                Err(TryRecvError::Empty)
+            }
             Err(Fail::Disconnected) => Err(TryRecvError::Disconnected),
             Err(Fail::Corrupted(reason)) => Err(TryRecvError::Corrupted { reason }),
         }
@@ -829,6 +836,7 @@ impl Consumer {
         match self.recv_inner(Waiting::Forever) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Corrupted(reason)) => Err(RecvError::Corrupted { reason }),
+            Err(Fail::Interrupted) => Err(RecvError::Interrupted),
             Err(_) => Err(RecvError::Disconnected),
         }
     }
@@ -841,6 +849,7 @@ impl Consumer {
         match self.recv_inner(Waiting::For(timeout)) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(RecvTimeoutError::Timeout),
+            Err(Fail::Interrupted) => Err(RecvTimeoutError::Interrupted),
             Err(Fail::Disconnected) => Err(RecvTimeoutError::Disconnected),
             Err(Fail::Corrupted(reason)) => Err(RecvTimeoutError::Corrupted { reason }),
         }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::ensure;
-use crate::error::{CreateError, OpenError, OpenOrCreateError, SemaphoreFull};
+use crate::error::{CreateError, Interrupted, OpenError, OpenOrCreateError, SemaphoreFull};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::park::deadline_after;
 use crate::sync::semaphore::{self, RawSemaphore};
@@ -125,8 +125,13 @@ impl Semaphore {
     }
 
     /// Takes a permit, waiting as long as needed.
-    pub fn acquire(&self) {
-        while !self.raw().acquire(None) {}
+    ///
+    /// # Errors
+    /// [`Interrupted`] if an [`Interrupter`](crate::Interrupter) the thread watches fired
+    /// while it waited.
+    pub fn acquire(&self) -> Result<(), Interrupted> {
+        while !self.raw().acquire(None).map_err(|_| Interrupted)? {}
+        Ok(())
     }
 
     /// Takes a permit if one is free now.
@@ -135,13 +140,21 @@ impl Semaphore {
     }
 
     /// Takes a permit, waiting at most `timeout`. Returns whether it got one.
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        self.raw().acquire(deadline_after(timeout))
+    ///
+    /// # Errors
+    /// As [`Semaphore::acquire`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        self.raw()
+            .acquire(deadline_after(timeout))
+            .map_err(|_| Interrupted)
     }
 
     /// Takes a permit, waiting until `deadline` at most. Returns whether it got one.
-    pub fn acquire_deadline(&self, deadline: Instant) -> bool {
-        self.raw().acquire(Some(deadline))
+    ///
+    /// # Errors
+    /// As [`Semaphore::acquire`].
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<bool, Interrupted> {
+        self.raw().acquire(Some(deadline)).map_err(|_| Interrupted)
     }
 
     /// Returns a permit, waking one waiter.

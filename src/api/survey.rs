@@ -347,11 +347,12 @@ impl Survey {
             self.detail("taken, not done", v.taken);
         }
         self.detail("positions", format!("put {} get {}", v.enq, v.deq));
-        for (i, who, reclaiming) in v.participants {
+        for (i, who, reclaiming, sides) in v.participants {
+            let side = crate::api::queue::Side::from_bits(sides).map_or("", |s| s.label());
             let role = if reclaiming {
-                format!("participant {i} (being reclaimed)")
+                format!("participant {i} {side} (being reclaimed)")
             } else {
-                format!("participant {i}")
+                format!("participant {i} {side}")
             };
             self.attached.push(Process::recorded(role, who));
         }

@@ -124,8 +124,13 @@ impl<'a> SeqLock<'a> {
     /// Locks out other writers; `Locked::OwnerDied` if a writer died holding the lock (the
     /// active buffer is whole regardless).
     pub(crate) fn lock(&self) -> Locked {
-        // `lock(None)` only returns Err on a deadline.
-        self.lock.lock(None).unwrap_or(Locked::Clean)
+        // TEMPORARY (until the bounded Value API lands): an interrupt cannot end this wait.
+        loop {
+            match self.lock.lock(None) {
+                Ok(how) => return how,
+                Err(_) => std::thread::sleep(crate::sys::futex::SLICE),
+            }
+        }
     }
 
     pub(crate) fn unlock(&self) {

@@ -4,5 +4,6 @@
 //! side waits (spin, then yield, then futex). The public handles are in `api::ring`.
 
 pub(crate) mod mpmc;
+pub(crate) mod participants;
 pub(crate) mod spsc;
 pub(crate) mod wait;

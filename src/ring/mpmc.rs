@@ -44,9 +44,10 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::region::Region;
+use crate::ring::participants::{self, Participants};
 use crate::ring::wait::{self, Counted};
 use crate::sync::park;
-use crate::sys::process::{self, Liveness, ProcessId};
+use crate::sys::process::ProcessId;
 
 /// Producer position; alone on its 128-byte block.
 const ENQ: usize = 0;
@@ -71,12 +72,13 @@ const ITEMS_WAITERS: usize = 388;
 /// Bell producers sleep on, and how many do.
 const SPACE_BELL: usize = 448;
 const SPACE_WAITERS: usize = 452;
-/// The participant table.
+/// The participant table (`ring::participants`).
 const PARTICIPANTS: usize = 512;
 /// Processes (handles) that may be attached at once.
-pub(crate) const MAX_PARTICIPANTS: usize = 256;
+pub(crate) const MAX_PARTICIPANTS: usize = participants::MAX;
 /// Where the slots start.
-pub(crate) const SLOTS: usize = PARTICIPANTS + MAX_PARTICIPANTS * 8;
+pub(crate) const SLOTS: usize = PARTICIPANTS + participants::SIZE;
+const _: () = assert!(SLOTS % 64 == 0);
 
 /// Largest capacity (slots).
 pub(crate) const MAX_CAPACITY: u64 = 1 << 30;
@@ -91,12 +93,6 @@ pub(crate) const FREE: u64 = 0;
 pub(crate) const WRITING: u64 = 1;
 pub(crate) const FULL: u64 = 2;
 pub(crate) const READING: u64 = 3;
-
-/// Participant entry: `pid << 40 | start time`; 0 = free.
-const START_BITS: u32 = 40;
-const START_MASK: u64 = (1 << START_BITS) - 1;
-/// Set on an entry while its dead owner's slots are being given back.
-const RECLAIMING: u64 = 1 << 63;
 
 /// How many times a put or get may lose a race before it reports corruption (a healthy queue
 /// never comes near: each lost race is another process's progress).
@@ -135,8 +131,8 @@ pub(crate) struct View {
     pub(crate) unfinished: u64,
     pub(crate) taken: u64,
     pub(crate) dropped: u64,
-    /// `(entry index, process, being reclaimed)` of every recorded participant.
-    pub(crate) participants: Vec<(usize, ProcessId, bool)>,
+    /// `(entry index, process, being reclaimed, sides)` of every recorded participant.
+    pub(crate) participants: Vec<(usize, ProcessId, bool, u32)>,
     /// Positions of the first waiting items, oldest first (read them with [`Mpmc::data`]).
     pub(crate) waiting: Vec<u64>,
     pub(crate) problem: Option<String>,
@@ -270,89 +266,61 @@ impl<'a> Mpmc<'a> {
 
     // ----- participants -----
 
+    /// The participant table.
+    pub(crate) fn table(&self) -> Participants<'a> {
+        Participants::new(
+            self.region
+                .sub(PARTICIPANTS, participants::SIZE)
+                .expect("the table lies inside the region (checked in new)"),
+        )
+        .expect("the table has its size")
+    }
+
     fn entry(&self, i: usize) -> &'a AtomicU64 {
-        self.u64(PARTICIPANTS + i * 8)
-    }
-
-    fn owner_word(p: ProcessId) -> u64 {
-        (u64::from(p.pid) << START_BITS) | (p.start_time & START_MASK)
-    }
-
-    fn process_of(entry: u64) -> ProcessId {
-        ProcessId {
-            pid: ((entry & !RECLAIMING) >> START_BITS) as u32,
-            start_time: entry & START_MASK,
-        }
-    }
-
-    /// Whether the process recorded in entry word `e` lives (ours does, without asking).
-    fn entry_alive(e: u64) -> bool {
-        e != 0
-            && e & RECLAIMING == 0
-            && (e == Self::owner_word(process::current())
-                || process::liveness(Self::process_of(e)) == Liveness::Alive)
-    }
-
-    /// Whether participant `i` may hold slots: it is recorded and its process lives.
-    fn participant_alive(&self, i: usize) -> bool {
-        Self::entry_alive(self.entry(i).load(Ordering::Acquire))
+        self.table().entry(i)
     }
 
     /// Gives back every slot of dead participants and frees their entries; then takes a free
-    /// entry for this process. `None` if all entries are held by live processes.
-    pub(crate) fn attach(&self) -> Option<usize> {
+    /// entry for this process with `sides` (`participants::PUT | GET`). `None` if all
+    /// entries are held by live processes.
+    pub(crate) fn attach(&self, sides: u32) -> Option<usize> {
         self.reap_dead();
-        let me = Self::owner_word(process::current());
-        (0..MAX_PARTICIPANTS).find(|&i| {
-            self.entry(i)
-                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        })
+        self.table().attach(sides)
     }
 
-    /// Lets go of entry `i` (ours).
+    /// Lets go of entry `i` (ours), and wakes every sleeper so waiters on the other side
+    /// look again at who is left.
     pub(crate) fn detach(&self, i: usize) {
-        let me = Self::owner_word(process::current());
-        let _ = self
-            .entry(i)
-            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Relaxed);
+        self.table().detach(i);
+        self.wake_everyone();
+    }
+
+    /// Wakes every sleeper on both bells (and `join`).
+    pub(crate) fn wake_everyone(&self) {
+        for (bell, _) in [(ITEMS_BELL, ITEMS_WAITERS), (SPACE_BELL, SPACE_WAITERS)] {
+            self.u32(bell).fetch_add(1, Ordering::Release);
+            park::wake_all(self.u32(bell));
+        }
+        self.u32(JOIN_BELL).fetch_add(1, Ordering::Release);
+        park::wake_all(self.u32(JOIN_BELL));
     }
 
     /// Live participants (for tools and for resetting stale waiter counts).
     pub(crate) fn live_participants(&self) -> Vec<ProcessId> {
+        let t = self.table();
         (0..MAX_PARTICIPANTS)
-            .filter(|&i| self.participant_alive(i))
-            .map(|i| Self::process_of(self.entry(i).load(Ordering::Relaxed)))
+            .filter(|&i| t.alive(i))
+            .map(|i| Participants::process_of(t.entry(i).load(Ordering::Relaxed)))
             .collect()
     }
 
     /// Frees the entries of dead processes after giving back their slots. Returns how many.
     pub(crate) fn reap_dead(&self) -> usize {
-        let mut reaped = 0;
-        for i in 0..MAX_PARTICIPANTS {
-            let e = self.entry(i).load(Ordering::Acquire);
-            if e == 0 || (e & RECLAIMING == 0 && Self::entry_alive(e)) {
-                continue;
-            }
-            // Mark it so no one takes the index while its slots are being given back; a
-            // reclaimer that died half-way leaves the mark, and the next one finishes.
-            let marked = e | RECLAIMING;
-            if e != marked
-                && self
-                    .entry(i)
-                    .compare_exchange(e, marked, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            self.give_back_all(i, marked);
-            if self
-                .entry(i)
-                .compare_exchange(marked, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                reaped += 1;
-            }
+        let reaped = self
+            .table()
+            .reap_dead(|i, marked| self.give_back_all(i, marked));
+        if reaped > 0 {
+            self.wake_everyone();
         }
         reaped
     }
@@ -414,7 +382,7 @@ impl<'a> Mpmc<'a> {
                 pos & (self.cap - 1)
             )));
         }
-        if self.participant_alive(who) {
+        if self.table().alive(who) {
             return Ok(false);
         }
         Ok(self.give_back(pos, w, true))
@@ -452,12 +420,7 @@ impl<'a> Mpmc<'a> {
     /// Closes the queue: later claims to put fail; consumers drain, then see `Closed`.
     pub(crate) fn close(&self) {
         self.u32(CLOSED).store(1, Ordering::SeqCst);
-        for (bell, _) in [(ITEMS_BELL, ITEMS_WAITERS), (SPACE_BELL, SPACE_WAITERS)] {
-            self.u32(bell).fetch_add(1, Ordering::Release);
-            park::wake_all(self.u32(bell));
-        }
-        self.u32(JOIN_BELL).fetch_add(1, Ordering::Release);
-        park::wake_all(self.u32(JOIN_BELL));
+        self.wake_everyone();
     }
 
     /// Claims the next position for participant `me` to fill. With `deep`, a slot held by a
@@ -730,12 +693,7 @@ impl<'a> Mpmc<'a> {
             unfinished: load(UNFINISHED),
             taken: load(TAKEN),
             dropped: load(DROPPED),
-            participants: (0..MAX_PARTICIPANTS)
-                .filter_map(|i| {
-                    let e = self.entry(i).load(Ordering::Relaxed);
-                    (e != 0).then(|| (i, Self::process_of(e), e & RECLAIMING != 0))
-                })
-                .collect(),
+            participants: self.table().list(),
             waiting: Vec::new(),
             problem: None,
         };
@@ -891,7 +849,7 @@ mod tests {
     fn fifo_through_laps() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         let mut next_get = 0u64;
         for round in 0..10u64 {
             for i in 0..3 {
@@ -919,7 +877,7 @@ mod tests {
     fn full_then_space() {
         let mem = heap(region_size(2, 16).unwrap());
         let q = queue(&mem, 2, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         for _ in 0..2 {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -937,7 +895,7 @@ mod tests {
         let mem = heap(region_size(4, 16).unwrap());
         let mut q = Mpmc::new(Region::from_words(&mem), 4, 16).unwrap();
         q.init(3);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         for _ in 0..3 {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -952,7 +910,7 @@ mod tests {
     fn abandoned_put_is_skipped() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         let a = q.try_claim_put(me, false, false).unwrap();
         let b = q.try_claim_put(me, false, false).unwrap();
         q.publish(b, me).unwrap();
@@ -967,7 +925,7 @@ mod tests {
     fn a_hole_lapped_twice_is_skipped_not_corruption() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         let put = |q: &Mpmc<'_>| {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -994,7 +952,7 @@ mod tests {
     fn a_forged_deq_far_behind_jumps_to_a_lap_behind_enq() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         for _ in 0..3 {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -1017,7 +975,7 @@ mod tests {
     fn close_drains_then_reports_closed() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         let c = q.try_claim_put(me, false, false).unwrap();
         q.publish(c, me).unwrap();
         q.close();
@@ -1032,7 +990,7 @@ mod tests {
     fn dead_participants_slots_are_given_back() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         // A participant entry of a process that cannot exist (pid 0x3fffff, start 1).
         let ghost = me + 1;
         let dead = ProcessId {
@@ -1040,7 +998,7 @@ mod tests {
             start_time: 1,
         };
         q.entry(ghost)
-            .store(Mpmc::owner_word(dead), Ordering::Relaxed);
+            .store(Participants::owner_word(dead), Ordering::Relaxed);
         let w = q.try_claim_put(ghost, false, false).unwrap(); // the ghost's claim, never committed
         let c = q.try_claim_put(me, false, false).unwrap();
         q.publish(c, me).unwrap();
@@ -1056,7 +1014,7 @@ mod tests {
     fn hostile_words_are_errors() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach().unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap();
         q.slot_word(0).store(word(FREE, 0, 3), Ordering::Relaxed);
         assert!(matches!(
             q.try_claim_put(me, false, false),
@@ -1093,7 +1051,7 @@ mod tests {
             for t in 0..2u64 {
                 let q = &q;
                 s.spawn(move || {
-                    let me = q.attach().unwrap();
+                    let me = q.attach(participants::PUT | participants::GET).unwrap();
                     for i in 0..PER {
                         let c = loop {
                             match q.try_claim_put(me, false, false) {
@@ -1112,7 +1070,7 @@ mod tests {
             for _ in 0..2 {
                 let (q, sum, count) = (&q, &sum, &count);
                 s.spawn(move || {
-                    let me = q.attach().unwrap();
+                    let me = q.attach(participants::PUT | participants::GET).unwrap();
                     while count.load(Ordering::Relaxed) < 2 * PER {
                         match q.try_claim_get(me, false) {
                             Ok(c) => {

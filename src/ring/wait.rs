@@ -121,6 +121,8 @@ pub(crate) fn ring_counted(bell: &AtomicU32, waiters: &AtomicU32, all: bool) {
 pub(crate) enum Ended<E> {
     TimedOut,
     PeerGone,
+    /// An interrupt word the thread watches fired (`sys::interrupt`).
+    Interrupted,
     Failed(E),
 }
 
@@ -181,14 +183,18 @@ pub(crate) fn wait<R, E>(
         if let Some(end) = stop_at(Instant::now(), deadline, &mut next_check, &mut peer_gone) {
             break Err(end);
         }
-        park::sleep(bell, rung, park::earliest(deadline, Some(next_check)));
+        if park::sleep(bell, rung, park::earliest(deadline, Some(next_check)))
+            == park::Wake::Interrupted
+        {
+            break Err(Ended::Interrupted);
+        }
     };
     sleeper.retract();
     result
 }
 
-/// The checks both phases make between polls: the deadline, the cheap "peer let go" flag, and
-/// every `CHECK_EVERY` the peer's liveness.
+/// The checks both phases make between polls: the deadline, interrupts, the cheap "peer let
+/// go" flag, and every `CHECK_EVERY` the peer's liveness.
 fn stop_at<E>(
     now: Instant,
     deadline: Option<Instant>,
@@ -197,6 +203,9 @@ fn stop_at<E>(
 ) -> Option<Ended<E>> {
     if crate::sys::clock::passed(deadline, now) {
         return Some(Ended::TimedOut);
+    }
+    if crate::sys::interrupt::pending() {
+        return Some(Ended::Interrupted);
     }
     let deep = now >= *next_check;
     if deep {

@@ -477,12 +477,10 @@ impl Segment {
                 // before we locked it: then it is no longer at the name, and we start over.
                 Ok(Some(map)) if map.still_named(&loc) => break map,
                 Ok(_) => {}
-                Err(SysError::AlreadyExists) => {
-                    match remove_if_unused_at(&loc, false) {
-                        Ok(Removal::Removed) | Err(SysError::NotFound) => {}
-                        _ => return Err(create_error(SysError::AlreadyExists)),
-                    }
-                }
+                Err(SysError::AlreadyExists) => match remove_if_unused_at(&loc, false) {
+                    Ok(Removal::Removed) | Err(SysError::NotFound) => {}
+                    _ => return Err(create_error(SysError::AlreadyExists)),
+                },
                 Err(e) => return Err(create_error(e)),
             }
             // Each round means another process created or removed the name meanwhile.
@@ -544,7 +542,7 @@ impl Segment {
                     if clock::passed(deadline, Instant::now()) {
                         return Err(OpenError::InitTimeout { name, pid: 0 });
                     }
-                    nap()?;
+                    nap(&name)?;
                     continue;
                 }
                 Err(e) => return Err(open_error(&name, e)),
@@ -555,7 +553,7 @@ impl Segment {
                 if clock::passed(deadline, Instant::now()) {
                     return Err(OpenError::Removing { name });
                 }
-                nap()?;
+                nap(&name)?;
                 continue;
             }
             if !map.still_named(&loc) {
@@ -671,8 +669,12 @@ fn remove_if_unused_at(loc: &Location, persistent_too: bool) -> Result<Removal, 
     Ok(Removal::Removed)
 }
 
-/// The pause between two looks at a name another process is creating or removing.
-fn nap() -> Result<(), OpenError> {
+/// The pause between two looks at a name another process is creating or removing; ends the
+/// open if an interrupt this thread watches has fired.
+fn nap(name: &str) -> Result<(), OpenError> {
+    if crate::sys::interrupt::pending() {
+        return Err(OpenError::Interrupted { name: name.into() });
+    }
     std::thread::sleep(Duration::from_millis(1));
     Ok(())
 }
@@ -731,11 +733,14 @@ fn wait_ready(
                 pid,
             });
         }
-        futex::wait(
+        if futex::wait(
             word,
             header::INITIALIZING,
             clock::earliest(deadline, Some(now + Duration::from_millis(20))),
-        );
+        ) == futex::Wake::Interrupted
+        {
+            return Err(OpenError::Interrupted { name: name.into() });
+        }
     }
 }
 

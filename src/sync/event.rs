@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use super::park::{self, Wake};
+use super::park::{self, Interrupted, Wake};
 use crate::region::Region;
 
 /// Bytes a `RawEvent` occupies in a region.
@@ -60,23 +60,25 @@ impl<'a> RawEvent<'a> {
     }
 
     /// Waits until set or `deadline`; returns whether the event is set.
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<bool, Interrupted> {
         if self.is_set() || park::spin_until(|| self.is_set()) {
-            return true;
+            return Ok(true);
         }
         self.wait_slow(deadline)
     }
 
     #[cold]
-    fn wait_slow(&self, deadline: Option<Instant>) -> bool {
+    fn wait_slow(&self, deadline: Option<Instant>) -> Result<bool, Interrupted> {
         // SeqCst: Dekker pairing with `set`.
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let set = loop {
             if self.flag.load(Ordering::SeqCst) != CLEAR {
-                break true;
+                break Ok(true);
             }
-            if park::sleep(self.flag, CLEAR, deadline) == Wake::TimedOut {
-                break self.is_set();
+            match park::sleep(self.flag, CLEAR, deadline) {
+                Wake::TimedOut => break Ok(self.is_set()),
+                Wake::Interrupted => break Err(Interrupted),
+                Wake::Retry => {}
             }
         };
         self.waiters.fetch_sub(1, Ordering::Relaxed);
@@ -95,10 +97,13 @@ mod tests {
         let buf = heap(8);
         let e = RawEvent::at(Region::from_words(&buf), 0).unwrap();
         assert!(!e.is_set());
-        assert!(!e.wait(Some(Instant::now() + Duration::from_millis(5))));
+        assert_eq!(
+            e.wait(Some(Instant::now() + Duration::from_millis(5))),
+            Ok(false)
+        );
         e.set();
         assert!(e.is_set());
-        assert!(e.wait(None));
+        assert_eq!(e.wait(None), Ok(true));
         e.clear();
         assert!(!e.is_set());
     }
@@ -114,7 +119,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
             e.set();
             for t in ts {
-                assert!(t.join().unwrap());
+                assert_eq!(t.join().unwrap(), Ok(true));
             }
         });
     }

@@ -58,9 +58,14 @@ pub(crate) enum Locked {
     OwnerDied,
 }
 
-/// A deadline passed.
+/// Why a waiting `lock` gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimedOut;
+pub(crate) enum Stopped {
+    /// The deadline passed.
+    TimedOut,
+    /// An interrupt word the thread watches fired.
+    Interrupted,
+}
 
 /// Bits of the start time kept in `owner` (at 100 ticks/s, 348 years of uptime).
 const START_BITS: u32 = 40;
@@ -117,7 +122,7 @@ impl<'a> RawMutex<'a> {
 
     /// Locks, waiting until `deadline` (`None`: as long as a live holder keeps it).
     #[inline]
-    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked, Stopped> {
         let me = process::current();
         if self.acquire_free(me, me.pid) {
             return Ok(Locked::Clean);
@@ -126,7 +131,7 @@ impl<'a> RawMutex<'a> {
     }
 
     #[cold]
-    fn lock_contended(&self, me: ProcessId, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
+    fn lock_contended(&self, me: ProcessId, deadline: Option<Instant>) -> Result<Locked, Stopped> {
         // Short spin while the holder is running and nobody sleeps yet.
         if park::spin_until(|| {
             self.state.load(Ordering::Relaxed) == UNLOCKED && self.acquire_free(me, me.pid)
@@ -168,20 +173,19 @@ impl<'a> RawMutex<'a> {
                 next_check = now + check_every;
             }
             if deadline.is_some_and(|d| now >= d) {
-                return Err(TimedOut);
+                return Err(Stopped::TimedOut);
             }
-            if park::sleep(
+            match park::sleep(
                 self.state,
                 state,
                 park::earliest(deadline, Some(next_check)),
-            ) == Wake::TimedOut
-                && deadline.is_some_and(|d| Instant::now() >= d)
-            {
-                // One last look: the lock may have come free just as we gave up.
-                return match self.try_lock() {
-                    Some(l) => Ok(l),
-                    None => Err(TimedOut),
-                };
+            ) {
+                Wake::TimedOut if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    // One last look: the lock may have come free just as we gave up.
+                    return self.try_lock().ok_or(Stopped::TimedOut);
+                }
+                Wake::Interrupted => return Err(Stopped::Interrupted),
+                _ => {}
             }
         }
     }
@@ -335,7 +339,7 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let deadline = Instant::now() + Duration::from_millis(30);
-                assert_eq!(m.lock(Some(deadline)), Err(TimedOut));
+                assert_eq!(m.lock(Some(deadline)), Err(Stopped::TimedOut));
                 assert!(Instant::now() >= deadline);
                 assert_eq!(m.try_lock(), None);
             });

@@ -10,6 +10,11 @@ use std::time::Instant;
 pub(crate) use crate::sys::clock::{deadline_after, earliest};
 pub(crate) use crate::sys::futex::{Wake, wake, wake_all};
 
+/// A blocking call was ended by an interrupt word this thread watches
+/// ([`crate::sys::interrupt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interrupted;
+
 /// Spin rounds before yielding: round `i` spins `2^i` times (1 + 2 + ... + 64 = 127 pauses).
 const SPIN_ROUNDS: u32 = 7;
 /// `sched_yield` calls after spinning, before the caller parks.

@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::park::{self, Wake};
+use super::park::{self, Interrupted, Wake};
 use crate::region::Region;
 
 /// Longest a waiter sleeps before looking at the count again unsignalled.
@@ -70,29 +70,31 @@ impl<'a> RawSemaphore<'a> {
     }
 
     /// Takes a permit, waiting until `deadline`. Returns whether one was taken.
-    pub(crate) fn acquire(&self, deadline: Option<Instant>) -> bool {
+    pub(crate) fn acquire(&self, deadline: Option<Instant>) -> Result<bool, Interrupted> {
         if self.try_acquire() || park::spin_until(|| self.try_acquire()) {
-            return true;
+            return Ok(true);
         }
         self.acquire_slow(deadline)
     }
 
     #[cold]
-    fn acquire_slow(&self, deadline: Option<Instant>) -> bool {
+    fn acquire_slow(&self, deadline: Option<Instant>) -> Result<bool, Interrupted> {
         // SeqCst: Dekker pairing with `release` (see the module notes).
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let got = loop {
             if self.count.load(Ordering::SeqCst) > 0 {
                 if self.try_acquire() {
-                    break true;
+                    break Ok(true);
                 }
                 continue;
             }
             // Wake now and then even unsignalled: a waiter that was woken and then killed
             // before taking its permit must not strand the others.
             let nap = park::earliest(deadline, Some(Instant::now() + RECHECK));
-            if park::sleep(self.count, 0, nap) == Wake::TimedOut && park::passed(deadline) {
-                break self.try_acquire();
+            match park::sleep(self.count, 0, nap) {
+                Wake::TimedOut if park::passed(deadline) => break Ok(self.try_acquire()),
+                Wake::Interrupted => break Err(Interrupted),
+                _ => {}
             }
         };
         self.waiters.fetch_sub(1, Ordering::Relaxed);
@@ -129,7 +131,10 @@ mod tests {
         assert!(s.try_acquire());
         assert!(s.try_acquire());
         assert!(!s.try_acquire());
-        assert!(!s.acquire(Some(Instant::now() + Duration::from_millis(5))));
+        assert_eq!(
+            s.acquire(Some(Instant::now() + Duration::from_millis(5))),
+            Ok(false)
+        );
         s.release(2).unwrap();
         s.release(2).unwrap();
         assert_eq!(s.release(2), Err(()));
@@ -145,7 +150,7 @@ mod tests {
             let t = scope.spawn(|| s.acquire(Some(Instant::now() + Duration::from_secs(20))));
             std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
             s.init(1);
-            assert!(t.join().unwrap());
+            assert_eq!(t.join().unwrap(), Ok(true));
         });
     }
 
@@ -157,7 +162,7 @@ mod tests {
             let t = scope.spawn(|| s.acquire(Some(Instant::now() + Duration::from_secs(20))));
             std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 20 }));
             s.release(u32::MAX).unwrap();
-            assert!(t.join().unwrap());
+            assert_eq!(t.join().unwrap(), Ok(true));
         });
         assert_eq!(s.value(), 0);
     }

@@ -5,8 +5,10 @@
 //! Both functions are safe: a `&AtomicU32` is always a valid, aligned futex word, and the
 //! kernel only ever compares and sleeps on it.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use super::interrupt;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
@@ -14,30 +16,80 @@ use rustix::thread::futex;
 /// Why a [`wait`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wake {
-    /// Woken, interrupted, or the word did not hold `expected`: the caller rechecks its state.
+    /// Woken, or the word did not hold `expected`: the caller rechecks its state.
     Retry,
     /// The deadline passed.
     TimedOut,
+    /// An interrupt word this thread watches fired (see [`interrupt`](super::interrupt)).
+    Interrupted,
 }
 
-/// Sleeps while `*word == expected`, at most until `deadline` (`None`: no limit).
+/// Sleeps while `*word == expected`, at most until `deadline` (`None`: no limit), and
+/// returns early with [`Wake::Interrupted`] when the process's or this thread's interrupt
+/// word fires (or already has).
+///
+/// One sleep covers the object's word and the interrupt words: `futex_waitv` (Linux 5.16+).
+/// On an older kernel the sleep is cut into slices of [`SLICE`] and the interrupt words are
+/// looked at between them, so an interrupt then takes up to a slice to be noticed.
 ///
 /// Spurious wake-ups are possible and harmless: callers loop over their own condition.
 /// `EINTR` comes back as [`Wake::Retry`], so a signal never ends a wait early as a timeout.
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
-    let timeout = match deadline {
+    let watched = interrupt::watched();
+    let process = interrupt::PROCESS.load(Ordering::Acquire);
+    let thread = watched.as_deref().map(|w| w.load(Ordering::Acquire));
+    if process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1) {
+        return Wake::Interrupted;
+    }
+    let left = match deadline {
         None => None,
         Some(deadline) => {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Wake::TimedOut;
             }
-            Some(timespec(left))
+            Some(left)
         }
     };
-    match futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref()) {
-        Ok(()) => Wake::Retry,
-        Err(Errno::TIMEDOUT) => {
+    let mut waiters = [
+        (word, expected),
+        (&interrupt::PROCESS, process),
+        (word, expected),
+    ];
+    let n = match (&watched, thread) {
+        (Some(w), Some(t)) => {
+            waiters[2] = (w, t);
+            3
+        }
+        _ => 2,
+    };
+    let slept = if WAITV_MISSING.load(Ordering::Relaxed) {
+        Err(Errno::NOSYS)
+    } else {
+        waitv(&waiters[..n], left)
+    };
+    let result = match slept {
+        Err(Errno::NOSYS) => {
+            WAITV_MISSING.store(true, Ordering::Relaxed);
+            let slice = left.map_or(SLICE, |l| l.min(SLICE));
+            match futex::wait(
+                word,
+                futex::Flags::empty(),
+                expected,
+                Some(&timespec(slice)),
+            ) {
+                // Our own slice ran out, not necessarily the caller's deadline.
+                Ok(()) | Err(Errno::TIMEDOUT) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
+    if interrupt::pending() {
+        return Wake::Interrupted;
+    }
+    match result {
+        Err(Errno::TIMEDOUT) | Ok(()) => {
             // The kernel's clock and ours agree to within a tick; let the caller's own deadline
             // check decide, so a wait never ends before its deadline.
             match deadline {
@@ -45,9 +97,40 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
                 _ => Wake::Retry,
             }
         }
-        // EAGAIN: the word changed before we slept. EINTR: a signal. Both mean "look again".
+        // EAGAIN: a word changed before we slept. EINTR: a signal. Both mean "look again".
         Err(_) => Wake::Retry,
     }
+}
+
+/// How long one sleep lasts where `futex_waitv` is missing (Linux before 5.16), between two
+/// looks at the interrupt words.
+pub(crate) const SLICE: Duration = Duration::from_millis(10);
+
+/// Set once `futex_waitv` answered `ENOSYS`.
+static WAITV_MISSING: AtomicBool = AtomicBool::new(cfg!(miri));
+
+/// `futex_waitv` over `(word, expected)` pairs, all shared 32-bit futexes, for at most
+/// `left`. `Ok(())` when woken, `Err(TIMEDOUT)` when the time ran out.
+fn waitv(waiters: &[(&AtomicU32, u32)], left: Option<Duration>) -> Result<(), Errno> {
+    let mut list = [futex::Wait::new(); 3];
+    for (slot, (word, expected)) in list.iter_mut().zip(waiters) {
+        slot.val = u64::from(*expected);
+        slot.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+        slot.flags = futex::WaitFlags::SIZE_U32;
+    }
+    // futex_waitv takes an absolute time on the given clock; Instant is CLOCK_MONOTONIC.
+    let timeout = left.map(|l| {
+        let now = rustix::time::clock_gettime(futex::ClockId::Monotonic);
+        let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+        timespec(now.saturating_add(l))
+    });
+    futex::waitv(
+        &list[..waiters.len()],
+        futex::WaitvFlags::empty(),
+        timeout.as_ref(),
+        futex::ClockId::Monotonic,
+    )
+    .map(|_| ())
 }
 
 /// Wakes up to `count` waiters sleeping on `word`; returns how many were woken.

@@ -10,5 +10,6 @@ compile_error!("shmq supports Linux only: it relies on /dev/shm, futex(2) and /p
 pub(crate) mod clock;
 pub(crate) mod fence;
 pub(crate) mod futex;
+pub(crate) mod interrupt;
 pub(crate) mod process;
 pub(crate) mod shm;

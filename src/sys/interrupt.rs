@@ -1,0 +1,125 @@
+#![allow(unsafe_code)]
+//! Interrupt words: what lets another thread, or a signal, end a blocked shmq call.
+//!
+//! An interrupt word is a futex word in this process's memory. Its value counts transitions:
+//! odd means "interrupted", even means "not". Firing makes it odd and wakes every futex
+//! sleeper on it; resetting makes it even again. A blocked call sleeps with `futex_waitv` on
+//! its object's word *and* on the interrupt words that apply to it (the process's, and the
+//! one its thread watches), so a firing wakes it at once; it then sees an odd word and
+//! returns `Interrupted`.
+//!
+//! | value | meaning                                  |
+//! |-------|------------------------------------------|
+//! | even  | not interrupted                          |
+//! | odd   | interrupted (sticky until reset)         |
+//!
+//! The process word can be fired from a signal handler: firing is one atomic RMW and one
+//! `futex` system call, both async-signal-safe.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The process-wide interrupt word: every blocking call in the process watches it.
+pub(crate) static PROCESS: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// The interrupt word the current thread's blocking calls watch besides [`PROCESS`].
+    static WATCHED: RefCell<Option<Arc<AtomicU32>>> = const { RefCell::new(None) };
+}
+
+/// Whether the word says "interrupted".
+pub(crate) fn is_set(word: &AtomicU32) -> bool {
+    // Acquire: pairs with the AcqRel RMW in `fire`, so what the firing thread did before
+    // is visible to the interrupted call.
+    word.load(Ordering::Acquire) & 1 == 1
+}
+
+/// Makes the word odd (if it is not) and wakes every sleeper on it. Async-signal-safe.
+pub(crate) fn fire(word: &AtomicU32) {
+    let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        (v & 1 == 0).then_some(v.wrapping_add(1))
+    });
+    crate::sys::futex::wake_all(word);
+}
+
+/// Makes the word even (if it is not).
+pub(crate) fn reset(word: &AtomicU32) {
+    let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+        (v & 1 == 1).then_some(v.wrapping_add(1))
+    });
+}
+
+/// The word the current thread watches, if any.
+pub(crate) fn watched() -> Option<Arc<AtomicU32>> {
+    WATCHED.with(|w| w.borrow().clone())
+}
+
+/// Makes the current thread watch `word` (or none); returns what it watched before.
+pub(crate) fn set_watched(word: Option<Arc<AtomicU32>>) -> Option<Arc<AtomicU32>> {
+    WATCHED.with(|w| std::mem::replace(&mut *w.borrow_mut(), word))
+}
+
+/// Whether a blocking call on this thread must stop now: the process word or the thread's
+/// watched word is set. Two loads (and a thread-local access); cheap enough for spin loops
+/// that call it every few hundred polls.
+pub(crate) fn pending() -> bool {
+    is_set(&PROCESS) || WATCHED.with(|w| w.borrow().as_deref().is_some_and(is_set))
+}
+
+extern "C" fn on_signal(_: libc::c_int) {
+    fire(&PROCESS);
+}
+
+/// Installs a handler for each of `signals` that fires [`PROCESS`] instead of the signal's
+/// default action. Without `SA_RESTART`, so a blocking read elsewhere in the program sees
+/// `EINTR` too.
+pub(crate) fn fire_on_signals(signals: &[i32]) -> std::io::Result<()> {
+    for &sig in signals {
+        // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct (no handler,
+        // empty mask, no flags); every field we rely on is set below.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = 0;
+        // SAFETY: `action.sa_mask` is a valid, writable sigset_t owned by this frame.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is fully initialised; the handler only performs async-signal-safe
+        // operations (an atomic RMW and the futex system call); a null old-action pointer is
+        // allowed.
+        let rc = unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fire_and_reset_toggle_parity() {
+        let w = AtomicU32::new(0);
+        assert!(!is_set(&w));
+        fire(&w);
+        fire(&w); // sticky: a second firing changes nothing
+        assert!(is_set(&w));
+        assert_eq!(w.load(Ordering::Relaxed), 1);
+        reset(&w);
+        reset(&w);
+        assert!(!is_set(&w));
+        assert_eq!(w.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn watched_word_is_per_thread() {
+        let w = Arc::new(AtomicU32::new(1));
+        let before = set_watched(Some(Arc::clone(&w)));
+        assert!(before.is_none());
+        assert!(pending());
+        std::thread::spawn(|| assert!(!pending())).join().unwrap();
+        set_watched(before);
+        assert!(!pending());
+    }
+}
