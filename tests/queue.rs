@@ -160,7 +160,8 @@ fn killed_producers_never_wedge_the_queue() {
             for _ in 0..n {
                 match q.get_timeout(Duration::from_millis(300)) {
                     Ok(x) => received[(x >> 32) as usize].push(x & 0xffff_ffff),
-                    Err(GetError::Timeout) => return,
+                    // Disconnected: every producer is dead (the final drain).
+                    Err(GetError::Timeout | GetError::Disconnected) => return,
                     Err(e) => panic!("{e}"),
                 }
             }

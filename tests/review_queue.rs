@@ -331,7 +331,8 @@ fn hostile_queue_words_give_errors_not_panics() {
         let q = Queue::<u64>::create(name.as_str(), 4).unwrap();
         q.put(1).unwrap();
         // Slot 1's word: a sequence from nowhere.
-        let slot1 = 512 + 256 * 8 + 16;
+        // Slots start after the control words (512 bytes) and the participant table.
+        let slot1 = 512 + (64 + 16 * 256) + 16;
         poke(&name, slot1 as u64, &0x0000_1234_5678_9abbu64.to_ne_bytes());
         assert!(matches!(q.try_put(2), Err(PutError::Corrupted { .. })));
         assert_eq!(q.try_get(), Ok(1));

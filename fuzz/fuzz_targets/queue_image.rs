@@ -43,9 +43,11 @@ const CLOSED: u64 = 256;
 const UNFINISHED: u64 = 264;
 const TAKEN: u64 = 272;
 const LIMIT: u64 = 296;
-const PARTICIPANTS: u64 = 512;
+/// The participant table starts at 512 with 64 bytes of counters; its entries follow, then
+/// the sides and owed-task words (u32 each), then the slots.
+const PARTICIPANTS: u64 = 512 + 64;
 const MAX_PARTICIPANTS: u64 = 256;
-const SLOTS: u64 = PARTICIPANTS + MAX_PARTICIPANTS * 8;
+const SLOTS: u64 = 512 + 64 + MAX_PARTICIPANTS * 16;
 /// Control words a `Control` patch may hit: (offset, width in bytes).
 const CONTROL: [(u64, usize); 13] = [
     (ENQ, 8),

@@ -18,10 +18,10 @@ use crate::sync::park::deadline_after;
 /// ```
 /// let name = format!("doc-event-{}", std::process::id());
 /// let ready = shmq::Event::create(name.as_str())?;
-/// assert!(!ready.wait_timeout(std::time::Duration::from_millis(1)));
+/// assert!(!ready.wait_timeout(std::time::Duration::from_millis(1))?);
 /// ready.set();
 /// assert!(ready.is_set());
-/// ready.wait();
+/// ready.wait()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]

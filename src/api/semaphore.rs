@@ -25,7 +25,7 @@ pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
 /// let slots = shmq::Semaphore::create(name.as_str(), 2)?;
 /// assert!(slots.try_acquire());
 /// assert!(slots.try_acquire());
-/// assert!(!slots.acquire_timeout(std::time::Duration::from_millis(1)));
+/// assert!(!slots.acquire_timeout(std::time::Duration::from_millis(1))?);
 /// slots.release()?;
 /// assert_eq!(slots.value(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -157,6 +157,12 @@ impl<'a> Participants<'a> {
         for side in [PUT, GET] {
             if sides & side != 0 && old & side == 0 {
                 self.attached(side).fetch_add(1, Ordering::SeqCst);
+            } else if sides & side == 0 && old & side != 0 {
+                // Our own attachment with that side is withdrawn, not a departure: it must
+                // not make others think a peer of that side came and went.
+                let _ =
+                    self.attached(side)
+                        .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1));
             }
         }
         self.departures().fetch_add(1, Ordering::SeqCst);
