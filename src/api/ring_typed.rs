@@ -76,6 +76,31 @@ impl<T: Pod> Sender<T> {
         })
     }
 
+    /// Room for one `T` if there is room now.
+    ///
+    /// # Errors
+    /// As [`Producer::try_reserve`].
+    pub fn try_reserve(&mut self) -> Result<TypedGrant<'_, T>, TrySendError> {
+        Ok(TypedGrant {
+            grant: self.inner.try_reserve(size_of::<T>())?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Room for one `T`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    pub fn reserve_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<TypedGrant<'_, T>, SendTimeoutError> {
+        Ok(TypedGrant {
+            grant: self.inner.reserve_timeout(size_of::<T>(), timeout)?,
+            _t: PhantomData,
+        })
+    }
+
     /// Sends a copy of `value`, waiting as needed.
     ///
     /// # Errors
