@@ -109,6 +109,7 @@ pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 pub use api::survey::{Capacity, Peeked, Process, Survey};
 pub use api::value::{Integer, Number, Value};
+pub use error::{ArrayError, ValueError};
 pub use error::{
     AttachError, CreateError, GetError, JoinTimeout, LockTimeoutError, OpenError,
     OpenOrCreateError, OutOfBounds, OwnerDied, PutError, RecvError, RecvTimeoutError,
