@@ -72,7 +72,8 @@
 //!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
 //!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
-//!   item back), [`GetError`], [`TaskDoneError`], [`JoinTimeout`].
+//!   item back), [`GetError`], [`TaskDoneError`], [`JoinTimeout`]; for the bounded calls of
+//!   [`Value`] and [`Array`], [`ValueError`] and [`ArrayError`] (give the value back).
 //!
 //! ## Layers
 //! `sys` (the only code that calls the OS) → `segment` (the header, created and validated

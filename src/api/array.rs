@@ -285,6 +285,22 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// [`ArrayError::OutOfBounds`] if `index >= len`; [`ArrayError::Timeout`] if a live
     /// process (or a forged lock word naming one) held the lock throughout.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let name = format!("doc-array-timeout-{}", std::process::id());
+    /// let a = shmq::Array::<u32>::create(name.as_str(), &[7, 8])?;
+    /// assert_eq!(a.get_timeout(1, Duration::from_millis(100)), Ok(8));
+    /// assert!(matches!(
+    ///     a.get_timeout(2, Duration::from_millis(100)),
+    ///     Err(shmq::ArrayError::OutOfBounds { .. })
+    /// ));
+    /// a.set_timeout(0, 9, Duration::from_millis(100))?;
+    /// assert_eq!(a.get(0), Some(9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get_timeout(&self, index: usize, timeout: Duration) -> Result<T, ArrayError> {
         self.get_with(index, Some(deadline_after(timeout)))
     }

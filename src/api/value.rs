@@ -273,6 +273,21 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// [`ValueError::Timeout`] (with `value`) if a live process held the writer lock
     /// throughout.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let name = format!("doc-value-timeout-{}", std::process::id());
+    /// let v = shmq::Value::create(name.as_str(), [0u64; 4])?;
+    /// // A peer that keeps the writer lock (or forged its word) costs at most the timeout.
+    /// if let Err(e) = v.store_timeout([1; 4], Duration::from_millis(100)) {
+    ///     eprintln!("not stored: {e}");
+    ///     let _given_back: [u64; 4] = e.into_inner();
+    /// }
+    /// assert_eq!(v.load_timeout(Duration::from_millis(100))?, [1; 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store_timeout(&self, value: T, timeout: Duration) -> Result<(), ValueError<T>> {
         self.swap_with(value, Some(deadline_after(timeout)))
             .map(drop)
