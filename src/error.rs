@@ -653,3 +653,169 @@ pub enum JoinError {
     #[error("interrupted while waiting for unfinished tasks")]
     Interrupted,
 }
+
+/// A bounded [`Value`](crate::Value) call (`try_*`, `*_timeout`, `*_deadline`) did not get
+/// its turn; nothing was stored. Store-like calls hand the value back in the variant
+/// (`ValueError<()>` for loads and updates).
+///
+/// Only values over 8 bytes (the seqlock ones) can fail this way: their writes take a writer
+/// lock, which a live process, or a peer that forged the lock word to name one, may keep.
+#[non_exhaustive]
+pub enum ValueError<T = ()> {
+    /// `try_*`: another live process or thread holds the writer lock now.
+    WouldBlock(T),
+    /// `*_timeout` / `*_deadline`: the writer lock stayed held (and, for a load, no
+    /// consistent copy could be read) until the deadline.
+    Timeout(T),
+    /// An [`Interrupter`](crate::Interrupter) the thread watches fired while it waited.
+    Interrupted(T),
+}
+
+impl<T> ValueError<T> {
+    /// The value that was not stored (`()` for loads and updates).
+    pub fn into_inner(self) -> T {
+        match self {
+            ValueError::WouldBlock(v) | ValueError::Timeout(v) | ValueError::Interrupted(v) => v,
+        }
+    }
+
+    /// The same error without the value.
+    pub fn without_value(&self) -> ValueError {
+        match self {
+            ValueError::WouldBlock(_) => ValueError::WouldBlock(()),
+            ValueError::Timeout(_) => ValueError::Timeout(()),
+            ValueError::Interrupted(_) => ValueError::Interrupted(()),
+        }
+    }
+}
+
+impl<T> fmt::Display for ValueError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueError::WouldBlock(_) => {
+                f.write_str("the value's writer lock is held by another live process or thread")
+            }
+            ValueError::Timeout(_) => f.write_str("timed out waiting for the value's writer lock"),
+            ValueError::Interrupted(_) => f.write_str("interrupted while waiting for the value"),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ValueError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueError::WouldBlock(_) => f.write_str("WouldBlock(..)"),
+            ValueError::Timeout(_) => f.write_str("Timeout(..)"),
+            ValueError::Interrupted(_) => f.write_str("Interrupted(..)"),
+        }
+    }
+}
+
+impl<T> std::error::Error for ValueError<T> {}
+
+impl<T> PartialEq for ValueError<T> {
+    /// Compares the kind of error, not the values.
+    fn eq(&self, other: &Self) -> bool {
+        matches!(
+            (self.without_value(), other.without_value()),
+            (ValueError::WouldBlock(()), ValueError::WouldBlock(()))
+                | (ValueError::Timeout(()), ValueError::Timeout(()))
+                | (ValueError::Interrupted(()), ValueError::Interrupted(()))
+        )
+    }
+}
+
+impl<T> Eq for ValueError<T> {}
+
+/// A bounded [`Array`](crate::Array) element call (`try_*`, `*_timeout`, `*_deadline`) did
+/// nothing. `set` forms hand the element back in the variant (`ArrayError<()>` otherwise).
+#[non_exhaustive]
+pub enum ArrayError<T = ()> {
+    /// The index or range leaves the array.
+    OutOfBounds {
+        /// The element that was not set (`()` for other calls).
+        value: T,
+        /// The range asked for and the array's length.
+        range: OutOfBounds,
+    },
+    /// `try_*`: another live process or thread holds the array's lock now.
+    WouldBlock(T),
+    /// `*_timeout` / `*_deadline`: the array's lock stayed held until the deadline.
+    Timeout(T),
+    /// An [`Interrupter`](crate::Interrupter) the thread watches fired while it waited.
+    Interrupted(T),
+}
+
+impl<T> ArrayError<T> {
+    /// The element that was not set (`()` for other calls).
+    pub fn into_inner(self) -> T {
+        match self {
+            ArrayError::OutOfBounds { value, .. }
+            | ArrayError::WouldBlock(value)
+            | ArrayError::Timeout(value)
+            | ArrayError::Interrupted(value) => value,
+        }
+    }
+
+    /// The same error without the element.
+    pub fn without_value(&self) -> ArrayError {
+        match self {
+            ArrayError::OutOfBounds { range, .. } => ArrayError::OutOfBounds {
+                value: (),
+                range: *range,
+            },
+            ArrayError::WouldBlock(_) => ArrayError::WouldBlock(()),
+            ArrayError::Timeout(_) => ArrayError::Timeout(()),
+            ArrayError::Interrupted(_) => ArrayError::Interrupted(()),
+        }
+    }
+}
+
+impl<T> fmt::Display for ArrayError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArrayError::OutOfBounds { range, .. } => fmt::Display::fmt(range, f),
+            ArrayError::WouldBlock(_) => {
+                f.write_str("the array's lock is held by another live process or thread")
+            }
+            ArrayError::Timeout(_) => f.write_str("timed out waiting for the array's lock"),
+            ArrayError::Interrupted(_) => {
+                f.write_str("interrupted while waiting for the array's lock")
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for ArrayError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArrayError::OutOfBounds { range, .. } => f
+                .debug_struct("OutOfBounds")
+                .field("range", range)
+                .finish_non_exhaustive(),
+            ArrayError::WouldBlock(_) => f.write_str("WouldBlock(..)"),
+            ArrayError::Timeout(_) => f.write_str("Timeout(..)"),
+            ArrayError::Interrupted(_) => f.write_str("Interrupted(..)"),
+        }
+    }
+}
+
+impl<T> std::error::Error for ArrayError<T> {}
+
+impl<T> PartialEq for ArrayError<T> {
+    /// Compares the kind of error (and the range), not the elements.
+    fn eq(&self, other: &Self) -> bool {
+        match (self.without_value(), other.without_value()) {
+            (
+                ArrayError::OutOfBounds { range: a, .. },
+                ArrayError::OutOfBounds { range: b, .. },
+            ) => a == b,
+            (ArrayError::WouldBlock(()), ArrayError::WouldBlock(()))
+            | (ArrayError::Timeout(()), ArrayError::Timeout(()))
+            | (ArrayError::Interrupted(()), ArrayError::Interrupted(())) => true,
+            _ => false,
+        }
+    }
+}
+
+impl<T> Eq for ArrayError<T> {}

@@ -72,7 +72,8 @@
 //!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
 //!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
-//!   item back), [`GetError`], [`TaskDoneError`], [`JoinError`].
+//!   item back), [`GetError`], [`TaskDoneError`], [`JoinError`]; for the bounded calls of
+//!   [`Value`] and [`Array`], [`ValueError`] and [`ArrayError`] (give the value back).
 //!   Blocking calls end with an `Interrupted` error when an [`Interrupter`] fires.
 //!
 //! ## Layers
@@ -111,6 +112,7 @@ pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 pub use api::survey::{Capacity, Peeked, Process, Survey};
 pub use api::value::{Integer, Number, Value};
+pub use error::{ArrayError, ValueError};
 pub use error::{
     AttachError, CreateError, GetError, Interrupted, JoinError, LockError, LockTimeoutError,
     OpenError, OpenOrCreateError, OutOfBounds, OwnerDied, PutError, RecvError, RecvTimeoutError,

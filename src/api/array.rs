@@ -6,23 +6,46 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zerocopy::IntoBytes;
 
-use super::{Pod, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
+use super::{
+    FOREVER, NO_WAIT, Pod, Wait, data_offset, ensure, lock_result, timeout_lock_result,
+    try_lock_result,
+};
 use crate::error::{
-    CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError, OutOfBounds,
-    TryLockError,
+    ArrayError, CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError,
+    OutOfBounds, TryLockError,
 };
 use crate::region::Region;
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
-use crate::sync::mutex::RawMutex;
+use crate::sync::mutex::{RawMutex, Stopped};
 use crate::sync::park::deadline_after;
+use crate::sys::interrupt::uninterruptible;
 
 /// A fixed-length array of plain-data `T` shared by name, like `multiprocessing.Array` with
-/// its default `lock=True`: every access holds the array's robust lock, so element reads and
-/// writes are never torn, and [`Array::lock`] gives whole-array access as a slice.
+/// its default `lock=True`: every access takes the array's robust lock, so element reads and
+/// writes are never torn while every process follows the protocol, and [`Array::lock`] gives
+/// whole-array access as a slice.
+///
+/// # Blocking and bounds
+///
+/// | call | waits for the lock | at most |
+/// |------|--------------------|---------|
+/// | [`get`](Array::get), [`read_into`](Array::read_into), [`to_vec`](Array::to_vec), [`set`](Array::set), [`write_from`](Array::write_from), [`lock`](Array::lock) | yes | as long as a live process holds it |
+/// | [`get_timeout`](Array::get_timeout)/[`_deadline`](Array::get_deadline), [`read_into_timeout`](Array::read_into_timeout)/[`_deadline`](Array::read_into_deadline) | yes | the caller's bound, then [`ArrayError::Timeout`] |
+/// | [`try_set`](Array::try_set), [`try_write_from`](Array::try_write_from), [`try_lock`](Array::try_lock) | no | [`ArrayError::WouldBlock`] / [`TryLockError::WouldBlock`] at once |
+/// | `set_timeout`/`_deadline`, `write_from_timeout`/`_deadline`, [`lock_timeout`](Array::lock_timeout)/[`_deadline`](Array::lock_deadline) | yes | the caller's bound, then a `Timeout` error |
+///
+/// A lock held by a dead process is taken over (within about 50 ms), so only a *live*
+/// holder makes a call wait: one holding an [`ArrayGuard`] for long, or a buggy or hostile
+/// peer that wrote a live process's pid into the lock word, which delays the plain calls for
+/// as long as that process lives, like [`Mutex::lock`](crate::Mutex::lock): use the bounded
+/// forms where that matters. The plain element calls are not interruptible (they have no
+/// error to say so with; [`lock`](Array::lock) is); the bounded forms return
+/// [`ArrayError::Interrupted`] when an [`Interrupter`](crate::Interrupter) the thread
+/// watches fires.
 ///
 /// # Crash safety
 /// Element accesses ([`get`](Array::get), [`set`](Array::set), [`to_vec`](Array::to_vec),
@@ -193,16 +216,38 @@ impl<T: Pod> Array<T> {
             .expect("array area size validated at open")
     }
 
-    /// Runs `f` with the lock held, taking over from a dead holder if need be.
-    fn with_lock<R>(&self, f: impl FnOnce(Region<'_>) -> R) -> R {
+    /// Takes the lock as `wait` allows, taking over from a dead holder if need be (whatever
+    /// the dead process had written stays: any bit pattern is a valid `T`).
+    fn acquire(&self, wait: Wait) -> Result<(), ArrayError> {
         let raw = self.raw();
-        // TEMPORARY (until the bounded Array API lands): an interrupt cannot end this wait.
-        while raw.lock(None).is_err() {
-            std::thread::sleep(crate::sys::futex::SLICE);
+        match wait {
+            None => raw.try_lock().map(drop).ok_or(ArrayError::WouldBlock(())),
+            Some(deadline) => raw.lock(deadline).map(drop).map_err(|s| match s {
+                Stopped::TimedOut => ArrayError::Timeout(()),
+                Stopped::Interrupted => ArrayError::Interrupted(()),
+            }),
         }
+    }
+
+    /// Runs `f` with the lock held, taken as `wait` allows.
+    fn with_lock<R>(&self, wait: Wait, f: impl FnOnce(Region<'_>) -> R) -> Result<R, ArrayError> {
+        self.acquire(wait)?;
         let r = f(self.data());
-        raw.unlock();
-        r
+        self.raw().unlock();
+        Ok(r)
+    }
+
+    /// The plain calls' way: under the lock, waiting as long as a live process holds it,
+    /// not interruptible. (Taking it over from a dead holder cannot fail either.)
+    fn with_lock_forever<R>(&self, f: impl FnOnce(Region<'_>) -> R) -> R {
+        let mut f = Some(f);
+        loop {
+            if let Ok(r) =
+                uninterruptible(|| self.with_lock(FOREVER, |d| (f.take().expect("runs once"))(d)))
+            {
+                return r;
+            }
+        }
     }
 
     fn check_range(&self, start: usize, n: usize) -> Result<(), OutOfBounds> {
@@ -216,15 +261,56 @@ impl<T: Pod> Array<T> {
         }
     }
 
-    /// Element `index`, or `None` if out of bounds.
+    /// Element `index`, or `None` if out of bounds. Waits for the lock as long as a live
+    /// process holds it (see [Blocking and bounds](Array#blocking-and-bounds));
+    /// [`Array::get_timeout`] is the bounded form.
     pub fn get(&self, index: usize) -> Option<T> {
         self.check_range(index, 1).ok()?;
         let mut v = T::new_zeroed();
-        self.with_lock(|d| d.read(index * size_of::<T>(), v.as_mut_bytes()))?;
+        self.with_lock_forever(|d| d.read(index * size_of::<T>(), v.as_mut_bytes()));
         Some(v)
     }
 
-    /// Sets element `index`.
+    /// Element `index`, read under the lock, waiting at most `timeout` for it.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if `index >= len`; [`ArrayError::Timeout`] if a live
+    /// process (or a forged lock word naming one) held the lock throughout.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let name = format!("doc-array-timeout-{}", std::process::id());
+    /// let a = shmq::Array::<u32>::create(name.as_str(), &[7, 8])?;
+    /// assert_eq!(a.get_timeout(1, Duration::from_millis(100)), Ok(8));
+    /// assert!(matches!(
+    ///     a.get_timeout(2, Duration::from_millis(100)),
+    ///     Err(shmq::ArrayError::OutOfBounds { .. })
+    /// ));
+    /// a.set_timeout(0, 9, Duration::from_millis(100))?;
+    /// assert_eq!(a.get(0), Some(9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_timeout(&self, index: usize, timeout: Duration) -> Result<T, ArrayError> {
+        self.get_with(index, Some(deadline_after(timeout)))
+    }
+
+    /// Element `index`, read under the lock, waiting until `deadline` at most for it.
+    ///
+    /// # Errors
+    /// As [`Array::get_timeout`].
+    pub fn get_deadline(&self, index: usize, deadline: Instant) -> Result<T, ArrayError> {
+        self.get_with(index, Some(Some(deadline)))
+    }
+
+    fn get_with(&self, index: usize, wait: Wait) -> Result<T, ArrayError> {
+        let mut v = T::new_zeroed();
+        self.read_with(index, std::slice::from_mut(&mut v), wait)?;
+        Ok(v)
+    }
+
+    /// Sets element `index`, waiting for the lock as long as a live process holds it.
     ///
     /// # Errors
     /// [`OutOfBounds`] if `index >= len`.
@@ -232,30 +318,156 @@ impl<T: Pod> Array<T> {
         self.write_from(index, std::slice::from_ref(&value))
     }
 
-    /// Copies elements `start..start + out.len()` into `out`, all under one lock.
+    /// Sets element `index` if the lock is free (or its holder dead).
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if `index >= len`; [`ArrayError::WouldBlock`] if a live
+    /// process holds the lock. Both hand `value` back.
+    pub fn try_set(&self, index: usize, value: T) -> Result<(), ArrayError<T>> {
+        self.set_with(index, value, NO_WAIT)
+    }
+
+    /// Sets element `index`, waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if `index >= len`; [`ArrayError::Timeout`] if a live
+    /// process held the lock throughout. Both hand `value` back.
+    pub fn set_timeout(
+        &self,
+        index: usize,
+        value: T,
+        timeout: Duration,
+    ) -> Result<(), ArrayError<T>> {
+        self.set_with(index, value, Some(deadline_after(timeout)))
+    }
+
+    /// Sets element `index`, waiting until `deadline` at most for the lock.
+    ///
+    /// # Errors
+    /// As [`Array::set_timeout`].
+    pub fn set_deadline(
+        &self,
+        index: usize,
+        value: T,
+        deadline: Instant,
+    ) -> Result<(), ArrayError<T>> {
+        self.set_with(index, value, Some(Some(deadline)))
+    }
+
+    fn set_with(&self, index: usize, value: T, wait: Wait) -> Result<(), ArrayError<T>> {
+        match self.write_with(index, std::slice::from_ref(&value), wait) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(give_back(e, value)),
+        }
+    }
+
+    /// Copies elements `start..start + out.len()` into `out`, all under one lock (see
+    /// [Blocking and bounds](Array#blocking-and-bounds)).
     ///
     /// # Errors
     /// [`OutOfBounds`] if the range leaves the array.
     pub fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), OutOfBounds> {
         self.check_range(start, out.len())?;
-        self.with_lock(|d| d.read(start * size_of::<T>(), out.as_mut_bytes()));
+        self.with_lock_forever(|d| d.read(start * size_of::<T>(), out.as_mut_bytes()));
         Ok(())
     }
 
-    /// Copies `values` into elements `start..start + values.len()`, all under one lock.
+    /// Copies elements `start..start + out.len()` into `out` under one lock, waiting at
+    /// most `timeout` for it.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if the range leaves the array; [`ArrayError::Timeout`]
+    /// if a live process held the lock throughout (`out` is then untouched).
+    pub fn read_into_timeout(
+        &self,
+        start: usize,
+        out: &mut [T],
+        timeout: Duration,
+    ) -> Result<(), ArrayError> {
+        self.read_with(start, out, Some(deadline_after(timeout)))
+    }
+
+    /// Copies elements `start..start + out.len()` into `out` under one lock, waiting until
+    /// `deadline` at most for it.
+    ///
+    /// # Errors
+    /// As [`Array::read_into_timeout`].
+    pub fn read_into_deadline(
+        &self,
+        start: usize,
+        out: &mut [T],
+        deadline: Instant,
+    ) -> Result<(), ArrayError> {
+        self.read_with(start, out, Some(Some(deadline)))
+    }
+
+    fn read_with(&self, start: usize, out: &mut [T], wait: Wait) -> Result<(), ArrayError> {
+        self.check_range(start, out.len()).map_err(out_of_bounds)?;
+        self.with_lock(wait, |d| d.read(start * size_of::<T>(), out.as_mut_bytes()))?;
+        Ok(())
+    }
+
+    /// Copies `values` into elements `start..start + values.len()`, all under one lock,
+    /// waiting for it as long as a live process holds it.
     ///
     /// # Errors
     /// [`OutOfBounds`] if the range leaves the array.
     pub fn write_from(&self, start: usize, values: &[T]) -> Result<(), OutOfBounds> {
-        self.check_range(start, values.len())?;
-        self.with_lock(|d| d.write(start * size_of::<T>(), values.as_bytes()));
+        // With no deadline and interrupts masked, taking the lock cannot fail.
+        match uninterruptible(|| self.write_with(start, values, FOREVER)) {
+            Err(ArrayError::OutOfBounds { range, .. }) => Err(range),
+            _ => Ok(()),
+        }
+    }
+
+    /// As [`Array::write_from`] if the lock is free (or its holder dead).
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if the range leaves the array; [`ArrayError::WouldBlock`]
+    /// if a live process holds the lock. Nothing was written.
+    pub fn try_write_from(&self, start: usize, values: &[T]) -> Result<(), ArrayError> {
+        self.write_with(start, values, NO_WAIT)
+    }
+
+    /// As [`Array::write_from`], waiting at most `timeout` for the lock.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if the range leaves the array; [`ArrayError::Timeout`] if
+    /// a live process held the lock throughout. Nothing was written.
+    pub fn write_from_timeout(
+        &self,
+        start: usize,
+        values: &[T],
+        timeout: Duration,
+    ) -> Result<(), ArrayError> {
+        self.write_with(start, values, Some(deadline_after(timeout)))
+    }
+
+    /// As [`Array::write_from`], waiting until `deadline` at most for the lock.
+    ///
+    /// # Errors
+    /// As [`Array::write_from_timeout`].
+    pub fn write_from_deadline(
+        &self,
+        start: usize,
+        values: &[T],
+        deadline: Instant,
+    ) -> Result<(), ArrayError> {
+        self.write_with(start, values, Some(Some(deadline)))
+    }
+
+    fn write_with(&self, start: usize, values: &[T], wait: Wait) -> Result<(), ArrayError> {
+        self.check_range(start, values.len())
+            .map_err(out_of_bounds)?;
+        self.with_lock(wait, |d| d.write(start * size_of::<T>(), values.as_bytes()))?;
         Ok(())
     }
 
-    /// A copy of the whole array.
+    /// A copy of the whole array, under one lock, as [`Array::read_into`];
+    /// [`Array::read_into_timeout`] is the bounded form.
     pub fn to_vec(&self) -> Vec<T> {
         let mut v: Vec<T> = (0..self.len).map(|_| T::new_zeroed()).collect();
-        self.with_lock(|d| d.read(0, v.as_mut_slice().as_mut_bytes()));
+        self.with_lock_forever(|d| d.read(0, v.as_mut_slice().as_mut_bytes()));
         v
     }
 
@@ -269,7 +481,8 @@ impl<T: Pod> Array<T> {
         }
     }
 
-    /// Locks the whole array; the guard derefs to `[T]`.
+    /// Locks the whole array, waiting as long as a live process holds the lock; the guard
+    /// derefs to `[T]`.
     ///
     /// # Errors
     /// [`LockError::OwnerDied`] (holding the guard) if the previous holder died holding the
@@ -299,9 +512,35 @@ impl<T: Pod> Array<T> {
         timeout_lock_result(self.raw().lock(deadline_after(timeout)), || self.guard())
     }
 
+    /// Locks the whole array, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Array::lock_timeout`].
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        timeout_lock_result(self.raw().lock(Some(deadline)), || self.guard())
+    }
+
     /// The segment's name.
     pub fn name(&self) -> String {
         self.seg.name()
+    }
+}
+
+/// The out-of-bounds error of the bounded element calls.
+fn out_of_bounds(range: OutOfBounds) -> ArrayError {
+    ArrayError::OutOfBounds { value: (), range }
+}
+
+/// The element `v` handed back in an error.
+fn give_back<T>(e: ArrayError, v: T) -> ArrayError<T> {
+    match e {
+        ArrayError::OutOfBounds { range, .. } => ArrayError::OutOfBounds { value: v, range },
+        ArrayError::WouldBlock(()) => ArrayError::WouldBlock(v),
+        ArrayError::Timeout(()) => ArrayError::Timeout(v),
+        ArrayError::Interrupted(()) => ArrayError::Interrupted(v),
     }
 }
 

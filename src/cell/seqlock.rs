@@ -21,12 +21,20 @@
 //! `seq` is odd while a writer is inside that buffer. A reader that keeps failing (a writer
 //! storm, or a hostile peer flipping the words) falls back to taking the writer lock, with a
 //! short deadline, between further optimistic attempts.
+//!
+//! Bounds: every wait here takes a deadline. A peer can forge the lock word to name a live
+//! process (which then seems to hold the lock forever) and leave the sequence words odd (so no
+//! optimistic read succeeds): [`SeqLock::read`] then gives up at its deadline with
+//! [`Stopped::TimedOut`], and [`SeqLock::lock`] likewise; an interrupt the thread watches
+//! ends either with [`Stopped::Interrupted`]. A lock held by a *dead* process is taken over
+//! (by [`RawMutex`]), so only a live holder, honest or forged, can make either wait.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::region::Region;
-use crate::sync::mutex::{Locked, RawMutex};
+use crate::sync::mutex::{Locked, RawMutex, Stopped};
+use crate::sync::park;
 
 const ACTIVE: usize = 16;
 const BUFFERS: usize = 64;
@@ -73,16 +81,37 @@ impl<'a> SeqLock<'a> {
         }
     }
 
-    /// Reads the value into `out` (exactly `size` bytes). Never returns a torn value from
-    /// honest writers, and never waits for a writer that is stopped or dead (writers only
-    /// touch the buffer readers are not sent to). Only a storm of writes, two or more during
-    /// each attempt, makes it fall back to taking the writer lock, and then for at most
-    /// `LOCK_SLICE` at a time between further optimistic attempts.
-    pub(crate) fn read(&self, out: &mut [u8]) {
+    /// Reads a consistent copy of the value into `out` (exactly `size` bytes), trying until
+    /// the deadline that `deadline` returns (`None`: no limit). `deadline` is called only if
+    /// the first attempt fails, so the uncontended read costs no clock read.
+    ///
+    /// Never returns a torn value from honest writers, and never waits for a writer that is
+    /// stopped or dead (writers only touch the buffer readers are not sent to). Only a storm
+    /// of writes, two or more during each attempt, makes it fall back to taking the writer
+    /// lock, and then for at most `LOCK_SLICE` at a time between further optimistic attempts.
+    ///
+    /// # Errors
+    /// [`Stopped::TimedOut`] if the deadline passed without a consistent copy: the writer lock stayed
+    /// held by a live process (or a forged word naming one) while the active buffer kept
+    /// changing or stayed odd. `out` then holds unspecified bytes.
+    #[inline]
+    pub(crate) fn read(
+        &self,
+        out: &mut [u8],
+        deadline: impl FnOnce() -> Option<Instant>,
+    ) -> Result<(), Stopped> {
+        if self.try_read(out) {
+            return Ok(());
+        }
+        self.read_contended(out, deadline())
+    }
+
+    #[cold]
+    fn read_contended(&self, out: &mut [u8], deadline: Option<Instant>) -> Result<(), Stopped> {
         loop {
             for attempt in 0..READ_TRIES {
                 if self.try_read(out) {
-                    return;
+                    return Ok(());
                 }
                 if attempt < READ_TRIES / 2 {
                     std::hint::spin_loop();
@@ -90,16 +119,25 @@ impl<'a> SeqLock<'a> {
                     std::thread::yield_now();
                 }
             }
-            if self.read_locked(out) {
-                return;
+            // One slice of waiting for the lock, never past the caller's deadline. Even with
+            // the deadline already passed, `RawMutex::lock` makes one attempt, so a reader that
+            // was descheduled past its deadline still gets a last chance.
+            let slice = park::earliest(deadline, park::deadline_after(LOCK_SLICE));
+            match self.read_locked(out, slice) {
+                Ok(()) => return Ok(()),
+                Err(Stopped::Interrupted) => return Err(Stopped::Interrupted),
+                Err(Stopped::TimedOut) => {}
+            }
+            if park::passed(deadline) {
+                return Err(Stopped::TimedOut);
             }
         }
     }
 
     fn try_read(&self, out: &mut [u8]) -> bool {
-        // Acquire: pairs with the Release store of `active` in `write`.
+        // Acquire: pairs with the Release store of `active` in `write_held`.
         let (seq, data) = self.bufs[(self.active.load(Ordering::Acquire) & 1) as usize];
-        // Acquire: pairs with the Release store of the even sequence in `write`.
+        // Acquire: pairs with the Release store of the even sequence in `write_held`.
         let s1 = seq.load(Ordering::Acquire);
         if s1 & 1 == 1 {
             return false;
@@ -110,36 +148,41 @@ impl<'a> SeqLock<'a> {
         seq.load(Ordering::Relaxed) == s1
     }
 
-    fn read_locked(&self, out: &mut [u8]) -> bool {
+    fn read_locked(&self, out: &mut [u8], deadline: Option<Instant>) -> Result<(), Stopped> {
         // Either way (clean or taken over from a dead writer) no honest writer is inside.
-        if self.lock.lock(Some(Instant::now() + LOCK_SLICE)).is_err() {
-            return false;
-        }
-        let (_, data) = self.bufs[(self.active.load(Ordering::Relaxed) & 1) as usize];
-        data.read(0, out);
+        self.lock.lock(deadline)?;
+        self.read_active(out);
         self.lock.unlock();
-        true
+        Ok(())
     }
 
-    /// Locks out other writers; `Locked::OwnerDied` if a writer died holding the lock (the
-    /// active buffer is whole regardless).
-    pub(crate) fn lock(&self) -> Locked {
-        // TEMPORARY (until the bounded Value API lands): an interrupt cannot end this wait.
-        loop {
-            match self.lock.lock(None) {
-                Ok(how) => return how,
-                Err(_) => std::thread::sleep(crate::sys::futex::SLICE),
-            }
-        }
+    /// Locks out other writers, waiting until `deadline` (`None`: as long as a live holder
+    /// keeps the lock). `Locked::OwnerDied` if a writer died holding the lock (the active
+    /// buffer is whole regardless).
+    ///
+    /// # Errors
+    /// [`Stopped::TimedOut`] if a live process (or a forged lock word naming one) held the lock until
+    /// `deadline`.
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Locked, Stopped> {
+        self.lock.lock(deadline)
+    }
+
+    /// Locks out other writers if no live process holds the lock now.
+    pub(crate) fn try_lock(&self) -> Option<Locked> {
+        self.lock.try_lock()
     }
 
     pub(crate) fn unlock(&self) {
         self.lock.unlock();
     }
 
-    /// Reads the active buffer; call with the lock held.
-    pub(crate) fn read_held(&self, out: &mut [u8]) {
-        let (_, data) = self.bufs[(self.active.load(Ordering::Relaxed) & 1) as usize];
+    /// Copies the active buffer as it is. With the lock held this is the current value;
+    /// without it (the last resort of a bounded read) it is whatever the buffer holds, which
+    /// a writer, honest or not, may be changing at the same time.
+    pub(crate) fn read_active(&self, out: &mut [u8]) {
+        // Acquire: pairs with the Release store of `active` in `write_held`, for the unlocked
+        // last resort; under the lock, the lock's own Acquire already orders it.
+        let (_, data) = self.bufs[(self.active.load(Ordering::Acquire) & 1) as usize];
         data.read(0, out);
     }
 
@@ -164,6 +207,38 @@ mod tests {
     use super::*;
     use crate::region::heap;
 
+    /// No deadline: the old unbounded read, for honest-writer tests.
+    fn read(cell: &SeqLock<'_>, out: &mut [u8]) {
+        cell.read(out, || None).unwrap();
+    }
+
+    fn write(cell: &SeqLock<'_>, bytes: &[u8]) {
+        cell.lock(None).unwrap();
+        cell.write_held(bytes);
+        cell.unlock();
+    }
+
+    /// Forges what a hostile peer would: the lock word naming a live process (this one, which
+    /// `RawMutex` never takes over from) and odd sequence words on both buffers.
+    fn forge(region: Region<'_>, lock: bool, odd: bool) {
+        if lock {
+            region
+                .u32_at(0)
+                .unwrap()
+                .store(std::process::id(), Ordering::Relaxed);
+        }
+        if odd {
+            let cell = SeqLock::new(region, 16).unwrap();
+            for (seq, _) in cell.bufs {
+                seq.store(7, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn soon() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(if cfg!(miri) { 5 } else { 30 }))
+    }
+
     #[test]
     fn concurrent_reads_are_never_torn() {
         const SIZE: usize = 40;
@@ -175,16 +250,14 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 for i in 1..=rounds {
-                    cell.lock();
-                    cell.write_held(&[(i % 251) as u8; SIZE]);
-                    cell.unlock();
+                    write(&cell, &[(i % 251) as u8; SIZE]);
                 }
             });
             for _ in 0..2 {
                 s.spawn(|| {
                     let mut out = [0u8; SIZE];
                     for _ in 0..rounds {
-                        cell.read(&mut out);
+                        read(&cell, &mut out);
                         assert!(out.iter().all(|&b| b == out[0]), "torn read {out:?}");
                     }
                 });
@@ -202,12 +275,10 @@ mod tests {
         seq.store(1, Ordering::Relaxed);
         data.write(0, &[9; 8]);
         let mut out = [0u8; 16];
-        cell.read(&mut out);
+        read(&cell, &mut out);
         assert_eq!(out, [1; 16]);
-        cell.lock();
-        cell.write_held(&[2; 16]);
-        cell.unlock();
-        cell.read(&mut out);
+        write(&cell, &[2; 16]);
+        read(&cell, &mut out);
         assert_eq!(out, [2; 16]);
     }
 
@@ -215,5 +286,98 @@ mod tests {
     fn too_small_region_is_refused() {
         let buf = heap(BUFFERS + stride(16) + 8 + 16 - 8);
         assert!(SeqLock::new(Region::from_words(&buf), 16).is_none());
+    }
+
+    #[test]
+    fn read_times_out_on_forged_lock_and_odd_buffers() {
+        let buf = heap(region_size(16));
+        let region = Region::from_words(&buf);
+        let cell = SeqLock::new(region, 16).unwrap();
+        cell.init(&[3; 16]);
+        forge(region, true, true);
+        let mut out = [0u8; 16];
+        assert_eq!(cell.read(&mut out, soon), Err(Stopped::TimedOut));
+        // The last resort still copies the active buffer, whole here.
+        cell.read_active(&mut out);
+        assert_eq!(out, [3; 16]);
+    }
+
+    #[test]
+    fn read_with_a_passed_deadline_still_tries_once() {
+        let buf = heap(region_size(16));
+        let region = Region::from_words(&buf);
+        let cell = SeqLock::new(region, 16).unwrap();
+        cell.init(&[4; 16]);
+        let past = || Some(Instant::now());
+        let mut out = [0u8; 16];
+        // Uncontended: the optimistic read needs no deadline at all.
+        assert_eq!(cell.read(&mut out, || unreachable!()), Ok(()));
+        // Odd buffers but a free lock: the locked read succeeds even past the deadline.
+        forge(region, false, true);
+        out = [0; 16];
+        assert_eq!(cell.read(&mut out, past), Ok(()));
+        assert_eq!(out, [4; 16]);
+    }
+
+    #[test]
+    fn forged_lock_alone_does_not_delay_reads() {
+        let buf = heap(region_size(16));
+        let region = Region::from_words(&buf);
+        let cell = SeqLock::new(region, 16).unwrap();
+        cell.init(&[5; 16]);
+        forge(region, true, false);
+        let mut out = [0u8; 16];
+        // With no deadline at all: a regression would hang here (the test harness's own
+        // timeout is the watchdog), since the optimistic read must succeed.
+        assert_eq!(cell.read(&mut out, || None), Ok(()));
+        assert_eq!(out, [5; 16]);
+    }
+
+    #[test]
+    fn lock_with_deadline_times_out_on_forged_lock() {
+        let buf = heap(region_size(16));
+        let region = Region::from_words(&buf);
+        let cell = SeqLock::new(region, 16).unwrap();
+        forge(region, true, false);
+        assert_eq!(cell.try_lock(), None);
+        assert_eq!(cell.lock(soon()), Err(Stopped::TimedOut));
+        // Freed, the lock works again.
+        region.u32_at(0).unwrap().store(0, Ordering::Relaxed);
+        assert_eq!(cell.try_lock(), Some(Locked::Clean));
+        cell.write_held(&[6; 16]);
+        cell.unlock();
+        let mut out = [0u8; 16];
+        read(&cell, &mut out);
+        assert_eq!(out, [6; 16]);
+    }
+
+    #[test]
+    fn reader_survives_a_writer_that_flips_words_at_random() {
+        // A hostile writer rewrites `active` and both sequence words without the lock while a
+        // bounded reader runs: the reader returns (Ok or TimedOut), never hangs or panics.
+        let buf = heap(region_size(16));
+        let region = Region::from_words(&buf);
+        let cell = SeqLock::new(region, 16).unwrap();
+        cell.init(&[8; 16]);
+        let stop = AtomicU32::new(0);
+        let rounds = if cfg!(miri) { 5 } else { 200 };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut x = 1u64;
+                while stop.load(Ordering::Relaxed) == 0 {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    cell.active.store((x >> 33) as u32, Ordering::Relaxed);
+                    cell.bufs[0].0.store(x >> 7, Ordering::Relaxed);
+                    cell.bufs[1].0.store(x >> 11, Ordering::Relaxed);
+                    std::hint::spin_loop();
+                }
+            });
+            let mut out = [0u8; 16];
+            for _ in 0..rounds {
+                let deadline = Instant::now() + Duration::from_millis(2);
+                let _ = cell.read(&mut out, || Some(deadline));
+            }
+            stop.store(1, Ordering::Relaxed);
+        });
     }
 }

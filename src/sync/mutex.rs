@@ -141,6 +141,11 @@ impl<'a> RawMutex<'a> {
         let mut check_every = FIRST_CHECK;
         let mut next_check = Instant::now() + check_every;
         loop {
+            // Checked on every round, also after a lost CAS: a peer rewriting the word all the
+            // time must not keep a bounded lock looping past its deadline.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return self.try_lock().ok_or(Stopped::TimedOut);
+            }
             let mut state = self.state.load(Ordering::Relaxed);
             if state == UNLOCKED {
                 // Take it marked CONTENDED: others may be asleep and must be woken on unlock.

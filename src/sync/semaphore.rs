@@ -86,6 +86,10 @@ impl<'a> RawSemaphore<'a> {
                 if self.try_acquire() {
                     break Ok(true);
                 }
+                // Lost the race (or a peer keeps rewriting the count): never past the deadline.
+                if park::passed(deadline) {
+                    break Ok(false);
+                }
                 continue;
             }
             // Wake now and then even unsignalled: a waiter that was woken and then killed

@@ -35,10 +35,11 @@ pub(crate) enum Wake {
 /// Spurious wake-ups are possible and harmless: callers loop over their own condition.
 /// `EINTR` comes back as [`Wake::Retry`], so a signal never ends a wait early as a timeout.
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
-    let watched = interrupt::watched();
+    let masked = interrupt::masked();
+    let watched = if masked { None } else { interrupt::watched() };
     let process = interrupt::PROCESS.load(Ordering::Acquire);
     let thread = watched.as_deref().map(|w| w.load(Ordering::Acquire));
-    if process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1) {
+    if !masked && (process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1)) {
         return Wake::Interrupted;
     }
     let left = match deadline {
@@ -57,6 +58,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
         (word, expected),
     ];
     let n = match (&watched, thread) {
+        _ if masked => 1,
         (Some(w), Some(t)) => {
             waiters[2] = (w, t);
             3

@@ -16,7 +16,7 @@
 //! The process word can be fired from a signal handler: firing is one atomic RMW and one
 //! `futex` system call, both async-signal-safe.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,6 +26,26 @@ pub(crate) static PROCESS: AtomicU32 = AtomicU32::new(0);
 thread_local! {
     /// The interrupt word the current thread's blocking calls watch besides [`PROCESS`].
     static WATCHED: RefCell<Option<Arc<AtomicU32>>> = const { RefCell::new(None) };
+    /// Set while the thread runs a call that must not be interrupted ([`uninterruptible`]).
+    static MASKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with interrupts masked on this thread: waits inside it end only as they would
+/// without any interrupter. For calls whose signature has no way to report an interrupt.
+pub(crate) fn uninterruptible<R>(f: impl FnOnce() -> R) -> R {
+    struct Unmask(bool);
+    impl Drop for Unmask {
+        fn drop(&mut self) {
+            MASKED.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Unmask(MASKED.with(|m| m.replace(true)));
+    f()
+}
+
+/// Whether interrupts are masked on this thread.
+pub(crate) fn masked() -> bool {
+    MASKED.with(Cell::get)
 }
 
 /// Whether the word says "interrupted".
@@ -50,7 +70,7 @@ pub(crate) fn reset(word: &AtomicU32) {
     });
 }
 
-/// The word the current thread watches, if any.
+/// The word the current thread watches, if any (masking aside).
 pub(crate) fn watched() -> Option<Arc<AtomicU32>> {
     WATCHED.with(|w| w.borrow().clone())
 }
@@ -64,7 +84,7 @@ pub(crate) fn set_watched(word: Option<Arc<AtomicU32>>) -> Option<Arc<AtomicU32>
 /// watched word is set. Two loads (and a thread-local access); cheap enough for spin loops
 /// that call it every few hundred polls.
 pub(crate) fn pending() -> bool {
-    is_set(&PROCESS) || WATCHED.with(|w| w.borrow().as_deref().is_some_and(is_set))
+    !masked() && (is_set(&PROCESS) || WATCHED.with(|w| w.borrow().as_deref().is_some_and(is_set)))
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
