@@ -647,7 +647,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             &self.sleeper(items),
             true,
             || attempt(lock_deadline),
-            |deep| gone(deep),
+            &mut gone,
         ) {
             Ok(r) => Ok(r),
             Err(Ended::TimedOut) => Err(Failed::Timeout),
