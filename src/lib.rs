@@ -21,7 +21,7 @@
 //!
 //! assert_eq!(*counter.lock().map_err(|e| e.to_string())?, 1);
 //! assert!(done.is_set());
-//! // Dropping the creator's handles removes the names from /dev/shm.
+//! // Dropping the last handles removes the names from /dev/shm.
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -32,6 +32,46 @@
 //! use, so a buggy or hostile peer that scribbles over the shared structures yields an error,
 //! never an out-of-bounds access. Do not use it across machines, across pid namespaces
 //! (liveness checks use pids), or for types with pointers: payloads must be [`Pod`].
+//!
+//! ## Lifecycle
+//! A name lives while any process uses it. Every handle holds its segment's *use lock* (a
+//! shared `flock` the kernel drops when the process dies, however it dies); the last handle
+//! dropped, in any process, removes the name, and a process that opens the name later
+//! attaches as long as someone still uses it. If every user was killed, `create` of the
+//! name replaces the abandoned segment at once (never one any live process uses, never a
+//! persistent one, never a file that is not a shmq segment), and `shmq gc --watch` removes it
+//! within milliseconds. See [`segment`] for the protocol and [`Segment::remove_if_unused`].
+//!
+//! Queues know their sides ([`Side`]): a `get` on an empty queue returns `Disconnected` once
+//! every handle that puts is gone (dropped, or its process dead), and a `put` on a full one
+//! once every handle that gets is gone. [`JoinableQueue::join`] reports tasks lost with dead
+//! workers instead of waiting for ever.
+//!
+//! ## Blocking calls and their bounds
+//! Every blocking call returns its `Interrupted` error when an [`Interrupter`] the thread
+//! watches fires (or the process-wide one, which [`interrupt_on_signals`] ties to SIGINT and
+//! SIGTERM), except the plain `Value`/`Array` element calls, which have no error to say so
+//! with (their bounded forms do).
+//!
+//! | call | waits for | bounded forms | a dead peer ends the wait |
+//! |------|-----------|---------------|---------------------------|
+//! | `open` of any kind | the creator to finish initializing | [`Options::open_timeout`] (default 1 s) | yes: `Abandoned` |
+//! | `create` | never (a leftover is judged without waiting) | — | — |
+//! | [`Producer`] `send`, `reserve`; [`Sender`] `send`, `reserve` | room in the ring | `try_`, `_timeout` | consumer gone: `Disconnected` |
+//! | [`Consumer`] `recv`, `recv_into`; [`Receiver`] `recv`; [`Pipe`] `send`/`recv` | a message / room | `try_`, `_timeout` | peer gone and drained: `Disconnected` |
+//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `put`, `loan` | room | `try_`, `_timeout` | every getter gone: `Disconnected` |
+//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `get` | an item | `try_`, `_timeout` | every putter gone: `Disconnected` |
+//! | [`JoinableQueue::join`] | every task done | `_timeout`, `_deadline` | taker died: `JoinError::Lost` |
+//! | [`Mutex::lock`], [`Array::lock`] | the lock | `try_`, `_timeout`, `_deadline` (Mutex) | holder died: `OwnerDied` |
+//! | [`Semaphore::acquire`] | a permit | `try_`, `_timeout`, `_deadline` | no (permits are not owned) |
+//! | [`Event::wait`] | the flag | `_timeout`, `_deadline` | no (the flag is not owned) |
+//! | [`Value`] `store`/`swap`/`update`/`compare_exchange` (over 8 bytes) | the writer lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
+//! | [`Value::load`] (over 8 bytes) | a consistent copy | `load_timeout`, `load_deadline`; `load` itself gives up after 1 s | — |
+//! | [`Array`] `get`/`set`/`read_into`/`write_from`/`to_vec` | the lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
+//!
+//! A live process that holds a lock (or a peer that forged a lock word to name one) delays
+//! the unbounded forms as long as it lives; the bounded forms end at their bound. Nothing a
+//! peer writes into shared memory makes a bounded call wait past its bound.
 //!
 //! ## Known limits
 //! - **Data under a guard trusts the protocol.** A [`MutexGuard`], an [`ArrayGuard`] or a
@@ -50,7 +90,11 @@
 //! - **Durability.** [`Options::file`] segments outlive every process; they survive an OS
 //!   crash only up to the last `flush` (`msync`).
 //! - **fork.** A forked child inherits handles and guards; it must not use a guard its parent
-//!   held. Segments are removed only by the process that created them.
+//!   held. It shares its parent's open file, and so its use lock: the kernel cannot tell
+//!   the two apart, so when the parent drops its handle (or exits) first, the name is
+//!   removed although the child still uses the segment (the child keeps working; later
+//!   openers get `NotFound`). A child's drop never removes the name. Children that must keep
+//!   the name alive open it themselves (as spawned processes do).
 //!
 //! ## Map
 //! - Messages: [`Ring`] (single producer, single consumer, zero-copy: [`Producer`] /

@@ -51,7 +51,7 @@ use crate::sys::interrupt::uninterruptible;
 /// Element accesses ([`get`](Array::get), [`set`](Array::set), [`to_vec`](Array::to_vec),
 /// ...) take over the lock of a dead holder and carry on: whatever the dead process had
 /// written stays (any bit pattern is a valid `T`). [`Array::lock`] reports such a takeover as
-/// [`OwnerDied`] so that callers who update several elements together can repair them.
+/// [`OwnerDied`](crate::OwnerDied) so that callers who update several elements together can repair them.
 ///
 /// # Examples
 /// ```

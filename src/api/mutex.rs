@@ -18,13 +18,13 @@ use crate::sync::park::deadline_after;
 /// A mutual-exclusion lock across processes, guarding a `T` that lives in the segment.
 ///
 /// Robust: if the process holding it dies, the next locker gets the lock together with an
-/// [`OwnerDied`] error that holds the guard, like `EOWNERDEAD` for robust pthread mutexes,
+/// [`OwnerDied`](crate::OwnerDied) error that holds the guard, like `EOWNERDEAD` for robust pthread mutexes,
 /// instead of waiting forever. A waiter sleeps on a futex after a short spin and uses no CPU
 /// while it waits, apart from a liveness check of the holder every 50 ms at most.
 ///
 /// # Crash safety
 /// A holder killed mid-update leaves `T` as it was at that instant (any bit pattern is a valid
-/// `T`); the first locker after the death learns of it through [`OwnerDied`]. A waiter killed
+/// `T`); the first locker after the death learns of it through [`OwnerDied`](crate::OwnerDied). A waiter killed
 /// while waiting leaves nothing behind.
 ///
 /// # Examples
