@@ -119,6 +119,11 @@ pub(crate) fn view(
         len,
         closed: load(CLOSED).unwrap_or(0) != 0,
         holder: RawMutex::at(payload, 0).and_then(|m| m.holder_process()),
+        participants: payload
+            .sub(TABLE, participants::SIZE)
+            .and_then(Participants::new)
+            .map(|t| t.list())
+            .unwrap_or_default(),
         items: Vec::new(),
         problem: None,
     };
@@ -150,6 +155,8 @@ pub(crate) struct PriorityView {
     pub(crate) len: u64,
     pub(crate) closed: bool,
     pub(crate) holder: Option<crate::sys::process::ProcessId>,
+    /// `(entry index, process, being reclaimed, sides)` of every recorded participant.
+    pub(crate) participants: Vec<(usize, crate::sys::process::ProcessId, bool, u32)>,
     pub(crate) items: Vec<Vec<u8>>,
     pub(crate) problem: Option<String>,
 }

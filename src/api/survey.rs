@@ -225,6 +225,7 @@ impl Survey {
                     if let Some(h) = v.holder {
                         self.attached.push(Process::recorded("lock holder", h));
                     }
+                    self.participants(v.participants);
                     self.contents = v
                         .items
                         .into_iter()
@@ -237,6 +238,19 @@ impl Survey {
                 }
                 Err(e) => self.problems.push(e),
             },
+        }
+    }
+
+    /// The processes a queue's participant table records, with their sides.
+    fn participants(&mut self, table: Vec<(usize, crate::sys::process::ProcessId, bool, u32)>) {
+        for (i, who, reclaiming, sides) in table {
+            let side = crate::api::queue::Side::from_bits(sides).map_or("", |s| s.label());
+            let role = if reclaiming {
+                format!("participant {i} {side} (being reclaimed)")
+            } else {
+                format!("participant {i} {side}")
+            };
+            self.attached.push(Process::recorded(role, who));
         }
     }
 
@@ -347,15 +361,7 @@ impl Survey {
             self.detail("taken, not done", v.taken);
         }
         self.detail("positions", format!("put {} get {}", v.enq, v.deq));
-        for (i, who, reclaiming, sides) in v.participants {
-            let side = crate::api::queue::Side::from_bits(sides).map_or("", |s| s.label());
-            let role = if reclaiming {
-                format!("participant {i} {side} (being reclaimed)")
-            } else {
-                format!("participant {i} {side}")
-            };
-            self.attached.push(Process::recorded(role, who));
-        }
+        self.participants(v.participants);
         for pos in v.waiting {
             let data = q.data(pos);
             let (len, start) = if byte_queue {
