@@ -323,6 +323,10 @@ fn queue_put_never_commits_after_a_consumer_saw_disconnected() {
     }
 }
 
+/// Where a queue's slots start in its payload: after the control words (512 bytes) and the
+/// participant table (64 bytes of counters, then 16 bytes per each of 256 participants).
+const SLOTS_AT: usize = 512 + 64 + 16 * 256;
+
 /// Guard (holds today): hostile geometry and positions give errors, not panics.
 #[test]
 fn hostile_queue_words_give_errors_not_panics() {
@@ -331,8 +335,7 @@ fn hostile_queue_words_give_errors_not_panics() {
         let q = Queue::<u64>::create(name.as_str(), 4).unwrap();
         q.put(1).unwrap();
         // Slot 1's word: a sequence from nowhere.
-        // Slots start after the control words (512 bytes) and the participant table.
-        let slot1 = 512 + (64 + 16 * 256) + 16;
+        let slot1 = SLOTS_AT + 16;
         poke(&name, slot1 as u64, &0x0000_1234_5678_9abbu64.to_ne_bytes());
         assert!(matches!(q.try_put(2), Err(PutError::Corrupted { .. })));
         assert_eq!(q.try_get(), Ok(1));
@@ -346,7 +349,7 @@ fn hostile_queue_words_give_errors_not_panics() {
     {
         let q = ByteQueue::create(name.as_str(), 4, 8).unwrap();
         q.put(b"abc").unwrap();
-        poke(&name, (512 + 256 * 8 + 8) as u64, &u64::MAX.to_ne_bytes());
+        poke(&name, (SLOTS_AT + 8) as u64, &u64::MAX.to_ne_bytes());
         assert!(matches!(q.try_get(), Err(GetError::Corrupted { .. })));
     }
     assert_gone(&name);
