@@ -589,9 +589,10 @@ fn run_typed(input: Input, joinable: bool) {
                 }
                 Op::Join { micros: m } => {
                     if let Some(j) = main.joinable()
-                        && let Err(e) = j.join_timeout(micros(m))
+                        && let Err(shmq::JoinError::Timeout { unfinished }) =
+                            j.join_timeout(micros(m))
                     {
-                        assert!(e.unfinished > 0, "join timed out with nothing unfinished");
+                        assert!(unfinished > 0, "join timed out with nothing unfinished");
                     }
                 }
                 Op::Patch(p) => ctx.patch(&p),
