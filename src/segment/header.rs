@@ -449,9 +449,8 @@ pub(crate) fn leftover(start: &[u8]) -> Leftover {
     match magic {
         None | Some(0) if blank => Leftover::Blank,
         Some(MAGIC) => {
-            let u32_at = |at: usize| {
-                word(at, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
-            };
+            let u32_at =
+                |at: usize| word(at, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])));
             match (u32_at(8), u32_at(offset_of!(Header, flags))) {
                 (Some(VERSION), Some(flags)) => Leftover::Ours {
                     persistent: flags & FLAG_PERSISTENT != 0,

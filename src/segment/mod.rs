@@ -477,12 +477,10 @@ impl Segment {
                 // before we locked it: then it is no longer at the name, and we start over.
                 Ok(Some(map)) if map.still_named(&loc) => break map,
                 Ok(_) => {}
-                Err(SysError::AlreadyExists) => {
-                    match remove_if_unused_at(&loc, false) {
-                        Ok(Removal::Removed) | Err(SysError::NotFound) => {}
-                        _ => return Err(create_error(SysError::AlreadyExists)),
-                    }
-                }
+                Err(SysError::AlreadyExists) => match remove_if_unused_at(&loc, false) {
+                    Ok(Removal::Removed) | Err(SysError::NotFound) => {}
+                    _ => return Err(create_error(SysError::AlreadyExists)),
+                },
                 Err(e) => return Err(create_error(e)),
             }
             // Each round means another process created or removed the name meanwhile.
