@@ -400,7 +400,24 @@ impl Segment {
         persistent_too: bool,
     ) -> Result<Removal, OpenError> {
         let loc = opts.into().location_for_open()?;
-        remove_if_unused_at(&loc, persistent_too).map_err(|e| open_error(&loc.display_name(), e))
+        remove_if_unused_at(&loc, persistent_too, true)
+            .map_err(|e| open_error(&loc.display_name(), e))
+    }
+
+    /// [`Segment::remove_if_unused`] for janitors, which look at every file in a directory:
+    /// only a file that starts with a shmq header of this layout version is removed. A file
+    /// without one (empty, or zeros where the header goes) is [`Removal::Foreign`] here,
+    /// because every program's new shared-memory file looks like that for a moment, and
+    /// only shmq files carry the use lock. (`remove_if_unused` removes such a *blank* file:
+    /// its caller wants the name for a segment of its own.) `shmq gc` and its janitor
+    /// (`shmq gc --watch`) decide through this.
+    ///
+    /// # Errors
+    /// As [`Segment::remove_if_unused`].
+    pub fn reap(opts: impl Into<Options>, persistent_too: bool) -> Result<Removal, OpenError> {
+        let loc = opts.into().location_for_open()?;
+        remove_if_unused_at(&loc, persistent_too, false)
+            .map_err(|e| open_error(&loc.display_name(), e))
     }
 
     /// Whether some process holds the segment's use lock (uses it through shmq). A moment's
@@ -477,7 +494,7 @@ impl Segment {
                 // before we locked it: then it is no longer at the name, and we start over.
                 Ok(Some(map)) if map.still_named(&loc) => break map,
                 Ok(_) => {}
-                Err(SysError::AlreadyExists) => match remove_if_unused_at(&loc, false) {
+                Err(SysError::AlreadyExists) => match remove_if_unused_at(&loc, false, true) {
                     Ok(Removal::Removed) | Err(SysError::NotFound) => {}
                     _ => return Err(create_error(SysError::AlreadyExists)),
                 },
@@ -649,15 +666,21 @@ pub enum Removal {
     Foreign,
 }
 
-/// [`Segment::remove_if_unused`] at a location.
-fn remove_if_unused_at(loc: &Location, persistent_too: bool) -> Result<Removal, SysError> {
+/// [`Segment::remove_if_unused`] at a location; `blank_too`: a file without a header counts
+/// as a blank segment (else as foreign).
+fn remove_if_unused_at(
+    loc: &Location,
+    persistent_too: bool,
+    blank_too: bool,
+) -> Result<Removal, SysError> {
     let Some(unused) = shm::lock_unused(loc)? else {
         return Ok(Removal::InUse);
     };
     let mut start = [0u8; HEADER_SIZE];
     let n = unused.read_start(&mut start)?;
     let removable = match header::leftover(&start[..n]) {
-        header::Leftover::Blank => true,
+        header::Leftover::Blank if blank_too => true,
+        header::Leftover::Blank => return Ok(Removal::Foreign),
         header::Leftover::Ours { persistent } => !persistent || persistent_too,
         header::Leftover::Foreign => return Ok(Removal::Foreign),
     };
