@@ -347,17 +347,25 @@ impl Janitor {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<JanitorEvent>, JanitorError> {
+        // At least one step per call, so that a zero timeout still makes progress.
+        let mut stepped = false;
         loop {
             if let Some(report) = self.reports.pop_front() {
                 return Ok(Some(report));
             }
+            if stepped && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            stepped = true;
+            if let Some(check) = self.due.pop_front() {
+                self.check(check);
+                continue;
+            }
+            // Only once the last scan's checks are done: a scan that takes longer than the
+            // interval must not pile up behind itself.
             let now = Instant::now();
             if now >= self.next_rescan {
                 self.rescan(now);
-                continue;
-            }
-            if let Some(check) = self.due.pop_front() {
-                self.check(check);
                 continue;
             }
             if self.later.iter().any(|(at, _)| *at <= now) {
@@ -367,15 +375,13 @@ impl Janitor {
                 self.due.extend(ready.into_iter().map(|(_, c)| c));
                 continue;
             }
-            // Idle: sleep until a notification, the next timed check, or the deadline.
+            // Idle: sleep until a notification, the next timed check, or the deadline (past
+            // already, it still takes the notifications that are waiting).
             let mut wake = self.next_rescan;
             for (at, _) in &self.later {
                 wake = wake.min(*at);
             }
             if let Some(d) = deadline {
-                if now >= d {
-                    return Ok(None);
-                }
                 wake = wake.min(d);
             }
             let mut events = std::mem::take(&mut self.events);
