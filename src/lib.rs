@@ -109,7 +109,8 @@
 //! - Tools: [`Survey`] reads any segment without attaching or writing (header, capacity,
 //!   fill, recorded processes and whether each lives, the first waiting messages); the
 //!   `shmq` command's `ls`, `inspect` and `gc` are built on it. [`Peer`] says where the other
-//!   end of a ring is.
+//!   end of a ring is. [`Janitor`] removes segments the moment their last user dies
+//!   (`shmq gc --watch`).
 //! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
 //!   timeout). Every constructor takes `impl Into<Options>`, so a `&str` name works.
 //! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],
@@ -117,7 +118,8 @@
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
 //!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
 //!   item back), [`GetError`], [`TaskDoneError`], [`JoinError`]; for the bounded calls of
-//!   [`Value`] and [`Array`], [`ValueError`] and [`ArrayError`] (give the value back).
+//!   [`Value`] and [`Array`], [`ValueError`] and [`ArrayError`] (give the value back); for
+//!   the janitor [`JanitorError`].
 //!   Blocking calls end with an `Interrupted` error when an [`Interrupter`] fires.
 //!
 //! ## Layers
@@ -147,6 +149,7 @@ pub use api::array::{Array, ArrayGuard};
 pub use api::byte_queue::{ByteQueue, Loan, Message};
 pub use api::event::Event;
 pub use api::interrupt::{Interrupter, Watching, interrupt_on_signals};
+pub use api::janitor::{Janitor, JanitorBuilder, JanitorError, JanitorEvent, Trigger};
 pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;
 pub use api::priority::PriorityQueue;

@@ -2,10 +2,11 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{assert_gone, role, spawn, unique, wait};
 use shmq::Options;
@@ -89,6 +90,7 @@ fn ls_lists_segments_with_kind_fill_and_processes_and_skips_foreign_files() {
         "CREATOR",
         "PROCESSES",
         "AGE",
+        "PERSISTENT",
     ] {
         assert!(header.contains(col), "{header}");
     }
@@ -107,6 +109,9 @@ fn ls_lists_segments_with_kind_fill_and_processes_and_skips_foreign_files() {
         file_row.contains("queue") && file_row.contains(" 1 "),
         "{file_row}"
     );
+    // File-backed segments are persistent; named ones are not, unless asked.
+    assert!(file_row.ends_with("yes"), "{file_row}");
+    assert!(r.ends_with('-'), "{r}");
     // Columns line up: every row's KIND starts where the heading's does.
     let at = header.find("KIND").unwrap();
     assert_eq!(&r[at..at + 5], "value", "{text}");
@@ -148,6 +153,8 @@ fn inspect_shows_header_validation_processes_and_waiting_messages() {
         "parameters",
         "creator",
         "created",
+        "persistent",
+        "in use",
         "capacity",
         "fill",
         "maximum message",
@@ -161,6 +168,12 @@ fn inspect_shows_header_validation_processes_and_waiting_messages() {
     }
     assert!(text.contains("byte-queue"), "{text}");
     assert!(row(&text, "validation").unwrap().ends_with("ok"), "{text}");
+    assert!(row(&text, "persistent").unwrap().contains("no"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("in use") && l.contains("yes")),
+        "{text}"
+    );
     assert!(text.contains("first 2 waiting messages"), "{text}");
     assert!(text.contains("#0: 16 bytes"), "{text}");
     assert!(text.contains("|hello, inspector|"), "{text}");
@@ -237,40 +250,30 @@ fn inspect_and_rm_report_missing_segments_in_one_line() {
     assert_clean_failure(&shmq(&["inspect", "no/such/dir/file"]));
 }
 
-/// Role: creates segments named `ARG-dead-*` that outlive it (persistent), then exits.
+/// Role: creates segments named `ARG-dead-*` and exits without letting go of them (as a
+/// killed process would), and a persistent one that outlives it by design.
 #[test]
-fn gc_removes_only_segments_whose_processes_are_all_dead() {
-    if let Some(prefix) = role("gc_removes_only_segments_whose_processes_are_all_dead") {
-        let opts = |s: &str| Options::new(format!("{prefix}-{s}")).persistent(true);
-        shmq::Value::<u64>::create(opts("dead-value"), 1).unwrap();
-        let q = shmq::Queue::<u32>::create(opts("dead-queue"), 4).unwrap();
+fn gc_removes_exactly_the_segments_nobody_uses() {
+    if let Some(prefix) = role("gc_removes_exactly_the_segments_nobody_uses") {
+        let name = |s: &str| format!("{prefix}-{s}");
+        std::mem::forget(shmq::Value::<u64>::create(name("dead-value").as_str(), 1).unwrap());
+        let q = shmq::Queue::<u32>::create(name("dead-queue").as_str(), 4).unwrap();
         q.put(7).unwrap();
-        // Created by the dead process, but the parent attaches to it: in use.
-        let q = shmq::Queue::<u32>::create(opts("dead-creator-live-user"), 4).unwrap();
+        std::mem::forget(q);
+        // Created by the dead process, but the parent opens it: in use.
+        let q = shmq::Queue::<u32>::create(name("dead-creator-live-user").as_str(), 4).unwrap();
         q.put(7).unwrap();
+        std::mem::forget(q);
+        let opts = Options::new(name("dead-persistent")).persistent(true);
+        drop(shmq::Event::create(opts).unwrap());
         return;
     }
     let prefix = unique("cli-gc");
-    let mut child = spawn(
-        "gc_removes_only_segments_whose_processes_are_all_dead",
-        &prefix,
-    );
+    let mut child = spawn("gc_removes_exactly_the_segments_nobody_uses", &prefix);
     assert!(wait(&mut child, Duration::from_secs(30)).success());
     let live = shmq::Value::<u64>::create(format!("{prefix}-live").as_str(), 2).unwrap();
-    let user =
-        shmq::Queue::<u32>::open(format!("{prefix}-dead-creator-live-user").as_str()).unwrap();
-    // A segment whose creator pid is alive but recorded with another start time: a recycled
-    // pid, so the creator is dead.
-    let recycled = format!("{prefix}-recycled");
-    {
-        shmq::Event::create(Options::new(recycled.as_str()).persistent(true)).unwrap();
-    }
-    poke(
-        &format!("/dev/shm/{recycled}"),
-        80,
-        &std::process::id().to_ne_bytes(),
-    );
-    poke(&format!("/dev/shm/{recycled}"), 88, &1u64.to_ne_bytes());
+    let user_name = format!("{prefix}-dead-creator-live-user");
+    let user = shmq::Queue::<u32>::open(user_name.as_str()).unwrap();
 
     let out = shmq(&["gc", "--dry-run", "--prefix", &prefix]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -284,11 +287,10 @@ fn gc_removes_only_segments_whose_processes_are_all_dead() {
     let dead = [
         format!("{prefix}-dead-queue"),
         format!("{prefix}-dead-value"),
-        recycled.clone(),
     ];
     assert_eq!(would, dead.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
-        text.contains("3 of 5 segments would be removed; 2 in use"),
+        text.contains("2 of 5 segments would be removed; 2 in use; 1 persistent kept"),
         "{text}"
     );
     for n in &dead {
@@ -297,7 +299,17 @@ fn gc_removes_only_segments_whose_processes_are_all_dead() {
 
     let out = shmq(&["gc", "--prefix", &prefix]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("3 of 5 segments removed; 2 in use"));
+    let text = stdout(&out);
+    assert!(
+        text.contains("2 of 5 segments removed; 2 in use; 1 persistent kept"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "removed {prefix}-dead-value (value created by pid"
+        )),
+        "{text}"
+    );
     for n in &dead {
         assert_gone(n);
     }
@@ -306,10 +318,22 @@ fn gc_removes_only_segments_whose_processes_are_all_dead() {
     assert_eq!(live.load(), 3);
     user.put(1).unwrap();
     assert_eq!(user.get().unwrap(), 7);
+    // The last user of the dead creator's queue lets go: the name goes with it.
     drop(user);
-    // Now nobody uses the queue its dead creator left: it goes too.
+    assert_gone(&user_name);
+
+    // Persistent segments go only when asked for.
     let out = shmq(&["gc", "--prefix", &prefix]);
-    assert!(stdout(&out).contains("1 of 2 segments removed; 1 in use"));
+    assert!(
+        stdout(&out).contains("0 of 2 segments removed; 1 in use; 1 persistent kept"),
+        "{out:?}"
+    );
+    let out = shmq(&["gc", "--persistent", "--prefix", &prefix]);
+    assert!(
+        stdout(&out).contains("1 of 2 segments removed; 1 in use"),
+        "{out:?}"
+    );
+    assert_gone(&format!("{prefix}-dead-persistent"));
     drop(live);
     assert_gone(&prefix);
 }
@@ -353,11 +377,12 @@ fn rm_refuses_empty_and_foreign_files_anywhere() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Role: creates a persistent raw segment `ARG` (raw segments record no processes), exits.
+/// Role: creates a raw segment `ARG` (raw segments record no processes) and exits without
+/// letting go of it.
 #[test]
 fn gc_keeps_a_segment_that_only_a_mapping_process_uses() {
     if let Some(name) = role("gc_keeps_a_segment_that_only_a_mapping_process_uses") {
-        shmq::Segment::create(Options::new(name).persistent(true), 64).unwrap();
+        std::mem::forget(shmq::Segment::create(name.as_str(), 64).unwrap());
         return;
     }
     let name = unique("cli-gc-mapped");
@@ -385,4 +410,311 @@ fn gc_keeps_a_segment_that_only_a_mapping_process_uses() {
     let out = shmq(&["gc", "--prefix", &name]);
     assert!(stdout(&out).contains("1 of 1 segments removed"), "{out:?}");
     assert_gone(&name);
+}
+
+#[test]
+fn rm_refuses_a_segment_in_use_unless_forced() {
+    let name = unique("cli-rm-used");
+    let v = shmq::Value::<u32>::create(name.as_str(), 5).unwrap();
+    let err = assert_clean_failure(&shmq(&["rm", &name]));
+    let me = std::process::id();
+    assert!(
+        err.contains(&format!("{name} is in use by pid {me}")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("shmq rm --force {name}")), "{err}");
+    assert!(std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+
+    let out = shmq(&["rm", "--force", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("removed {name}\n"));
+    assert_gone(&name);
+    // Its user keeps its mapping.
+    v.store(6);
+    assert_eq!(v.load(), 6);
+    drop(v);
+
+    // A segment nobody uses goes without --force, persistent or not.
+    let name = unique("cli-rm-unused");
+    drop(shmq::Value::<u32>::create(Options::new(name.as_str()).persistent(true), 1).unwrap());
+    let out = shmq(&["rm", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_gone(&name);
+}
+
+// ----- gc --watch -----
+
+/// Lines of a child's standard output, read by a thread of their own, so that every wait
+/// for one has a deadline.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Lines {
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (from now on) for which `want` holds; panics after 30 s or at EOF.
+    fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no such line ({e}); saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Every line until the child closes its output (30 s at most).
+    fn rest(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return self.seen.clone(),
+                Err(e) => panic!("output never ended ({e}); saw {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+/// Starts `shmq gc --watch ARGS` and waits for its startup line.
+fn start_watcher(args: &[&str]) -> (Child, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmq"))
+        .args(["gc", "--watch"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run shmq gc --watch");
+    let mut lines = Lines::of(&mut child);
+    let first = lines.wait_for(|_| true);
+    assert!(first.starts_with("watching /dev/shm"), "{first}");
+    (child, lines)
+}
+
+/// Ends a watcher started without `--for`.
+fn stop(mut watcher: Child) {
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+}
+
+/// Child role: `ARG` lists segments as `create:NAME`, `keep:NAME` (created persistent) or
+/// `open:NAME`, comma-separated; it makes each, says `ready`, and sleeps until killed.
+fn hold(arg: &str) -> ! {
+    let mut held = Vec::new();
+    for item in arg.split(',') {
+        let (how, name) = item.split_once(':').expect("HOW:NAME");
+        held.push(match how {
+            "create" => shmq::Segment::create(name, 64).unwrap(),
+            "keep" => shmq::Segment::create(Options::new(name).persistent(true), 64).unwrap(),
+            "open" => shmq::Segment::open(name).unwrap(),
+            other => panic!("no such way to hold a segment: {other}"),
+        });
+    }
+    // After a newline: the test harness has begun a line of its own.
+    println!("\nready");
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+/// Spawns this test binary in role `test` with `arg` and waits (30 s at most) until it says
+/// `ready`.
+fn spawn_holder(test: &str, arg: &str) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(common::ROLE, test)
+        .env(common::ARG, arg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match lines
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(l) if l == "ready" => return child,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("holder {arg} never got ready ({e}): {:?}", child.wait());
+            }
+        }
+    }
+}
+
+/// Waits (10 s at most) until `/dev/shm/NAME` is gone; returns how long that took.
+fn time_until_gone(name: &str) -> Duration {
+    let started = Instant::now();
+    let path = format!("/dev/shm/{name}");
+    while std::path::Path::new(&path).exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name} is still there after 10 s"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    started.elapsed()
+}
+
+fn exists(name: &str) -> bool {
+    std::path::Path::new(&format!("/dev/shm/{name}")).exists()
+}
+
+#[test]
+fn gc_watch_removes_a_segment_as_soon_as_all_its_users_are_killed() {
+    const TEST: &str = "gc_watch_removes_a_segment_as_soon_as_all_its_users_are_killed";
+    if let Some(arg) = role(TEST) {
+        hold(&arg);
+    }
+    let prefix = unique("cli-watch-kill");
+    let name = format!("{prefix}-ring");
+    let (watcher, mut lines) = start_watcher(&["--prefix", &prefix]);
+    let mut creator = spawn_holder(TEST, &format!("create:{name}"));
+    let mut opener = spawn_holder(TEST, &format!("open:{name}"));
+    // One user dies: the segment stays, the other still uses it.
+    creator.kill().unwrap();
+    creator.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(600)); // past the janitor's rechecks
+    assert!(exists(&name), "removed while a user was alive");
+    // The last user dies: the janitor removes it.
+    opener.kill().unwrap();
+    let delay = time_until_gone(&name);
+    opener.wait().unwrap();
+    eprintln!("gc --watch removed {name} {delay:?} after SIGKILL of its last user");
+    let line = lines.wait_for(|l| l.starts_with(&format!("removed {name}: ")));
+    eprintln!("gc --watch said: {line}");
+    assert!(line.ends_with("after its last user let go"), "{line}");
+    stop(watcher);
+    assert_gone(&prefix);
+}
+
+#[test]
+fn gc_watch_keeps_a_persistent_segment_unless_told_and_gc_persistent_removes_it() {
+    const TEST: &str =
+        "gc_watch_keeps_a_persistent_segment_unless_told_and_gc_persistent_removes_it";
+    if let Some(arg) = role(TEST) {
+        hold(&arg);
+    }
+    let prefix = unique("cli-watch-keep");
+    let (keep, drop_me) = (format!("{prefix}-keep"), format!("{prefix}-drop"));
+    let (watcher, mut lines) = start_watcher(&["--prefix", &prefix, "--rescan", "100ms"]);
+    let mut a = spawn_holder(TEST, &format!("keep:{keep},create:{drop_me}"));
+    let mut b = spawn_holder(TEST, &format!("open:{keep},open:{drop_me}"));
+    a.kill().unwrap();
+    b.kill().unwrap();
+    a.wait().unwrap();
+    b.wait().unwrap();
+    // The same deaths closed both; the persistent one stays through them and through
+    // rescans.
+    lines.wait_for(|l| l.starts_with(&format!("removed {drop_me}: ")));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(exists(&keep), "the watcher removed a persistent segment");
+    stop(watcher);
+
+    // One-shot gc keeps it too, and says so; --persistent removes it.
+    let out = shmq(&["gc", "--prefix", &prefix]);
+    assert!(
+        stdout(&out).contains("0 of 1 segments removed; 0 in use; 1 persistent kept"),
+        "{out:?}"
+    );
+    let out = shmq(&["gc", "--persistent", "--dry-run", "--prefix", &prefix]);
+    assert!(
+        stdout(&out).contains(&format!("would remove {keep}")),
+        "{out:?}"
+    );
+    assert!(exists(&keep));
+
+    // A watcher told to removes it when it starts.
+    let (watcher, mut lines) =
+        start_watcher(&["--prefix", &prefix, "--persistent", "--for", "20s"]);
+    let line = lines.wait_for(|l| l.starts_with(&format!("removed {keep}")));
+    assert!(line.contains("found unused by a scan"), "{line}");
+    assert_gone(&prefix);
+    stop(watcher);
+}
+
+#[test]
+fn gc_watch_never_removes_a_live_segment_or_a_foreign_file() {
+    const TEST: &str = "gc_watch_never_removes_a_live_segment_or_a_foreign_file";
+    if let Some(arg) = role(TEST) {
+        if let Some(name) = arg.strip_prefix("churn:") {
+            // Opens and lets go of the segment again and again: a close event each time.
+            for _ in 0..50 {
+                drop(shmq::Segment::open(name).unwrap());
+            }
+            return;
+        }
+        hold(&arg);
+    }
+    let prefix = unique("cli-watch-live");
+    let live = format!("{prefix}-live");
+    let seg = shmq::Segment::create(live.as_str(), 64).unwrap();
+    // Files with the prefix that are not shmq segments: empty, zeros, text.
+    let foreign: Vec<String> = ["empty", "zeros", "text"]
+        .iter()
+        .map(|t| format!("{prefix}-foreign-{t}"))
+        .collect();
+    std::fs::write(format!("/dev/shm/{}", foreign[0]), b"").unwrap();
+    std::fs::write(format!("/dev/shm/{}", foreign[1]), [0u8; 4096]).unwrap();
+    std::fs::write(format!("/dev/shm/{}", foreign[2]), b"not a segment").unwrap();
+
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_shmq"))
+        .args(["gc", "--watch", "--prefix", &prefix])
+        .args(["--rescan", "50ms", "--for", "1500ms"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut watcher);
+    lines.wait_for(|l| l.starts_with("watching"));
+    // Users come and go, some killed, while we hold it; the foreign files are rewritten.
+    let mut churn = spawn(TEST, &format!("churn:{live}"));
+    for _ in 0..5 {
+        let mut user = spawn_holder(TEST, &format!("open:{live}"));
+        user.kill().unwrap();
+        user.wait().unwrap();
+        std::fs::write(format!("/dev/shm/{}", foreign[2]), b"still not a segment").unwrap();
+    }
+    assert!(wait(&mut churn, Duration::from_secs(30)).success());
+    let out = lines.rest();
+    let status = wait(&mut watcher, Duration::from_secs(30));
+    assert!(status.success(), "{status}: {out:#?}");
+    assert!(out.iter().all(|l| !l.starts_with("removed")), "{out:#?}");
+    let last = out.last().unwrap();
+    assert!(
+        last.starts_with("stopped after") && last.contains(": 0 segments removed"),
+        "{last}"
+    );
+    assert!(exists(&live), "a live segment was removed");
+    seg.write(0, b"alive").unwrap();
+    for f in &foreign {
+        assert!(exists(f), "{f} was removed");
+        std::fs::remove_file(format!("/dev/shm/{f}")).unwrap();
+    }
+    drop(seg);
+    assert_gone(&prefix);
 }

@@ -251,7 +251,29 @@ fn a_foreign_file_is_never_replaced() {
         std::fs::read(shm(&name)).unwrap(),
         b"not a shmq segment, but someone's data"
     );
-    std::fs::remove_file(shm(&name)).unwrap();
+    // Empty, or zeros where the header goes: every program's new shared-memory file looks
+    // like that for a moment (shm_open + ftruncate). Not ours to replace either.
+    for blank in [vec![], vec![0u8; 4096]] {
+        std::fs::write(shm(&name), &blank).unwrap();
+        assert!(matches!(
+            Value::<u64>::create(name.as_str(), 1),
+            Err(CreateError::AlreadyExists { .. })
+        ));
+        assert_eq!(std::fs::read(shm(&name)).unwrap(), blank);
+    }
+    // But a blank file that names its creator, a process now dead, is a shmq creator's
+    // leftover (killed before it wrote its header): replaced.
+    let dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    wait_all_ok(&mut [dead], LIMIT);
+    let mut leftover = vec![0u8; 4096];
+    leftover[80..84].copy_from_slice(&dead_pid.to_le_bytes());
+    leftover[88..96].copy_from_slice(&1u64.to_le_bytes());
+    std::fs::write(shm(&name), &leftover).unwrap();
+    let v = Value::<u64>::create(name.as_str(), 3).unwrap();
+    assert_eq!(v.load(), 3);
+    drop(v);
+    assert_gone(&name);
 }
 
 /// The worker pool of the issue: a parent that put tasks and gets results is SIGKILLed while

@@ -1,12 +1,16 @@
 //! `shmq ls`, `inspect`, `rm` and `gc`: see and clean the segments on this machine.
 
 use std::io::IsTerminal;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use shmq::{Capacity, OpenError, Options, Peeked, Process, Survey};
+use shmq::segment::Removal;
+use shmq::{
+    Capacity, Janitor, JanitorEvent, OpenError, Options, Peeked, Process, Segment, Survey, Trigger,
+};
+
+use crate::cli::stream::{Human, parse_duration};
 
 /// `println!` that ends the process quietly when the reader went away (`shmq ls | head`)
 /// and with one error line on other write errors, instead of panicking.
@@ -56,12 +60,28 @@ pub(crate) struct InspectArgs {
 #[derive(Debug, Args)]
 pub(crate) struct GcArgs {
     /// Show what would be removed, remove nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub(crate) dry_run: bool,
     /// Only segments whose name (or file name) starts with this.
     #[arg(long)]
     pub(crate) prefix: Option<String>,
-    /// Also consider file-backed segments at these paths (files or directories).
+    /// Also remove persistent segments nobody uses (by default they are kept).
+    #[arg(long)]
+    pub(crate) persistent: bool,
+    /// Keep running: remove each segment the moment its last user dies (notified by the
+    /// kernel through inotify), one line per removal. Runs until killed, or for --for.
+    #[arg(long)]
+    pub(crate) watch: bool,
+    /// With --watch: how often to check every segment, in case a notification was lost.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s",
+          requires = "watch")]
+    pub(crate) rescan: Duration,
+    /// With --watch: stop after this long (500ms, 10s, 2m, 1h) and print a summary.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration,
+          requires = "watch")]
+    pub(crate) run_for: Option<Duration>,
+    /// Also consider file-backed segments at these paths (files or directories; with
+    /// --watch, directories only).
     pub(crate) paths: Vec<PathBuf>,
 }
 
@@ -71,6 +91,10 @@ pub(crate) struct RmArgs {
     /// Segment names (as in /dev/shm), or paths of file-backed segments.
     #[arg(required = true)]
     pub(crate) names: Vec<String>,
+    /// Remove a segment even while processes use it. They keep their mapping and go on
+    /// working; the name is gone, so nobody new can open it.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// Options for a name or path as the user typed it: anything with a `/` is a file.
@@ -330,6 +354,7 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
             "CREATOR",
             "PROCESSES",
             "AGE",
+            "PERSISTENT",
         ]
         .map(String::from)
         .to_vec(),
@@ -348,11 +373,12 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
             creator(&s.creator, paint),
             processes(s, paint),
             age(s.info.created_unix_ms),
+            if s.info.persistent { "yes" } else { "-" }.into(),
         ]);
     }
     for (name, _) in &bad {
         let mut row = vec![name.clone(), paint.yellow("invalid")];
-        row.extend(std::iter::repeat_n("-".to_owned(), 6));
+        row.extend(std::iter::repeat_n("-".to_owned(), 7));
         rows.push(row);
     }
     print_table(&rows, paint);
@@ -474,6 +500,15 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
         ),
     );
     row("created", when(i.created_unix_ms));
+    row(
+        "persistent",
+        if i.persistent {
+            "yes (kept when nobody uses it)"
+        } else {
+            "no (removed when its last user lets go)"
+        }
+        .into(),
+    );
     row("capacity", capacity(s.capacity));
     row("fill", fill(&s));
     for (k, v) in &s.details {
@@ -487,7 +522,16 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
             paint.yellow(&s.problems.join("; "))
         },
     );
-    row("in use", if s.in_use() { "yes" } else { "no" }.into());
+    let held = Segment::in_use(options(&args.name));
+    row(
+        "in use",
+        match held {
+            Ok(true) => "yes (a process holds its use lock)".into(),
+            Ok(false) if !s.users.is_empty() => "yes (mapped or open without the use lock)".into(),
+            Ok(false) => "no".into(),
+            Err(e) => format!("unknown ({e})"),
+        },
+    );
     print_table(&rows, paint);
 
     say!("");
@@ -549,55 +593,54 @@ fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
 }
 
 pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
+    if args.watch {
+        return watch(args);
+    }
     let mut found = candidates(&args.paths)?;
     if let Some(prefix) = &args.prefix {
         found.retain(|o| base_name(&o.label()).starts_with(prefix.as_str()));
     }
     let (mut surveys, bad) = survey_all(found, 0);
-    let unreadable = Survey::find_users(&mut surveys);
-    let (mut removed, mut kept, mut failed) = (0, 0, Vec::new());
-    let me = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
+    // Processes that map or hold a file without shmq's use lock (raw users) count too.
+    Survey::find_users(&mut surveys);
+    let (mut removed, mut in_use, mut persistent, mut failed) = (0, 0, 0, Vec::new());
     for s in &surveys {
-        if s.in_use() {
-            kept += 1;
-            continue;
-        }
-        // Processes we could not read may use a segment other users can open: keep those.
-        if unreadable > 0 && shared_with_others(&s.name, me) {
-            say!(
-                "kept {} (other users can open it, and {unreadable} of their processes could \
-                 not be checked)",
-                s.name
-            );
-            kept += 1;
-            continue;
-        }
         let why = format!(
-            "{}, creator pid {} dead{}",
+            "{} created by pid {}{}; nobody uses it",
             s.info.kind,
             s.creator.pid,
-            if s.attached.is_empty() {
-                String::new()
-            } else {
-                format!(", {} recorded processes dead", s.attached.len())
-            }
+            if s.creator.alive { "" } else { ", now dead" }
         );
-        if args.dry_run {
-            say!("would remove {} ({why})", s.name);
-            removed += 1;
+        if !s.users.is_empty() {
+            in_use += 1;
             continue;
         }
-        // Look again just before removing: a process may have opened it since the scan.
-        if still_garbage(s) != Some(true) {
-            kept += 1;
-            continue;
-        }
-        match s.remove() {
-            Ok(()) => {
-                say!("removed {} ({why})", s.name);
-                removed += 1;
+        let opts = options(&s.name);
+        // The decision is the use lock's: taken exclusively, it proves nobody uses the
+        // segment, and the removal happens while it is held (no process can open it then).
+        let outcome = if args.dry_run {
+            match Segment::in_use(opts) {
+                Ok(true) => Ok(Removal::InUse),
+                Ok(false) if s.info.persistent && !args.persistent => Ok(Removal::Persistent),
+                Ok(false) => {
+                    say!("would remove {} ({why})", s.name);
+                    Ok(Removal::Removed)
+                }
+                Err(e) => Err(e),
             }
-            Err(OpenError::NotFound { .. }) => {} // gone meanwhile, or renamed: not ours to touch
+        } else {
+            Segment::remove_if_unused(opts, args.persistent).inspect(|r| {
+                if *r == Removal::Removed {
+                    say!("removed {} ({why})", s.name);
+                }
+            })
+        };
+        match outcome {
+            Ok(Removal::Removed) => removed += 1,
+            Ok(Removal::InUse) => in_use += 1,
+            Ok(Removal::Persistent) => persistent += 1,
+            // Gone or replaced by something else since the survey: not ours to count.
+            Ok(_) | Err(OpenError::NotFound { .. }) => {}
             Err(e) => failed.push(e.to_string()),
         }
     }
@@ -606,24 +649,20 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
     } else {
         "removed"
     };
-    say!(
-        "{removed} of {} segments {verb}; {kept} in use{}",
-        surveys.len(),
-        if bad.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; {} invalid left alone (see `shmq ls`, remove with `shmq rm`)",
-                bad.len()
-            )
-        }
+    let mut summary = format!(
+        "{removed} of {} segments {verb}; {in_use} in use",
+        surveys.len()
     );
-    if unreadable > 0 {
-        eprintln!(
-            "shmq: note: {unreadable} processes of other users could not be checked; a segment \
-             only they use may have been counted as unused"
+    if persistent > 0 {
+        summary += &format!("; {persistent} persistent kept (--persistent removes them)");
+    }
+    if !bad.is_empty() {
+        summary += &format!(
+            "; {} invalid left alone (see `shmq ls`, remove with `shmq rm`)",
+            bad.len()
         );
     }
+    say!("{summary}");
     if failed.is_empty() {
         Ok(())
     } else {
@@ -631,24 +670,100 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
     }
 }
 
-/// Whether users other than `me` could open the segment's file (group/other permission
-/// bits, or another owner).
-fn shared_with_others(name: &str, me: u32) -> bool {
-    let path = if name.contains('/') {
-        PathBuf::from(name)
-    } else {
-        PathBuf::from(SHM_DIR).join(name)
+/// `shmq gc --watch`: a [`Janitor`] until killed (or `--for` has passed), a line per removal.
+fn watch(args: &GcArgs) -> Result<(), String> {
+    let mut builder = Janitor::builder()
+        .persistent_too(args.persistent)
+        .rescan_every(args.rescan);
+    if let Some(prefix) = &args.prefix {
+        builder = builder.prefix(prefix.as_str());
+    }
+    for p in &args.paths {
+        if !p.is_dir() {
+            return Err(format!(
+                "gc --watch watches directories, and {} is not one (watch its directory; \
+                 --prefix narrows it to some names)",
+                p.display()
+            ));
+        }
+        builder = builder.dir(p);
+    }
+    let mut janitor = builder.build().map_err(|e| e.to_string())?;
+    let dirs: Vec<String> = janitor.dirs().map(|p| p.display().to_string()).collect();
+    let mut live_dirs = dirs.len();
+    say!(
+        "watching {} for segments nobody uses{}; persistent segments {}; rescan every {}",
+        dirs.join(", "),
+        args.prefix
+            .as_ref()
+            .map(|p| format!(" (names starting with {p:?})"))
+            .unwrap_or_default(),
+        if args.persistent {
+            "removed too"
+        } else {
+            "kept"
+        },
+        Human(args.rescan)
+    );
+    let started = Instant::now();
+    let stop = args.run_for.and_then(|d| started.checked_add(d));
+    let (mut removed, mut failures) = (0u64, 0u64);
+    let mut slowest: Option<Duration> = None;
+    let result = loop {
+        let event = match janitor.next_deadline(stop) {
+            Ok(Some(e)) => e,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.to_string()),
+        };
+        match event {
+            JanitorEvent::Removed {
+                name,
+                trigger,
+                after,
+            } => {
+                removed += 1;
+                match trigger {
+                    Trigger::Closed => {
+                        slowest = slowest.max(Some(after));
+                        say!("removed {name}: {after:.1?} after its last user let go");
+                    }
+                    Trigger::Appeared => say!("removed {name}: unused when it appeared"),
+                    _ => say!("removed {name}: found unused by a scan"),
+                }
+            }
+            JanitorEvent::Failed { error, .. } => {
+                failures += 1;
+                eprintln!("shmq: {error}");
+            }
+            JanitorEvent::Overflow => {
+                say!("notifications were lost (the kernel's queue overflowed): rescanning");
+            }
+            JanitorEvent::Unwatched { path } => {
+                live_dirs -= 1;
+                say!(
+                    "no longer watching {}: removed or unmounted",
+                    path.display()
+                );
+                if live_dirs == 0 {
+                    break Err("no directory left to watch".into());
+                }
+            }
+            _ => {}
+        }
     };
-    std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o066 != 0 || m.uid() != me)
-}
-
-/// Surveys `s` again (the same segment: same creator and creation time) with a fresh
-/// `/proc` scan: `Some(true)` if it is still unused.
-fn still_garbage(s: &Survey) -> Option<bool> {
-    let mut now = Survey::of(options(&s.name), 0, 0).ok()?;
-    let same = now.info.same_segment(&s.info);
-    Survey::find_users(std::slice::from_mut(&mut now));
-    Some(same && !now.in_use())
+    say!(
+        "stopped after {}: {removed} segments removed{}{}",
+        Human(Duration::from_secs(started.elapsed().as_secs())),
+        slowest
+            .map(|d| format!(", the slowest {d:.1?} after its last user let go"))
+            .unwrap_or_default(),
+        if failures > 0 {
+            format!("; {failures} checks failed")
+        } else {
+            String::new()
+        }
+    );
+    result
 }
 
 pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
@@ -659,19 +774,53 @@ pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
         let removed = match Survey::of(opts.clone(), 0, 0) {
             Ok(mut s) => {
                 Survey::find_users(std::slice::from_mut(&mut s));
-                if s.in_use() {
-                    eprintln!(
-                        "shmq: note: {name} may still be in use (creator or attached processes \
-                         alive); processes that have it open keep their mapping"
-                    );
+                let held = match Segment::in_use(opts.clone()) {
+                    Ok(held) => held,
+                    Err(e) => {
+                        failed.push(e.to_string());
+                        continue;
+                    }
+                };
+                if held || !s.users.is_empty() {
+                    if !args.force {
+                        failed.push(in_use_error(name, &s));
+                        continue;
+                    }
+                    // Only the very file checked above, never one that took the name since.
+                    s.remove()
+                } else {
+                    // Unused: removed under its use lock, so nobody can open it meanwhile.
+                    match Segment::remove_if_unused(opts, true) {
+                        Ok(Removal::Removed) => Ok(()),
+                        Ok(Removal::InUse) if args.force => s.remove(),
+                        Ok(Removal::InUse) => {
+                            failed.push(in_use_error(name, &s));
+                            continue;
+                        }
+                        Ok(_) => {
+                            failed.push(format!(
+                                "{name} changed while it was checked and is no longer a shmq \
+                                 segment; not removed"
+                            ));
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
-                // Only the very file checked above, never one that took the name since.
-                s.remove()
             }
             Err(OpenError::InitTimeout { pid: 0, .. }) => {
                 failed.push(format!(
                     "{name} is an empty file: not a shmq segment (or one still being created); \
                      not removed"
+                ));
+                continue;
+            }
+            Err(OpenError::Corrupted { .. })
+                if !args.force && Segment::in_use(opts.clone()).unwrap_or(false) =>
+            {
+                failed.push(format!(
+                    "{name} is in use (a process holds its use lock), though its header is \
+                     corrupted; `shmq rm --force {name}` removes the name anyway"
                 ));
                 continue;
             }
@@ -697,4 +846,32 @@ pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
     } else {
         Err(failed.join("\nshmq: "))
     }
+}
+
+/// The one-line refusal of `rm` without `--force`: who uses the segment, and the way out.
+fn in_use_error(name: &str, s: &Survey) -> String {
+    let mut pids: Vec<u32> = s
+        .attached
+        .iter()
+        .chain(&s.users)
+        .filter(|p| p.alive)
+        .map(|p| p.pid)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    let who = match pids.len() {
+        0 => "a process this user cannot see (another user's)".to_owned(),
+        1 => format!("pid {}", pids[0]),
+        _ => format!(
+            "pids {}",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "{name} is in use by {who}; `shmq rm --force {name}` removes the name anyway (its \
+         users keep their mapping)"
+    )
 }

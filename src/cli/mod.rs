@@ -45,10 +45,12 @@ enum Command {
     /// Show everything about one segment: header fields, validation, processes and a hex peek
     /// of the first waiting messages. Read-only: safe on a segment in use or a corrupted one.
     Inspect(admin::InspectArgs),
-    /// Remove shmq segments by name (files that are not shmq segments are refused).
+    /// Remove shmq segments by name (files that are not shmq segments are refused, and so
+    /// are segments in use, unless --force).
     Rm(admin::RmArgs),
-    /// Remove the segments nobody uses any more: creator and every attached process dead
-    /// (pid + start time), and no process mapping or holding them.
+    /// Remove the segments nobody uses any more: no process holds their use lock (every
+    /// process that created or opened them let go or died) and none maps them. Persistent
+    /// segments only with --persistent. With --watch, keep doing it as processes die.
     Gc(admin::GcArgs),
 }
 

@@ -1,8 +1,8 @@
 //! `shmq send` / `shmq recv`: a named pipe through a shared-memory ring.
 //!
 //! `shmq send NAME` streams standard input into the ring `NAME`; `shmq recv NAME` streams
-//! it to standard output. Either may start first: each opens the ring, or creates it if it
-//! is not there yet (the creator removes it when it exits), and waits for the other.
+//! it to standard output. Either may start first: each creates the ring, or opens it if the
+//! other side has, and waits for the other; the ring goes when both have let go.
 //!
 //! ## Protocol
 //! Every ring message starts with a one-byte tag: [`DATA`] (the rest is payload) or [`END`]
@@ -14,11 +14,12 @@
 //! writes them out (see [`Framing`]); the two are chosen independently.
 //!
 //! ## Lifetime
-//! The side that created the ring removes it when it exits, so a sender that created it
-//! waits, after [`END`], until a receiver has claimed the consumer role (by then the
-//! receiver has the ring mapped, and removing the name does not disturb it). `--timeout`
-//! bounds only that wait for the other side to come; once it has come, a slow but live peer
-//! is waited for as long as it takes, like a FIFO.
+//! The ring's name goes when the last process using it lets go, so a sender waits, after
+//! [`END`], until a receiver has claimed the consumer role (from then on the receiver holds
+//! the ring until it has read everything). `--timeout` bounds only that wait for the other
+//! side to come; once it has come, a slow but live peer is waited for as long as it takes,
+//! like a FIFO. A ring left behind by a killed run is replaced by the next run once nobody
+//! uses it; one that a live process still holds is refused.
 
 use std::fmt;
 use std::fs::File;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use shmq::{
     AttachError, Consumer, CreateError, OpenError, Options, Peer, Producer, ReadGuard, RecvError,
-    RecvTimeoutError, Ring, SendError, SendTimeoutError, Survey, TryRecvError, WriteGrant,
+    RecvTimeoutError, Ring, SendError, SendTimeoutError, TryRecvError, WriteGrant,
 };
 
 /// Tag of a message carrying payload.
@@ -138,7 +139,7 @@ pub(crate) fn send(args: &SendArgs) -> Result<(), String> {
     end[0] = END;
     end.commit();
     tx.await_receiver()
-    // `ring` drops last: if we created it, its name goes only now that a receiver has it.
+    // `ring` drops last: a receiver has come by now, and the last of us to let go removes it.
 }
 
 /// The sending side: the producer and the wait for a receiver.
@@ -409,7 +410,7 @@ pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
             Err(e) => break Err(e),
         }
     };
-    // Let go of the ring first (and remove its name if we created it), so that nobody joins
+    // Let go of the ring first (its name goes if we were its last user), so that nobody joins
     // a stream that has ended while we flush; what arrived before an error is still written.
     let Rx {
         consumer, mut out, ..
@@ -579,44 +580,33 @@ impl Wait {
     }
 }
 
-/// Opens the ring `name`, or creates it with `capacity` bytes if it does not exist yet.
+/// Creates the ring `name` with `capacity` bytes, or opens it if the other side has.
+///
+/// Creating first means a leftover ring nobody uses any more (its run was killed) is
+/// replaced silently: `create` reclaims a name no process holds. A ring some process still
+/// holds is opened; if its creator is gone, it is a leftover of a run that ended abnormally
+/// and is refused, since its data is not this run's.
 fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
     let opts = Options::new(name);
     let mut init_waits = 0;
+    let mut leftovers = 0;
     loop {
-        match Ring::open(&opts) {
-            Ok(ring) => {
-                if ring.max_message() < 2 {
-                    return Err(format!(
-                        "ring {name:?} carries messages of at most {} bytes; a stream needs at \
-                         least 2 (a tag and a byte)",
-                        ring.max_message()
-                    ));
-                }
-                match Survey::of(opts.clone(), 0, 0) {
-                    // Still the file we mapped (same creator, same creation time)?
-                    Ok(s) if s.info.same_segment(ring.info()) => {
-                        if s.creator.alive {
-                            return Ok(ring);
-                        }
-                        clear_stale(s, name)?;
-                    }
-                    // Removed or replaced since we opened it: look again.
-                    Ok(_) | Err(OpenError::NotFound { .. }) => {}
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            Err(OpenError::NotFound { .. }) => match Ring::create(&opts, capacity) {
-                Ok(ring) => return Ok(ring),
-                // The other side created it first: open theirs.
-                Err(CreateError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.to_string()),
-            },
+        match Ring::create(&opts, capacity) {
+            Ok(ring) => return Ok(ring),
+            // Someone holds it: the other side, most likely. Open theirs.
+            Err(CreateError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let ring = match Ring::open(&opts) {
+            Ok(ring) => ring,
+            // Gone again since (its last user let go): create it after all.
+            Err(OpenError::NotFound { .. }) => continue,
             // A live creator (its pid recorded, so not dead: that is `Abandoned`) is still
             // initialising it after the open's own wait: a loaded machine. A file without a
             // header after that wait is reported at once.
             Err(OpenError::InitTimeout { pid, .. }) if pid != 0 && init_waits < INIT_RETRIES => {
                 init_waits += 1;
+                continue;
             }
             Err(OpenError::KindMismatch { found, .. }) => {
                 return Err(format!(
@@ -624,40 +614,41 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
                 ));
             }
             Err(e) => return Err(e.to_string()),
+        };
+        if ring.max_message() < 2 {
+            return Err(format!(
+                "ring {name:?} carries messages of at most {} bytes; a stream needs at least 2 \
+                 (a tag and a byte)",
+                ring.max_message()
+            ));
         }
-    }
-}
-
-/// A ring whose creator is dead is left over from a run that ended abnormally (killed, or
-/// interrupted while it waited): its data is not this run's. If no live process holds one of
-/// its roles, it is removed so the caller can start again; otherwise that is an error.
-fn clear_stale(s: Survey, name: &str) -> Result<(), String> {
-    // Only the ring's roles count, not processes that merely map it: the other side of a new
-    // stream may have it open right now, deciding the same thing.
-    if s.in_use() {
-        return Err(format!(
-            "ring {name:?} is left over from a run that ended abnormally (its creator, pid {}, \
-             is gone) and a live process still holds one of its ends; remove it with `shmq rm {name}`",
-            s.creator.pid
-        ));
-    }
-    match s.remove() {
-        Ok(()) => {
-            eprintln!(
-                "shmq: note: removed ring {name:?} left over from a run that ended abnormally \
-                 (pid {})",
-                s.creator.pid
-            );
-            Ok(())
+        if ring.info().creator_alive() {
+            return Ok(ring);
         }
-        // The other side removed it first.
-        Err(OpenError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        // A leftover that some process held a moment ago. If that was only us by now,
+        // letting go removes it (we are its last user), and the next round creates afresh.
+        let info = ring.info().clone();
+        drop(ring);
+        let still_there = shmq::Segment::inspect(&opts).is_ok_and(|now| now.same_segment(&info));
+        leftovers += 1;
+        if still_there || leftovers > INIT_RETRIES {
+            let why = if shmq::Segment::in_use(&opts).unwrap_or(true) {
+                "another process still uses it"
+            } else {
+                "it is persistent"
+            };
+            return Err(format!(
+                "ring {name:?} is left over from a run that ended abnormally (its creator, pid \
+                 {}, is gone) and {why}; see `shmq inspect {name}`, remove it with `shmq rm \
+                 {name}`",
+                info.creator_pid
+            ));
+        }
     }
 }
 
 /// A duration as the user would write it.
-struct Human(Duration);
+pub(crate) struct Human(pub(crate) Duration);
 
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -673,7 +664,7 @@ impl fmt::Display for Human {
 }
 
 /// `500ms`, `10s`, `2m`, `1h`, `1.5` (seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -423,12 +423,26 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     Some(())
 }
 
+/// The creator's pid and start time as the header holds them (`(offset, bytes)`), for the
+/// file's first write: before anything else, so a file whose creator died at once can be
+/// recognised as a shmq leftover.
+pub(crate) fn creator_stamp(pid: u32, start: u64) -> (u64, [u8; 16]) {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&pid.to_le_bytes());
+    b[8..].copy_from_slice(&start.to_le_bytes());
+    const _: () = assert!(offset_of!(Header, creator_start) == offset_of!(Header, creator_pid) + 8);
+    (offset_of!(Header, creator_pid) as u64, b)
+}
+
 /// What the first bytes of a file say about it, for deciding whether a leftover file at a
 /// name may be replaced. Reads plain bytes (from `pread`), never a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Leftover {
-    /// No magic yet: a creator died before writing anything (or the file is empty).
-    Blank,
+    /// No magic yet: a creator died before writing its header (or the file is empty, or
+    /// not shmq at all). `creator`: the pid and start time a shmq creator writes first.
+    Blank {
+        creator: Option<crate::sys::process::ProcessId>,
+    },
     /// A segment of this layout version; `persistent` from its flags.
     Ours { persistent: bool },
     /// Another shmq layout version, or not shmq at all: never replaced.
@@ -447,7 +461,26 @@ pub(crate) fn leftover(start: &[u8]) -> Leftover {
         .enumerate()
         .all(|(i, &b)| b == 0 || creator.contains(&i));
     match magic {
-        None | Some(0) if blank => Leftover::Blank,
+        None | Some(0) if blank => {
+            let u32_at = |at: usize| {
+                word(at, 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u32::from_le_bytes)
+            };
+            let u64_at = |at: usize| {
+                word(at, 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+            };
+            let pid = u32_at(offset_of!(Header, creator_pid)).filter(|&p| p != 0);
+            let start = u64_at(offset_of!(Header, creator_start)).unwrap_or(0);
+            Leftover::Blank {
+                creator: pid.map(|pid| crate::sys::process::ProcessId {
+                    pid,
+                    start_time: start,
+                }),
+            }
+        }
         Some(MAGIC) => {
             let u32_at =
                 |at: usize| word(at, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])));

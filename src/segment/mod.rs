@@ -32,7 +32,7 @@
 //! - *Creating.* `O_CREAT|O_EXCL`, then the lock shared at once, before the file has any size.
 //!   If the name is taken by a segment nobody holds (all its users died), `create` takes the
 //!   lock exclusively, checks the file is a non-persistent shmq segment of this layout (or a
-//!   blank one whose creator died before writing anything), removes the name and creates
+//!   blank one whose recorded creator died before writing more), removes the name and creates
 //!   anew: see [`Segment::remove_if_unused`]. A creator whose new file was removed in the
 //!   instant before it locked it notices (the name no longer names its file) and starts over.
 
@@ -379,8 +379,9 @@ impl Segment {
     ///
     /// This is what `create` does with a name left behind by dead processes, what `shmq gc`
     /// does with each segment, and what `shmq gc --watch` does when a user's file closes. A
-    /// blank file (its creator died before writing the header) counts as unused; a file
-    /// that is not a shmq segment of this layout version is never removed.
+    /// blank file whose recorded creator is dead (it died before writing the header) counts
+    /// as unused; a blank file naming no creator might be any program's new file and, like a
+    /// file that is not a shmq segment of this layout version, is never removed.
     ///
     /// ```
     /// use shmq::segment::Removal;
@@ -469,10 +470,12 @@ impl Segment {
                 source,
             },
         };
+        let me = process::current();
+        let (at, stamp) = header::creator_stamp(me.pid, me.start_time);
         let mut tries = 0;
         let map = loop {
             tries += 1;
-            match shm::create(&loc, total as usize, opts.mode) {
+            match shm::create(&loc, total as usize, opts.mode, (at, &stamp)) {
                 // A process reclaiming the name may have removed our file in the instant
                 // before we locked it: then it is no longer at the name, and we start over.
                 Ok(Some(map)) if map.still_named(&loc) => break map,
@@ -488,7 +491,6 @@ impl Segment {
                 return Err(create_error(SysError::AlreadyExists));
             }
         };
-        let me = process::current();
         // SAFETY: the fresh mapping is page-aligned and `total` bytes long; the region is
         // dropped before `map` moves into the Segment below (it only lives in this block).
         let region = unsafe { Region::from_raw(map.as_ptr(), map.len()) };
@@ -656,13 +658,19 @@ fn remove_if_unused_at(loc: &Location, persistent_too: bool) -> Result<Removal, 
     };
     let mut start = [0u8; HEADER_SIZE];
     let n = unused.read_start(&mut start)?;
-    let removable = match header::leftover(&start[..n]) {
-        header::Leftover::Blank => true,
-        header::Leftover::Ours { persistent } => !persistent || persistent_too,
-        header::Leftover::Foreign => return Ok(Removal::Foreign),
-    };
-    if !removable {
-        return Ok(Removal::Persistent);
+    match header::leftover(&start[..n]) {
+        // A shmq creator records its pid before anything else: a blank file that names a
+        // dead creator is its leftover. One that names none may be any program's new file
+        // (every `shm_open` + `ftruncate` looks like that for a moment): never ours to remove.
+        header::Leftover::Blank { creator: Some(p) } if process::liveness(p) == Liveness::Dead => {}
+        header::Leftover::Blank { creator: Some(_) } => return Ok(Removal::InUse),
+        header::Leftover::Blank { creator: None } | header::Leftover::Foreign => {
+            return Ok(Removal::Foreign);
+        }
+        header::Leftover::Ours { persistent } if persistent && !persistent_too => {
+            return Ok(Removal::Persistent);
+        }
+        header::Leftover::Ours { .. } => {}
     }
     // The exclusive lock is held until `unused` drops, after the unlink.
     shm::unlink_if_same(loc, unused.inode())?;

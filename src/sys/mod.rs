@@ -1,8 +1,9 @@
 //! L0: the only code that talks to the operating system.
 //!
-//! Named segments ([`shm`]), futex wait/wake on shared words ([`futex`]) and process liveness
-//! ([`process`]). Everything above this layer is written against these safe functions, and
-//! errno values are mapped to error variants here and nowhere else.
+//! Named segments ([`shm`]), futex wait/wake on shared words ([`futex`]), process liveness
+//! ([`process`]) and directory change notification ([`watch`]). Everything above this layer
+//! is written against these safe functions, and errno values are mapped to error variants
+//! here and nowhere else.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmq supports Linux only: it relies on /dev/shm, futex(2) and /proc");
@@ -13,3 +14,4 @@ pub(crate) mod futex;
 pub(crate) mod interrupt;
 pub(crate) mod process;
 pub(crate) mod shm;
+pub(crate) mod watch;

@@ -219,23 +219,43 @@ fn open_flags(extra: OFlags) -> OFlags {
 }
 
 /// Creates a new segment file of `size` bytes (failing if it exists), takes its use lock
-/// shared, reserves its memory with fallocate so a full tmpfs fails here rather than with
-/// SIGBUS later, and maps it. The new file is zero-filled. On any failure the file is removed
-/// again.
+/// shared, writes `stamp` (`(offset, bytes)`: the creator's identity, so a file left by a
+/// creator killed a moment later can be told from any other program's empty file), reserves
+/// its memory with fallocate so a full tmpfs fails here rather than with SIGBUS later, and
+/// maps it. The rest of the file is zero-filled. On any failure the file is removed again.
 ///
-/// `Ok(None)`: a process reclaiming abandoned segments held the brand-new, still empty file's
-/// lock in the instant between our `open` and our `flock`, and may remove the name: retry.
-pub(crate) fn create(loc: &Location, size: usize, mode: u32) -> Result<Option<Mapping>, SysError> {
+/// `Ok(None)`: another process held the brand-new file's lock exclusively (a prober that
+/// looks at every file: `in_use`, a janitor, a creator judging a leftover) for longer than a
+/// probe takes; the file is removed again, and the caller may retry.
+pub(crate) fn create(
+    loc: &Location,
+    size: usize,
+    mode: u32,
+    stamp: (u64, &[u8]),
+) -> Result<Option<Mapping>, SysError> {
     let path = loc.path();
     let fd = rustix::fs::open(
         &path,
         open_flags(OFlags::CREATE | OFlags::EXCL | OFlags::RDWR),
         Mode::from_raw_mode(mode),
     )?;
-    if !try_flock(&fd, FlockOperation::NonBlockingLockShared)? {
-        return Ok(None);
+    let st = rustix::fs::fstat(&fd)?;
+    let ino = (st.st_dev, st.st_ino);
+    // The use lock at once. A prober holds it exclusively only for a moment: wait that out.
+    let mut tries = 0;
+    while !try_flock(&fd, FlockOperation::NonBlockingLockShared)? {
+        tries += 1;
+        if tries > 1000 {
+            let _ = unlink_if_same(loc, ino);
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
     }
     let result = (|| {
+        let (at, bytes) = stamp;
+        if !bytes.is_empty() && rustix::io::pwrite(&fd, bytes, at)? != bytes.len() {
+            return Err(SysError::NoSpace);
+        }
         // open() applied the umask; set the mode the caller asked for exactly.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
         match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, size as u64) {
@@ -244,14 +264,12 @@ pub(crate) fn create(loc: &Location, size: usize, mode: u32) -> Result<Option<Ma
             Err(Errno::OPNOTSUPP) => rustix::fs::ftruncate(&fd, size as u64)?,
             Err(e) => return Err(e.into()),
         }
-        let st = rustix::fs::fstat(&fd)?;
-        let ino = (st.st_dev, st.st_ino);
-        Ok((map(fd, size, true)?, ino))
+        map(fd, size, true)
     })();
     match result {
-        Ok((m, _)) => Ok(Some(m)),
+        Ok(m) => Ok(Some(m)),
         Err(e) => {
-            let _ = rustix::fs::unlink(&path);
+            let _ = unlink_if_same(loc, ino);
             Err(e)
         }
     }
