@@ -514,10 +514,18 @@ fn start_watcher(args: &[&str]) -> (Child, Lines) {
     (child, lines)
 }
 
-/// Ends a watcher started without `--for`.
-fn stop(mut watcher: Child) {
-    watcher.kill().unwrap();
-    watcher.wait().unwrap();
+/// Ends a watcher started without `--for` as systemd does, with SIGTERM: it stops cleanly
+/// (status 0) and prints its summary.
+fn stop(mut watcher: Child, lines: &mut Lines) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &watcher.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "could not send SIGTERM");
+    let summary = lines.wait_for(|l| l.starts_with("stopped after"));
+    assert!(summary.contains("segments removed"), "{summary}");
+    let status = common::wait(&mut watcher, Duration::from_secs(30));
+    assert!(status.success(), "gc --watch after SIGTERM: {status}");
 }
 
 /// Child role: `ARG` lists segments as `create:NAME`, `keep:NAME` (created persistent) or
@@ -609,7 +617,7 @@ fn gc_watch_removes_a_segment_as_soon_as_all_its_users_are_killed() {
     let line = lines.wait_for(|l| l.starts_with(&format!("removed {name}: ")));
     eprintln!("gc --watch said: {line}");
     assert!(line.ends_with("after its last user let go"), "{line}");
-    stop(watcher);
+    stop(watcher, &mut lines);
     assert_gone(&prefix);
 }
 
@@ -634,7 +642,7 @@ fn gc_watch_keeps_a_persistent_segment_unless_told_and_gc_persistent_removes_it(
     lines.wait_for(|l| l.starts_with(&format!("removed {drop_me}: ")));
     std::thread::sleep(Duration::from_millis(700));
     assert!(exists(&keep), "the watcher removed a persistent segment");
-    stop(watcher);
+    stop(watcher, &mut lines);
 
     // One-shot gc keeps it too, and says so; --persistent removes it.
     let out = shmq(&["gc", "--prefix", &prefix]);
@@ -655,7 +663,7 @@ fn gc_watch_keeps_a_persistent_segment_unless_told_and_gc_persistent_removes_it(
     let line = lines.wait_for(|l| l.starts_with(&format!("removed {keep}")));
     assert!(line.contains("found unused by a scan"), "{line}");
     assert_gone(&prefix);
-    stop(watcher);
+    stop(watcher, &mut lines);
 }
 
 #[test]

@@ -533,3 +533,40 @@ fn help_describes_the_flags() {
     let out = shmq().args(["recv", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--count"));
 }
+
+/// Sends SIGINT with the `kill` command (the test has no libc of its own).
+fn sigint(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "could not send SIGINT");
+}
+
+#[test]
+fn ctrl_c_on_a_waiting_recv_removes_its_ring_and_exits_130() {
+    let name = unique("sigint-recv");
+    let mut recv = spawn(&["recv", &name], Stdio::null(), Stdio::null());
+    wait_created(&name);
+    std::thread::sleep(Duration::from_millis(50)); // let it block waiting for a sender
+    sigint(&recv);
+    let result = finish(&mut recv);
+    assert_eq!(result.0.code(), Some(130), "recv after Ctrl-C: {result:?}");
+    assert_eq!(result.1, "shmq: interrupted\n");
+    assert_gone(&name);
+}
+
+#[test]
+fn ctrl_c_on_a_send_blocked_reading_its_input_removes_its_ring_and_exits_130() {
+    let name = unique("sigint-send");
+    // stdin is a pipe we keep open and silent: send blocks in read(2).
+    let mut send = spawn(&["send", &name], Stdio::piped(), Stdio::null());
+    let _input = send.stdin.take().unwrap();
+    wait_created(&name);
+    std::thread::sleep(Duration::from_millis(50));
+    sigint(&send);
+    let result = finish(&mut send);
+    assert_eq!(result.0.code(), Some(130), "send after Ctrl-C: {result:?}");
+    assert_eq!(result.1, "shmq: interrupted\n");
+    assert_gone(&name);
+}

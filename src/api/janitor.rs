@@ -189,6 +189,12 @@ pub enum JanitorError {
     /// The inotify instance could not be made or read.
     #[error("inotify: {0}")]
     Os(#[source] std::io::Error),
+    /// An [`Interrupter`](crate::Interrupter) this thread watches (or the process-wide one,
+    /// which [`interrupt_on_signals`](crate::interrupt_on_signals) ties to SIGINT/SIGTERM)
+    /// has fired. A signal wakes a waiting janitor at once; an interrupter fired from another
+    /// thread is noticed when the janitor next wakes (at the latest, its rescan interval).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 #[derive(Debug)]
@@ -352,6 +358,9 @@ impl Janitor {
         loop {
             if let Some(report) = self.reports.pop_front() {
                 return Ok(Some(report));
+            }
+            if crate::sys::interrupt::pending() {
+                return Err(JanitorError::Interrupted);
             }
             if stepped && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);

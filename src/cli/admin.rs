@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use shmq::segment::Removal;
 use shmq::{
-    Capacity, Janitor, JanitorEvent, OpenError, Options, Peeked, Process, Segment, Survey, Trigger,
+    Capacity, Janitor, JanitorError, JanitorEvent, OpenError, Options, Peeked, Process, Segment,
+    Survey, Trigger,
 };
 
 use crate::cli::stream::{Human, parse_duration};
@@ -689,6 +690,8 @@ fn watch(args: &GcArgs) -> Result<(), String> {
         builder = builder.dir(p);
     }
     let mut janitor = builder.build().map_err(|e| e.to_string())?;
+    // SIGINT/SIGTERM (systemd's stop) end the watch cleanly, with the summary.
+    shmq::interrupt_on_signals().map_err(|e| format!("installing the signal handlers: {e}"))?;
     let dirs: Vec<String> = janitor.dirs().map(|p| p.display().to_string()).collect();
     let mut live_dirs = dirs.len();
     say!(
@@ -712,7 +715,7 @@ fn watch(args: &GcArgs) -> Result<(), String> {
     let result = loop {
         let event = match janitor.next_deadline(stop) {
             Ok(Some(e)) => e,
-            Ok(None) => break Ok(()),
+            Ok(None) | Err(JanitorError::Interrupted) => break Ok(()),
             Err(e) => break Err(e.to_string()),
         };
         match event {

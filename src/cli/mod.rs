@@ -73,6 +73,12 @@ pub(crate) fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // SIGINT/SIGTERM ended a command that catches them (send, recv): it cleaned up, and
+        // exits as a shell expects of a command stopped by Ctrl-C.
+        Err(_) if shmq::Interrupter::process().is_interrupted() => {
+            eprintln!("shmq: {}", stream::INTERRUPTED);
+            ExitCode::from(130)
+        }
         Err(msg) => {
             eprintln!("shmq: {msg}");
             ExitCode::FAILURE

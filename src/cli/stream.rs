@@ -120,6 +120,7 @@ fn own(fd: std::os::fd::BorrowedFd<'_>, what: &str) -> Result<File, String> {
 
 pub(crate) fn send(args: &SendArgs) -> Result<(), String> {
     let started = Instant::now();
+    catch_signals()?;
     let stdin = own(io::stdin().as_fd(), "standard input")?;
     let ring = attach_ring(&args.name, args.capacity)?;
     let producer = ring
@@ -209,6 +210,7 @@ impl Tx<'_> {
             {
                 return Ok(());
             }
+            stop_if_interrupted()?;
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(20));
         }
@@ -273,7 +275,10 @@ fn send_lines(tx: &mut Tx<'_>, input: File) -> Result<(), String> {
     loop {
         let buf = match input.fill_buf() {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                stop_if_interrupted()?;
+                continue;
+            }
             Err(e) => return Err(read_error(&e)),
         };
         if buf.is_empty() {
@@ -345,12 +350,13 @@ fn send_frames(tx: &mut Tx<'_>, input: File) -> Result<(), String> {
     }
 }
 
-/// One read(2), retried if interrupted. Ok(0): end of input.
+/// One read(2), retried if a signal other than SIGINT/SIGTERM interrupted it. Ok(0): end
+/// of input.
 fn read_some(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, String> {
     loop {
         match input.read(buf) {
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => stop_if_interrupted()?,
             Err(e) => return Err(read_error(&e)),
         }
     }
@@ -376,6 +382,7 @@ fn read_error(e: &io::Error) -> String {
 
 pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
     let started = Instant::now();
+    catch_signals()?;
     let stdout = own(io::stdout().as_fd(), "standard output")?;
     let ring = attach_ring(&args.name, args.capacity)?;
     let consumer = ring
@@ -540,6 +547,25 @@ fn write_error(e: &io::Error) -> String {
 }
 
 // ----- both sides -----
+
+/// Ctrl-C (SIGINT) or SIGTERM no longer kill send/recv outright: they interrupt the wait or
+/// read in progress, the command lets go of its ring (removing it if it was the last user),
+/// and exits with 130 (see `cli::main`).
+fn catch_signals() -> Result<(), String> {
+    shmq::interrupt_on_signals().map_err(|e| format!("installing the signal handlers: {e}"))
+}
+
+/// Ends the command if SIGINT or SIGTERM came.
+fn stop_if_interrupted() -> Result<(), String> {
+    if shmq::Interrupter::process().is_interrupted() {
+        Err(INTERRUPTED.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// What an interrupted send/recv says.
+pub(crate) const INTERRUPTED: &str = "interrupted";
 
 /// The wait for the other side to come.
 struct Wait {
