@@ -45,9 +45,12 @@ const TAKEN: u64 = 272;
 const LIMIT: u64 = 296;
 /// The participant table starts at 512 with 64 bytes of counters; its entries follow, then
 /// the sides and owed-task words (u32 each), then the slots.
-const PARTICIPANTS: u64 = 512 + 64;
+const TABLE: u64 = 512;
+const PARTICIPANTS: u64 = TABLE + 64;
 const MAX_PARTICIPANTS: u64 = 256;
-const SLOTS: u64 = 512 + 64 + MAX_PARTICIPANTS * 16;
+/// Tasks each participant owes `task_done` for (u32 each), after the entries and sides.
+const OWED: u64 = PARTICIPANTS + MAX_PARTICIPANTS * 12;
+const SLOTS: u64 = PARTICIPANTS + MAX_PARTICIPANTS * 16;
 /// Control words a `Control` patch may hit: (offset, width in bytes).
 const CONTROL: [(u64, usize); 13] = [
     (ENQ, 8),
@@ -349,6 +352,16 @@ impl Ctx {
     /// A consistent, empty, open queue whose next position is `base`; counters zeroed, the
     /// limit restored. Participant entries and bells are left as they are.
     fn fresh(&self, base: u64) {
+        // The participant table as a fresh queue with only our handles attached would have
+        // it: counters and owed tasks zero, every recorded entry ours (live).
+        self.write(TABLE, &[0u8; 64]);
+        for i in 0..MAX_PARTICIPANTS {
+            let at = PARTICIPANTS + i * 8;
+            if self.get(at, 8) != 0 {
+                self.set(at, 8, self.me);
+            }
+            self.set(OWED + i * 4, 4, 0);
+        }
         self.set(ENQ, 8, base);
         self.set(DEQ, 8, base);
         self.set(CLOSED, 4, 0);

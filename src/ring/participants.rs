@@ -260,11 +260,25 @@ impl<'a> Participants<'a> {
         self.owed_word(i).fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Marks one of participant `i`'s tasks done (if it owes any).
+    /// Marks one task owed by participant `i` done; if `i` owes none, one owed by another
+    /// handle of this process (a process may take through one handle and mark done through
+    /// another). Across processes the count cannot follow: whoever took a task should mark
+    /// it done.
     pub(crate) fn settle(&self, i: usize) {
-        let _ = self
-            .owed_word(i)
-            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1));
+        let take_one = |j: usize| {
+            self.owed_word(j)
+                .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if take_one(i) {
+            return;
+        }
+        let me = Self::owner_word(process::current());
+        for j in (0..MAX).filter(|&j| j != i) {
+            if self.entry(j).load(Ordering::Relaxed) == me && take_one(j) {
+                return;
+            }
+        }
     }
 
     /// Tasks lost with dead takers: those of reaped entries, plus those still owed by
@@ -335,6 +349,20 @@ mod tests {
         // Alone again: the history is forgotten on the next attach.
         let fresh = t.attach(GET).unwrap();
         assert!(t.other_side_may_come(PUT, fresh, true));
+    }
+
+    #[test]
+    fn a_task_taken_through_one_handle_may_be_marked_done_through_another() {
+        let buf = heap(SIZE);
+        let t = Participants::new(Region::from_words(&buf)).unwrap();
+        let taker = t.attach(GET).unwrap();
+        let marker = t.attach(PUT | GET).unwrap();
+        t.owe(taker);
+        t.settle(marker);
+        assert_eq!(t.owed_word(taker).load(Ordering::SeqCst), 0);
+        // With nothing owed anywhere, settling changes nothing.
+        t.settle(marker);
+        assert_eq!(t.owed_word(marker).load(Ordering::SeqCst), 0);
     }
 
     #[test]
