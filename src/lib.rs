@@ -56,7 +56,7 @@
 //! | call | waits for | bounded forms | a dead peer ends the wait |
 //! |------|-----------|---------------|---------------------------|
 //! | `open` of any kind | the creator to finish initializing | [`Options::open_timeout`] (default 1 s) | yes: `Abandoned` |
-//! | `create` | never (a leftover is judged without waiting) | — | — |
+//! | `create` | only for another process that is judging the same name that moment (each look is sub-millisecond; bounded retries) | — | — |
 //! | [`Producer`] `send`, `reserve`; [`Sender`] `send`, `reserve` | room in the ring | `try_`, `_timeout` | consumer gone: `Disconnected` |
 //! | [`Consumer`] `recv`, `recv_into`; [`Receiver`] `recv`; [`Pipe`] `send`/`recv` | a message / room | `try_`, `_timeout` | peer gone and drained: `Disconnected` |
 //! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `put`, `loan` | room | `try_`, `_timeout` | every getter gone: `Disconnected` |
@@ -86,7 +86,10 @@
 //! - **Queues and crashes.** A process killed inside a `put` loses that item (its `put` never
 //!   returned); one killed inside a `get` takes its item with it. Every committed item not yet
 //!   taken survives, in order, and the queue keeps working; a [`JoinableQueue`] task taken by
-//!   a consumer that dies before `task_done` stays unfinished (use `join_timeout`).
+//!   a consumer that dies before `task_done` stays unfinished, and `join` reports it
+//!   ([`JoinError::Lost`]) once everything else is done — except a consumer killed in the
+//!   few instructions between taking an item and recording it as owed, whose task stays
+//!   unfinished unreported (use `join_timeout` where that matters).
 //! - **Durability.** [`Options::file`] segments outlive every process; they survive an OS
 //!   crash only up to the last `flush` (`msync`).
 //! - **fork.** A forked child inherits handles and guards; it must not use a guard its parent

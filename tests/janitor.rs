@@ -20,7 +20,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 #[test]
-fn reap_removes_only_unused_shmq_segments_never_files_without_a_header() {
+fn remove_if_unused_removes_only_unused_shmq_segments_never_files_without_a_header() {
     let dir = temp_dir("reap");
     let empty = dir.join("empty");
     let zeros = dir.join("zeros");
@@ -35,7 +35,14 @@ fn reap_removes_only_unused_shmq_segments_never_files_without_a_header() {
         );
         assert!(f.exists());
     }
-    // remove_if_unused, by contrast, takes a blank file for a dead creator's leftover.
+    // A blank file that names its creator, now dead, is a shmq creator's leftover: removed.
+    let dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    common::wait_all_ok(&mut [dead], Duration::from_secs(60));
+    let mut leftover = vec![0u8; 4096];
+    leftover[80..84].copy_from_slice(&dead_pid.to_le_bytes());
+    leftover[88..96].copy_from_slice(&1u64.to_le_bytes());
+    std::fs::write(&zeros, &leftover).unwrap();
     assert_eq!(
         Segment::remove_if_unused(Options::file(&zeros), false).unwrap(),
         Removal::Removed

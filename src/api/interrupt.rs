@@ -70,6 +70,7 @@ impl Interrupter {
 
     /// The process-wide interrupter: every blocking call in this process watches it.
     pub fn process() -> Interrupter {
+        interrupt::ARMED.store(true, std::sync::atomic::Ordering::SeqCst);
         Interrupter {
             word: Word::Process,
         }

@@ -493,13 +493,18 @@ impl Janitor {
             let path = dir.path.join(&c.name);
             (Options::file(&path), path.display().to_string())
         };
-        match Segment::remove_if_unused(opts, self.persistent_too) {
+        let outcome = Segment::remove_if_unused(opts, self.persistent_too);
+        match outcome {
             Ok(Removal::Removed) => self.reports.push_back(JanitorEvent::Removed {
                 name: label,
                 trigger: c.trigger,
                 after: c.since.elapsed(),
             }),
-            Ok(Removal::InUse) if c.trigger == Trigger::Closed && c.rechecks < RECHECKS.len() => {
+            // Busy: another process was deciding about it at that moment; look again too.
+            Ok(Removal::InUse | Removal::Busy)
+                if (c.trigger == Trigger::Closed || matches!(outcome, Ok(Removal::Busy)))
+                    && c.rechecks < RECHECKS.len() =>
+            {
                 let at = c.since + RECHECKS[c.rechecks];
                 c.rechecks += 1;
                 // One timed check per file at most: a file closed again and again (a live

@@ -635,7 +635,8 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             // A non-waiting call still waits for the lock, but only briefly: a holder that
             // keeps it longer (stopped, stuck, or a forged lock word) makes it Full/Empty.
             let brief = crate::sync::park::deadline_after(wait::CHECK_EVERY);
-            return match attempt(brief) {
+            // Not interruptible: a `try_` form never reports an interrupt.
+            return match crate::sys::interrupt::uninterruptible(|| attempt(brief)) {
                 Ok(Some(r)) => Ok(r),
                 Ok(None) | Err(Failed::Timeout | Failed::Interrupted) => Err(Failed::Busy),
                 Err(e) => Err(e),
@@ -647,7 +648,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         }
         // A get (`items`) waits for a putter, a put for a getter.
         let me = self.me()?;
-        let mut gone = other_side_gone(self.table(), !items, me);
+        let mut gone = other_side_gone(self.table(), !items, me, self.place.seen());
         match wait::wait(
             self.mode,
             deadline,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::api::{Pod, Waiting, ensure};
@@ -13,7 +13,7 @@ use crate::error::{
     CreateError, GetError, JoinError, OpenError, OpenOrCreateError, PutError, TaskDoneError,
 };
 use crate::ring::mpmc::{self, Claim, Fail, Mpmc};
-use crate::ring::participants::{self, Participants};
+use crate::ring::participants::{self, Participants, Seen};
 use crate::ring::wait::{self, CHECK_EVERY, Ended, WaitMode};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
 use crate::sync::park;
@@ -121,13 +121,36 @@ impl Failed {
 pub(crate) struct Place {
     me: AtomicU64,
     sides: AtomicU32,
+    /// What the handle saw when it attached (`participants::Seen`): counts before its own,
+    /// and whether a live participant of each side was there.
+    before: [AtomicU64; 2],
+    present: [AtomicBool; 2],
 }
 
 impl Place {
-    pub(crate) fn new(index: usize, side: Side) -> Place {
-        Place {
+    pub(crate) fn new((index, seen): (usize, Seen), side: Side) -> Place {
+        let place = Place {
             me: AtomicU64::new((u64::from(process::current().pid) << 32) | index as u64),
             sides: AtomicU32::new(side.bits()),
+            before: [AtomicU64::new(0), AtomicU64::new(0)],
+            present: [AtomicBool::new(false), AtomicBool::new(false)],
+        };
+        place.remember(seen);
+        place
+    }
+
+    fn remember(&self, seen: Seen) {
+        for k in 0..2 {
+            self.before[k].store(seen.before[k], Ordering::Relaxed);
+            self.present[k].store(seen.present[k], Ordering::Relaxed);
+        }
+    }
+
+    /// What the handle saw when it (or, in a forked child, the child) attached.
+    pub(crate) fn seen(&self) -> Seen {
+        Seen {
+            before: [0, 1].map(|k| self.before[k].load(Ordering::Relaxed)),
+            present: [0, 1].map(|k| self.present[k].load(Ordering::Relaxed)),
         }
     }
 
@@ -135,7 +158,7 @@ impl Place {
     /// child; `detach` lets go of a place another thread of the child took first.
     pub(crate) fn index(
         &self,
-        attach: impl FnOnce(u32) -> Option<usize>,
+        attach: impl FnOnce(u32) -> Option<(usize, Seen)>,
         detach: impl FnOnce(usize),
     ) -> Result<usize, Failed> {
         let m = self.me.load(Ordering::Relaxed);
@@ -143,7 +166,7 @@ impl Place {
         if (m >> 32) as u32 == pid {
             return Ok((m & 0xffff_ffff) as usize);
         }
-        let i = attach(self.sides.load(Ordering::Relaxed)).ok_or_else(|| {
+        let (i, seen) = attach(self.sides.load(Ordering::Relaxed)).ok_or_else(|| {
             Failed::Corrupted(format!(
                 "all {} places for attached processes are held by live processes",
                 participants::MAX
@@ -154,7 +177,10 @@ impl Place {
             .me
             .compare_exchange(m, mine, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Ok(i),
+            Ok(_) => {
+                self.remember(seen);
+                Ok(i)
+            }
             Err(now) => {
                 // Another thread of this child attached first: use its place.
                 detach(i);
@@ -189,6 +215,7 @@ pub(crate) fn other_side_gone<'a>(
     table: Participants<'a>,
     put: bool,
     me: usize,
+    seen: Seen,
 ) -> impl FnMut(bool) -> bool + 'a {
     let other = if put {
         participants::GET
@@ -202,7 +229,7 @@ pub(crate) fn other_side_gone<'a>(
             return false;
         }
         departures = Some(now);
-        !table.other_side_may_come(other, me, deep)
+        !table.other_side_may_come(other, me, seen, deep)
     }
 }
 
@@ -436,7 +463,7 @@ impl Core {
             return Err(Failed::Busy);
         };
         let deep = Cell::new(false);
-        let mut gone = other_side_gone(q.table(), put, me);
+        let mut gone = other_side_gone(q.table(), put, me, self.place.seen());
         let r = wait::wait(
             self.mode,
             deadline,
@@ -930,13 +957,9 @@ impl<T: Pod> JoinableQueue<T> {
     pub fn forget_lost_tasks(&self) -> u64 {
         let q = self.queue.core.q();
         q.reap_dead();
-        let t = q.table();
-        let mut n = 0;
-        while t.lost() > 0 && q.task_done() {
-            t.forget_lost(1);
-            n += 1;
-        }
-        n
+        // At most the unfinished tasks (a forged count cannot make this mark more done).
+        let n = q.table().take_lost(q.unfinished());
+        (0..n).take_while(|_| q.task_done()).count() as u64
     }
 
     /// Items put and not yet marked done (in the queue, or taken and being worked on).
@@ -990,9 +1013,10 @@ impl<T: Pod> JoinableQueue<T> {
         );
         let unfinished = q.unfinished();
         match r {
-            Ok(()) if lost.get() == 0 => Ok(()),
+            // Everything done (a lost count that says otherwise is wrong: nothing is left).
+            Ok(()) if unfinished == 0 => Ok(()),
             Ok(()) => Err(JoinError::Lost {
-                lost: lost.get(),
+                lost: lost.get().min(unfinished),
                 unfinished,
             }),
             Err(Ended::Interrupted) => Err(JoinError::Interrupted),

@@ -638,7 +638,7 @@ pub(crate) fn gc(args: &GcArgs) -> Result<(), String> {
         };
         match outcome {
             Ok(Removal::Removed) => removed += 1,
-            Ok(Removal::InUse) => in_use += 1,
+            Ok(Removal::InUse | Removal::Busy) => in_use += 1,
             Ok(Removal::Persistent) => persistent += 1,
             // Gone or replaced by something else since the survey: not ours to count.
             Ok(_) | Err(OpenError::NotFound { .. }) => {}
@@ -798,6 +798,12 @@ pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
                         Ok(Removal::InUse) if args.force => s.remove(),
                         Ok(Removal::InUse) => {
                             failed.push(in_use_error(name, &s));
+                            continue;
+                        }
+                        Ok(Removal::Busy) => {
+                            failed.push(format!(
+                                "{name} was being checked or removed by another process at                                  that moment; run shmq rm again"
+                            ));
                             continue;
                         }
                         Ok(_) => {

@@ -283,7 +283,7 @@ impl<'a> Mpmc<'a> {
     /// Gives back every slot of dead participants and frees their entries; then takes a free
     /// entry for this process with `sides` (`participants::PUT | GET`). `None` if all
     /// entries are held by live processes.
-    pub(crate) fn attach(&self, sides: u32) -> Option<usize> {
+    pub(crate) fn attach(&self, sides: u32) -> Option<(usize, participants::Seen)> {
         self.reap_dead();
         self.table().attach(sides)
     }
@@ -849,7 +849,7 @@ mod tests {
     fn fifo_through_laps() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         let mut next_get = 0u64;
         for round in 0..10u64 {
             for i in 0..3 {
@@ -877,7 +877,7 @@ mod tests {
     fn full_then_space() {
         let mem = heap(region_size(2, 16).unwrap());
         let q = queue(&mem, 2, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         for _ in 0..2 {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -895,7 +895,7 @@ mod tests {
         let mem = heap(region_size(4, 16).unwrap());
         let mut q = Mpmc::new(Region::from_words(&mem), 4, 16).unwrap();
         q.init(3);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         for _ in 0..3 {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -910,7 +910,7 @@ mod tests {
     fn abandoned_put_is_skipped() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         let a = q.try_claim_put(me, false, false).unwrap();
         let b = q.try_claim_put(me, false, false).unwrap();
         q.publish(b, me).unwrap();
@@ -925,7 +925,7 @@ mod tests {
     fn a_hole_lapped_twice_is_skipped_not_corruption() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         let put = |q: &Mpmc<'_>| {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -952,7 +952,7 @@ mod tests {
     fn a_forged_deq_far_behind_jumps_to_a_lap_behind_enq() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         for _ in 0..3 {
             let c = q.try_claim_put(me, false, false).unwrap();
             q.publish(c, me).unwrap();
@@ -975,7 +975,7 @@ mod tests {
     fn close_drains_then_reports_closed() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         let c = q.try_claim_put(me, false, false).unwrap();
         q.publish(c, me).unwrap();
         q.close();
@@ -990,7 +990,7 @@ mod tests {
     fn dead_participants_slots_are_given_back() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         // A participant entry of a process that cannot exist (pid 0x3fffff, start 1).
         let ghost = me + 1;
         let dead = ProcessId {
@@ -1014,7 +1014,7 @@ mod tests {
     fn hostile_words_are_errors() {
         let mem = heap(region_size(4, 16).unwrap());
         let q = queue(&mem, 4, 16);
-        let me = q.attach(participants::PUT | participants::GET).unwrap();
+        let me = q.attach(participants::PUT | participants::GET).unwrap().0;
         q.slot_word(0).store(word(FREE, 0, 3), Ordering::Relaxed);
         assert!(matches!(
             q.try_claim_put(me, false, false),
@@ -1051,7 +1051,7 @@ mod tests {
             for t in 0..2u64 {
                 let q = &q;
                 s.spawn(move || {
-                    let me = q.attach(participants::PUT | participants::GET).unwrap();
+                    let me = q.attach(participants::PUT | participants::GET).unwrap().0;
                     for i in 0..PER {
                         let c = loop {
                             match q.try_claim_put(me, false, false) {
@@ -1070,7 +1070,7 @@ mod tests {
             for _ in 0..2 {
                 let (q, sum, count) = (&q, &sum, &count);
                 s.spawn(move || {
-                    let me = q.attach(participants::PUT | participants::GET).unwrap();
+                    let me = q.attach(participants::PUT | participants::GET).unwrap().0;
                     while count.load(Ordering::Relaxed) < 2 * PER {
                         match q.try_claim_get(me, false) {
                             Ok(c) => {

@@ -51,6 +51,23 @@ const START_BITS: u32 = 40;
 const START_MASK: u64 = (1 << START_BITS) - 1;
 /// Set on an entry while its dead owner's claims are being given back.
 pub(crate) const RECLAIMING: u64 = 1 << 63;
+/// Set (with `RECLAIMING`) by the one reaper that frees the entry, so that no other reaper
+/// clears the entry's words after it has been freed and taken by a new process.
+const FREEING: u64 = 1 << 62;
+
+/// What a handle saw when it attached: the attachment counts of each side (put, get) before
+/// its own, and whether another live participant of that side was already there. A blocked
+/// call compares the counts with these, so history from before it attached (a persistent
+/// queue's earlier users) never makes it think the other side came and went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) before: [u64; 2],
+    pub(crate) present: [bool; 2],
+}
+
+fn side_index(side: u32) -> usize {
+    usize::from(side != PUT)
+}
 
 /// A view of the table at some offset of a region.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +115,7 @@ impl<'a> Participants<'a> {
 
     pub(crate) fn process_of(entry: u64) -> ProcessId {
         ProcessId {
-            pid: ((entry & !RECLAIMING) >> START_BITS) as u32,
+            pid: ((entry & !(RECLAIMING | FREEING)) >> START_BITS) as u32,
             start_time: entry & START_MASK,
         }
     }
@@ -116,12 +133,11 @@ impl<'a> Participants<'a> {
         Self::entry_alive(self.entry(i).load(Ordering::Acquire))
     }
 
-    /// Takes a free entry for this process with `sides`. `None` if all are taken (reap dead
-    /// ones first).
-    pub(crate) fn attach(&self, sides: u32) -> Option<usize> {
+    /// Takes a free entry for this process with `sides`, and says what it saw (see
+    /// [`Seen`]). `None` if all are taken (reap dead ones first).
+    pub(crate) fn attach(&self, sides: u32) -> Option<(usize, Seen)> {
         let me = Self::owner_word(process::current());
-        // Read before scanning, so a reset below cannot erase an attachment that raced in.
-        let seen = [PUT, GET].map(|s| self.attached(s).load(Ordering::SeqCst));
+        let before = [PUT, GET].map(|s| self.attached(s).load(Ordering::SeqCst));
         let i = (0..MAX).find(|&i| {
             self.entry(i)
                 .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
@@ -130,23 +146,18 @@ impl<'a> Participants<'a> {
         self.owed_word(i).store(0, Ordering::Relaxed);
         self.sides_word(i)
             .store(sides & (PUT | GET), Ordering::SeqCst);
-        let alone = (0..MAX).all(|j| j == i || !self.alive(j));
-        for (k, side) in [PUT, GET].into_iter().enumerate() {
-            let mine = u64::from(sides & side != 0);
-            // Nobody else is here: forget who came before (a persistent queue reopened after
-            // everybody left must not look "abandoned by its producers"). A CAS from the
-            // value read before the scan: if anyone attached since, keep counting instead.
-            if alone
-                && self
-                    .attached(side)
-                    .compare_exchange(seen[k], mine, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-            {
-                continue;
-            }
-            self.attached(side).fetch_add(mine, Ordering::SeqCst);
+        for side in [PUT, GET] {
+            self.attached(side)
+                .fetch_add(u64::from(sides & side != 0), Ordering::SeqCst);
         }
-        Some(i)
+        // One that attached before our read of the counts had recorded its sides before its
+        // count went up (SeqCst), so this scan sees it.
+        let present = [PUT, GET].map(|side| {
+            (0..MAX).any(|j| {
+                j != i && self.sides_word(j).load(Ordering::SeqCst) & side != 0 && self.alive(j)
+            })
+        });
+        Some((i, Seen { before, present }))
     }
 
     /// Changes the sides of entry `i` (ours).
@@ -213,17 +224,29 @@ impl<'a> Participants<'a> {
     }
 
     /// Frees entry `i` of a dead process, found as `marked` (with `RECLAIMING`), after its
-    /// claims were given back: its owed tasks count as lost. Returns whether it did.
+    /// claims were given back: its owed tasks count as lost. Returns whether it did. Of
+    /// several reapers, only the one that moves the entry to `FREEING` touches its words.
     pub(crate) fn release_dead(&self, i: usize, marked: u64) -> bool {
+        let entry = self.entry(i);
+        if marked & FREEING != 0 {
+            // A reaper died while freeing it: finish (its owed tasks may go uncounted).
+            return entry
+                .compare_exchange(marked, 0, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok();
+        }
+        let freeing = marked | FREEING;
+        if entry
+            .compare_exchange(marked, freeing, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            return false; // another reaper frees it
+        }
         let owed = self.owed_word(i).swap(0, Ordering::SeqCst);
         self.sides_word(i).store(0, Ordering::SeqCst);
         self.u64(LOST).fetch_add(u64::from(owed), Ordering::SeqCst);
-        let freed = self
-            .entry(i)
-            .compare_exchange(marked, 0, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok();
+        entry.store(0, Ordering::SeqCst);
         self.departures().fetch_add(1, Ordering::SeqCst);
-        freed
+        true
     }
 
     /// Bumped whenever an entry is let go, reaped or changes sides: waiters that saw it
@@ -232,15 +255,19 @@ impl<'a> Participants<'a> {
         self.u32(DEPARTURES)
     }
 
-    /// Whether a get (`side == PUT`: is there a putter?) or a put (`GET`) by participant `me`
-    /// can still hope: `false` only if some other participant with `side` attached at some
-    /// point and none with `side` is alive now. With `deep`, reads `/proc` for each
-    /// live-looking entry; without, counts every recorded entry as alive (a few hundred loads,
-    /// no system call), which notices handles let go but not processes that died.
-    pub(crate) fn other_side_may_come(&self, side: u32, me: usize, deep: bool) -> bool {
+    /// Whether a get (`side == PUT`: is there a putter?) or a put (`GET`) by participant `me`,
+    /// which saw `seen` when it attached, can still hope: `false` only if some other
+    /// participant with `side` was there or came since, and none with `side` is alive now.
+    /// With `deep`, reads `/proc` for each live-looking entry; without, counts every recorded
+    /// entry as alive (a few hundred loads, no system call), which notices handles let go but
+    /// not processes that died.
+    pub(crate) fn other_side_may_come(&self, side: u32, me: usize, seen: Seen, deep: bool) -> bool {
+        let k = side_index(side);
         let mine = u64::from(self.sides_word(me).load(Ordering::Relaxed) & side != 0);
-        if self.attached(side).load(Ordering::SeqCst) <= mine {
-            return true; // nobody else ever came: wait for the first one
+        let came = seen.present[k]
+            || self.attached(side).load(Ordering::SeqCst) > seen.before[k].saturating_add(mine);
+        if !came {
+            return true; // nobody else came yet: wait for the first one
         }
         (0..MAX).any(|j| {
             if j == me || self.sides_word(j).load(Ordering::SeqCst) & side == 0 {
@@ -282,27 +309,39 @@ impl<'a> Participants<'a> {
     }
 
     /// Tasks lost with dead takers: those of reaped entries, plus those still owed by
-    /// entries whose process is dead (a `/proc` read per live-looking entry).
+    /// entries whose process is dead (a `/proc` read per live-looking entry). Taken again if
+    /// a reaper moved owed tasks into the lost count meanwhile, so none is counted twice.
     pub(crate) fn lost(&self) -> u64 {
-        let pending: u64 = (0..MAX)
-            .filter(|&i| {
-                let e = self.entry(i).load(Ordering::Acquire);
-                e != 0 && !Self::entry_alive(e)
-            })
-            .map(|i| u64::from(self.owed_word(i).load(Ordering::SeqCst)))
-            .sum();
-        self.u64(LOST)
-            .load(Ordering::SeqCst)
-            .saturating_add(pending)
+        let mut total = 0;
+        for _ in 0..4 {
+            let d = self.departures().load(Ordering::SeqCst);
+            let pending: u64 = (0..MAX)
+                .filter(|&i| {
+                    let e = self.entry(i).load(Ordering::Acquire);
+                    e != 0 && !Self::entry_alive(e)
+                })
+                .map(|i| u64::from(self.owed_word(i).load(Ordering::SeqCst)))
+                .sum();
+            total = self
+                .u64(LOST)
+                .load(Ordering::SeqCst)
+                .saturating_add(pending);
+            if self.departures().load(Ordering::SeqCst) == d {
+                break;
+            }
+        }
+        total
     }
 
-    /// Forgets `n` lost tasks (they were accounted for).
-    pub(crate) fn forget_lost(&self, n: u64) {
-        let _ = self
+    /// Takes up to `n` tasks off the lost count (they are being marked done); returns how
+    /// many it took.
+    pub(crate) fn take_lost(&self, n: u64) -> u64 {
+        match self
             .u64(LOST)
-            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |l| {
-                Some(l.saturating_sub(n))
-            });
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| Some(l - l.min(n)))
+        {
+            Ok(l) | Err(l) => l.min(n),
+        }
     }
 
     /// Every recorded entry: `(index, process, being reclaimed, sides)`.
@@ -332,31 +371,42 @@ mod tests {
     fn sides_decide_whether_the_other_side_may_come() {
         let buf = heap(SIZE);
         let t = Participants::new(Region::from_words(&buf)).unwrap();
-        let getter = t.attach(GET).unwrap();
+        let (getter, gs) = t.attach(GET).unwrap();
         // No putter ever came: a get waits for the first one.
-        assert!(t.other_side_may_come(PUT, getter, true));
-        let putter = t.attach(PUT).unwrap();
-        assert!(t.other_side_may_come(PUT, getter, true));
+        assert!(t.other_side_may_come(PUT, getter, gs, true));
+        let (putter, _) = t.attach(PUT).unwrap();
+        assert!(t.other_side_may_come(PUT, getter, gs, true));
         t.detach(putter);
         // A putter came and went: nothing more can come.
-        assert!(!t.other_side_may_come(PUT, getter, true));
+        assert!(!t.other_side_may_come(PUT, getter, gs, true));
+        assert!(!t.other_side_may_come(PUT, getter, gs, false));
         // A handle with both sides does not wait on itself.
-        let both = t.attach(PUT | GET).unwrap();
-        assert!(t.other_side_may_come(PUT, getter, true));
-        assert!(!t.other_side_may_come(PUT, both, true));
+        let (both, bs) = t.attach(PUT | GET).unwrap();
+        assert!(t.other_side_may_come(PUT, getter, gs, true));
+        // Its own put side does not count: it waits for another putter...
+        assert!(t.other_side_may_come(PUT, both, bs, true));
+        let (putter, _) = t.attach(PUT).unwrap();
+        t.detach(putter);
+        // ...and once one came and went, its gets are hopeless.
+        assert!(!t.other_side_may_come(PUT, both, bs, true));
         t.detach(both);
         t.detach(getter);
-        // Alone again: the history is forgotten on the next attach.
-        let fresh = t.attach(GET).unwrap();
-        assert!(t.other_side_may_come(PUT, fresh, true));
+        // History from before a handle attached does not count against it (a persistent
+        // queue reopened after its producers left): it waits for a putter.
+        let (fresh, fs) = t.attach(GET).unwrap();
+        assert!(t.other_side_may_come(PUT, fresh, fs, true));
+        // Nor does it for two that attach side by side.
+        let (second, ss) = t.attach(GET).unwrap();
+        assert!(t.other_side_may_come(PUT, second, ss, true));
+        assert!(t.other_side_may_come(PUT, fresh, fs, true));
     }
 
     #[test]
     fn a_task_taken_through_one_handle_may_be_marked_done_through_another() {
         let buf = heap(SIZE);
         let t = Participants::new(Region::from_words(&buf)).unwrap();
-        let taker = t.attach(GET).unwrap();
-        let marker = t.attach(PUT | GET).unwrap();
+        let (taker, _) = t.attach(GET).unwrap();
+        let (marker, _) = t.attach(PUT | GET).unwrap();
         t.owe(taker);
         t.settle(marker);
         assert_eq!(t.owed_word(taker).load(Ordering::SeqCst), 0);
@@ -369,7 +419,7 @@ mod tests {
     fn dead_takers_tasks_are_lost() {
         let buf = heap(SIZE);
         let t = Participants::new(Region::from_words(&buf)).unwrap();
-        let me = t.attach(GET).unwrap();
+        let (me, _) = t.attach(GET).unwrap();
         t.owe(me);
         t.owe(me);
         t.settle(me);
@@ -389,8 +439,12 @@ mod tests {
         let e = t.entry(dead).load(Ordering::SeqCst);
         t.entry(dead).store(e | RECLAIMING, Ordering::SeqCst);
         assert!(t.release_dead(dead, e | RECLAIMING));
+        // A second reaper of the same entry changes nothing.
+        assert!(!t.release_dead(dead, e | RECLAIMING));
+        assert_eq!(t.entry(dead).load(Ordering::SeqCst), 0);
         assert_eq!(t.lost(), 3);
-        t.forget_lost(3);
+        assert_eq!(t.take_lost(2), 2);
+        assert_eq!(t.take_lost(5), 1);
         assert_eq!(t.lost(), 0);
     }
 }

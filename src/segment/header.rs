@@ -392,9 +392,15 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     }
     h.creator_pid.store(new.creator_pid, Ordering::Relaxed);
     h.creator_start.store(new.creator_start, Ordering::Relaxed);
+    // Version and flags before the magic, so a creator killed right after it leaves a file
+    // that is recognisably ours (and as persistent as asked).
+    h.version.store(VERSION, Ordering::Relaxed);
+    h.flags.store(
+        if new.persistent { FLAG_PERSISTENT } else { 0 },
+        Ordering::Relaxed,
+    );
     // The magic goes in early so an opener can tell "shmq, initializing" from a foreign file.
     h.magic.store(MAGIC, Ordering::Release);
-    h.version.store(VERSION, Ordering::Relaxed);
     h.kind.store(new.kind.code(), Ordering::Relaxed);
     h.header_size.store(HEADER_SIZE as u32, Ordering::Relaxed);
     h.total_size.store(total, Ordering::Relaxed);
@@ -408,10 +414,6 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     h.param1.store(new.param1, Ordering::Relaxed);
     h.created_unix_ms
         .store(new.created_unix_ms, Ordering::Relaxed);
-    h.flags.store(
-        if new.persistent { FLAG_PERSISTENT } else { 0 },
-        Ordering::Relaxed,
-    );
     let mut name = [0u8; TYPE_NAME_LEN];
     let n = new.ty.name.len().min(TYPE_NAME_LEN);
     name[..n].copy_from_slice(&new.ty.name.as_bytes()[..n]);

@@ -413,7 +413,7 @@ impl Segment {
     pub fn in_use(opts: impl Into<Options>) -> Result<bool, OpenError> {
         let loc = opts.into().location_for_open()?;
         shm::lock_unused(&loc)
-            .map(|u| u.is_none())
+            .map(|p| !matches!(p, shm::Probe::Unused(_)))
             .map_err(|e| open_error(&loc.display_name(), e))
     }
 
@@ -482,6 +482,8 @@ impl Segment {
                 Ok(_) => {}
                 Err(SysError::AlreadyExists) => match remove_if_unused_at(&loc, false) {
                     Ok(Removal::Removed) | Err(SysError::NotFound) => {}
+                    // A prober's moment: look again.
+                    Ok(Removal::Busy) => std::thread::sleep(Duration::from_micros(200)),
                     _ => return Err(create_error(SysError::AlreadyExists)),
                 },
                 Err(e) => return Err(create_error(e)),
@@ -649,12 +651,17 @@ pub enum Removal {
     Persistent,
     /// Not a shmq segment of this layout version; left alone.
     Foreign,
+    /// Another process was deciding about it that very moment (it held the use lock
+    /// exclusively); ask again.
+    Busy,
 }
 
 /// [`Segment::remove_if_unused`] at a location.
 fn remove_if_unused_at(loc: &Location, persistent_too: bool) -> Result<Removal, SysError> {
-    let Some(unused) = shm::lock_unused(loc)? else {
-        return Ok(Removal::InUse);
+    let unused = match shm::lock_unused(loc)? {
+        shm::Probe::Unused(u) => u,
+        shm::Probe::InUse => return Ok(Removal::InUse),
+        shm::Probe::Busy => return Ok(Removal::Busy),
     };
     let mut start = [0u8; HEADER_SIZE];
     let n = unused.read_start(&mut start)?;

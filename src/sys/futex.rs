@@ -29,7 +29,9 @@ pub(crate) enum Wake {
 /// word fires (or already has).
 ///
 /// One sleep covers the object's word and the interrupt words: `futex_waitv` (Linux 5.16+).
-/// On an older kernel the sleep is cut into slices of [`SLICE`] and the interrupt words are
+/// Where it is missing (Linux before 5.16, or refused by a seccomp filter), the plain futex
+/// is used; if an interrupt could end the wait (the thread watches an interrupter, or the
+/// process one is in use), the sleep is cut into slices of [`SLICE`] with the interrupt words
 /// looked at between them, so an interrupt then takes up to a slice to be noticed.
 ///
 /// Spurious wake-ups are possible and harmless: callers loop over their own condition.
@@ -71,21 +73,32 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
         waitv(&waiters[..n], left)
     };
     let result = match slept {
-        Err(Errno::NOSYS) => {
+        Ok(()) => Ok(()),
+        Err(e @ (Errno::AGAIN | Errno::INTR | Errno::TIMEDOUT)) => Err(e),
+        // ENOSYS (Linux before 5.16), EPERM (a seccomp filter that does not know it), or
+        // anything else: never again, and the plain futex for this wait.
+        Err(_) => {
             WAITV_MISSING.store(true, Ordering::Relaxed);
-            let slice = left.map_or(SLICE, |l| l.min(SLICE));
+            // Sliced only if an interrupt could end this wait, so an idle waiter otherwise
+            // sleeps as long as asked.
+            let can_interrupt =
+                n > 1 && (watched.is_some() || interrupt::ARMED.load(Ordering::Relaxed));
+            let timeout = match left {
+                Some(l) if can_interrupt => Some(l.min(SLICE)),
+                None if can_interrupt => Some(SLICE),
+                other => other,
+            };
             match futex::wait(
                 word,
                 futex::Flags::empty(),
                 expected,
-                Some(&timespec(slice)),
+                timeout.map(timespec).as_ref(),
             ) {
                 // Our own slice ran out, not necessarily the caller's deadline.
                 Ok(()) | Err(Errno::TIMEDOUT) => Ok(()),
                 Err(e) => Err(e),
             }
         }
-        other => other,
     };
     if interrupt::pending() {
         return Wake::Interrupted;

@@ -18,10 +18,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The process-wide interrupt word: every blocking call in the process watches it.
 pub(crate) static PROCESS: AtomicU32 = AtomicU32::new(0);
+
+/// Set once anything can fire [`PROCESS`] (somebody asked for the process interrupter, or
+/// installed the signal handlers). Only where `futex_waitv` is missing does it matter: a
+/// wait then sleeps in slices only if some interrupt could end it.
+pub(crate) static ARMED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// The interrupt word the current thread's blocking calls watch besides [`PROCESS`].
@@ -36,16 +41,16 @@ pub(crate) fn uninterruptible<R>(f: impl FnOnce() -> R) -> R {
     struct Unmask(bool);
     impl Drop for Unmask {
         fn drop(&mut self) {
-            MASKED.with(|m| m.set(self.0));
+            let _ = MASKED.try_with(|m| m.set(self.0));
         }
     }
-    let _restore = Unmask(MASKED.with(|m| m.replace(true)));
+    let _restore = Unmask(MASKED.try_with(|m| m.replace(true)).unwrap_or(false));
     f()
 }
 
-/// Whether interrupts are masked on this thread.
+/// Whether interrupts are masked on this thread (they are while its locals are destroyed).
 pub(crate) fn masked() -> bool {
-    MASKED.with(Cell::get)
+    MASKED.try_with(Cell::get).unwrap_or(true)
 }
 
 /// Whether the word says "interrupted".
@@ -70,21 +75,25 @@ pub(crate) fn reset(word: &AtomicU32) {
     });
 }
 
-/// The word the current thread watches, if any (masking aside).
+/// The word the current thread watches, if any (masking aside). None while the thread's
+/// locals are being destroyed.
 pub(crate) fn watched() -> Option<Arc<AtomicU32>> {
-    WATCHED.with(|w| w.borrow().clone())
+    WATCHED.try_with(|w| w.borrow().clone()).ok().flatten()
 }
 
 /// Makes the current thread watch `word` (or none); returns what it watched before.
 pub(crate) fn set_watched(word: Option<Arc<AtomicU32>>) -> Option<Arc<AtomicU32>> {
-    WATCHED.with(|w| std::mem::replace(&mut *w.borrow_mut(), word))
+    WATCHED
+        .try_with(|w| std::mem::replace(&mut *w.borrow_mut(), word))
+        .ok()
+        .flatten()
 }
 
 /// Whether a blocking call on this thread must stop now: the process word or the thread's
 /// watched word is set. Two loads (and a thread-local access); cheap enough for spin loops
 /// that call it every few hundred polls.
 pub(crate) fn pending() -> bool {
-    !masked() && (is_set(&PROCESS) || WATCHED.with(|w| w.borrow().as_deref().is_some_and(is_set)))
+    !masked() && (is_set(&PROCESS) || watched().as_deref().is_some_and(is_set))
 }
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -95,6 +104,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// default action. Without `SA_RESTART`, so a blocking read elsewhere in the program sees
 /// `EINTR` too.
 pub(crate) fn fire_on_signals(signals: &[i32]) -> std::io::Result<()> {
+    ARMED.store(true, Ordering::SeqCst);
     for &sig in signals {
         // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct (no handler,
         // empty mask, no flags); every field we rely on is set below.

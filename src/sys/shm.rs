@@ -239,40 +239,47 @@ pub(crate) fn create(
         open_flags(OFlags::CREATE | OFlags::EXCL | OFlags::RDWR),
         Mode::from_raw_mode(mode),
     )?;
-    let st = rustix::fs::fstat(&fd)?;
-    let ino = (st.st_dev, st.st_ino);
-    // The use lock at once. A prober holds it exclusively only for a moment: wait that out.
-    let mut tries = 0;
-    while !try_flock(&fd, FlockOperation::NonBlockingLockShared)? {
-        tries += 1;
-        if tries > 1000 {
-            let _ = unlink_if_same(loc, ino);
-            return Ok(None);
-        }
-        std::thread::sleep(std::time::Duration::from_micros(100));
-    }
+    let mut ino = None;
     let result = (|| {
-        let (at, bytes) = stamp;
-        if !bytes.is_empty() && rustix::io::pwrite(&fd, bytes, at)? != bytes.len() {
-            return Err(SysError::NoSpace);
+        let st = rustix::fs::fstat(&fd)?;
+        ino = Some((st.st_dev, st.st_ino));
+        // The use lock at once. A prober holds it exclusively only for a moment: wait that
+        // out, briefly.
+        let mut tries = 0;
+        while !try_flock(&fd, FlockOperation::NonBlockingLockShared)? {
+            tries += 1;
+            if tries > 1000 {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
         // open() applied the umask; set the mode the caller asked for exactly.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+        // Sized first, so an opener sees either an empty file (and waits) or a whole one.
         match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, size as u64) {
             Ok(()) => {}
             // Filesystems without fallocate: size the file; space is then not reserved.
             Err(Errno::OPNOTSUPP) => rustix::fs::ftruncate(&fd, size as u64)?,
             Err(e) => return Err(e.into()),
         }
-        map(fd, size, true)
+        let (at, bytes) = stamp;
+        if !bytes.is_empty() && rustix::io::pwrite(&fd, bytes, at)? != bytes.len() {
+            return Err(SysError::NoSpace);
+        }
+        map(fd, size, true).map(Some)
     })();
-    match result {
-        Ok(m) => Ok(Some(m)),
-        Err(e) => {
-            let _ = unlink_if_same(loc, ino);
-            Err(e)
+    if !matches!(result, Ok(Some(_))) {
+        // Ours, and nobody else's business: a file whose name still points at it goes.
+        match ino {
+            Some(ino) => {
+                let _ = unlink_if_same(loc, ino);
+            }
+            None => {
+                let _ = rustix::fs::unlink(&path);
+            }
         }
     }
+    result
 }
 
 /// Opens an existing segment and maps all of it (its size from fstat).
@@ -335,9 +342,20 @@ impl Unused {
     }
 }
 
-/// Opens the file at `loc` and tries to take its use lock exclusively. `Ok(None)`: some
-/// process uses it. Refuses what is not a regular file.
-pub(crate) fn lock_unused(loc: &Location) -> Result<Option<Unused>, SysError> {
+/// What [`lock_unused`] found.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    /// Nobody holds the use lock: now we hold it exclusively.
+    Unused(Unused),
+    /// Processes hold it shared: they use the file.
+    InUse,
+    /// Somebody holds it exclusively: another prober or remover, for a moment.
+    Busy,
+}
+
+/// Opens the file at `loc` and tries to take its use lock exclusively. Refuses what is not a
+/// regular file.
+pub(crate) fn lock_unused(loc: &Location) -> Result<Probe, SysError> {
     let fd = rustix::fs::open(
         loc.path(),
         open_flags(OFlags::RDONLY | OFlags::NONBLOCK),
@@ -351,9 +369,15 @@ pub(crate) fn lock_unused(loc: &Location) -> Result<Option<Unused>, SysError> {
         )));
     }
     if !try_flock(&fd, FlockOperation::NonBlockingLockExclusive)? {
-        return Ok(None);
+        // Shared holders let us share; an exclusive one does not. (Our shared lock, if we
+        // got one, goes with `fd`.)
+        return Ok(if try_flock(&fd, FlockOperation::NonBlockingLockShared)? {
+            Probe::InUse
+        } else {
+            Probe::Busy
+        });
     }
-    Ok(Some(Unused {
+    Ok(Probe::Unused(Unused {
         ino: (st.st_dev, st.st_ino),
         fd,
     }))
