@@ -634,7 +634,10 @@ impl WriteBatch<'_> {
         if p.raw.peer_gone(Side::Consumer, false) {
             return Err(TrySendError::Disconnected);
         }
-        let r = match p.raw.try_reserve(self.tail, &mut p.cached_head, msg.len()) {
+        let r = match p
+            .raw
+            .try_reserve_after(self.tail, p.tail, &mut p.cached_head, msg.len())
+        {
             Ok(r) => r,
             Err(ReserveFail::Full) => return Err(TrySendError::Full),
             Err(ReserveFail::TooLarge) => {

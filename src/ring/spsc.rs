@@ -472,6 +472,22 @@ impl<'a> RawRing<'a> {
         cached_head: &mut u64,
         len: usize,
     ) -> Result<Reservation, ReserveFail> {
+        self.try_reserve_after(tail, tail, cached_head, len)
+    }
+
+    /// As [`RawRing::try_reserve`], for a record at `tail` after unpublished records of a
+    /// batch that starts at `published`: the consumer's head can never be past `published`
+    /// (it has not seen the batch), and a head word that says so is corruption. Without
+    /// that bound a forged head inside the batch would let the batch grow past the ring's
+    /// capacity and overwrite its own first records.
+    #[inline]
+    pub(crate) fn try_reserve_after(
+        &self,
+        tail: u64,
+        published: u64,
+        cached_head: &mut u64,
+        len: usize,
+    ) -> Result<Reservation, ReserveFail> {
         if len > self.max as usize {
             return Err(ReserveFail::TooLarge);
         }
@@ -481,7 +497,7 @@ impl<'a> RawRing<'a> {
         let end = start + need;
         // `end + 8`: the slot after the record is zeroed on commit, so it must be free too.
         if end + 8 > *cached_head + self.cap {
-            self.refresh_head(tail, cached_head)?;
+            self.refresh_head(published, cached_head)?;
             if end + 8 > *cached_head + self.cap {
                 return Err(ReserveFail::Full);
             }
@@ -495,13 +511,13 @@ impl<'a> RawRing<'a> {
     }
 
     #[cold]
-    fn refresh_head(&self, tail: u64, cached_head: &mut u64) -> Result<(), ReserveFail> {
+    fn refresh_head(&self, published: u64, cached_head: &mut u64) -> Result<(), ReserveFail> {
         // Acquire: pairs with the consumer's Release store of head, so the consumer is done
         // reading the bytes we are about to overwrite.
         let head = self.u64(HEAD).load(Ordering::Acquire);
-        if head > tail || tail - head > self.cap || head < *cached_head {
+        if head > published || published - head > self.cap || head < *cached_head {
             return Err(ReserveFail::Corrupt(Corrupt(format!(
-                "consumer head {head} is not between {} and the producer's tail {tail}",
+                "consumer head {head} is not between {} and the producer's tail {published}",
                 *cached_head
             ))));
         }
@@ -714,6 +730,26 @@ mod tests {
 
     fn ring(buf: &[AtomicU64], cap: u64) -> RawRing<'_> {
         RawRing::new(Region::from_words(buf), cap, max_message_for(cap)).unwrap()
+    }
+
+    #[test]
+    fn a_forged_head_inside_an_unpublished_batch_is_corruption() {
+        // Found by fuzz/ring_image: a head word past the producer's published tail let a
+        // batch grow past the ring's capacity over its own first records.
+        let buf = heap(region_size(256));
+        let r = ring(&buf, 256);
+        let (published, mut cached) = (0u64, 0u64);
+        let mut tail = published;
+        // Reserve (without publishing) until the ring looks full.
+        while let Ok(res) = r.try_reserve_after(tail, published, &mut cached, 16) {
+            tail = res.end;
+        }
+        // The consumer's head claims to have read half of the batch.
+        r.u64(HEAD).store(tail / 2, Ordering::Release);
+        assert!(matches!(
+            r.try_reserve_after(tail, published, &mut cached, 16),
+            Err(ReserveFail::Corrupt(_))
+        ));
     }
 
     fn write(
