@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::{assert_gone, role, spawn, unique, wait, wait_all_ok};
 use shmq::{
-    ByteQueue, CreateError, Event, GetError, Interrupter, JoinError, JoinableQueue, LockError,
-    Mutex, OpenError, Options, PriorityQueue, PutError, Queue, RecvError, Ring, Semaphore,
-    SendError, Side, Value,
+    Array, ArrayError, ByteQueue, CreateError, Event, GetError, Interrupter, JoinError,
+    JoinableQueue, LockError, Mutex, OpenError, Options, PriorityQueue, PutError, Queue, RecvError,
+    Ring, Semaphore, SendError, Side, Value,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -559,11 +559,89 @@ fn every_kind_of_blocking_call_is_interrupted_from_another_thread() {
     delays.push(("mutex lock", d));
     drop(guard);
 
+    let arr = Array::<u64>::create(n("array").as_str(), &[1, 2]).unwrap();
+    let held = arr.lock().unwrap();
+    let (r, d) = interrupted({
+        let name = n("array");
+        move || {
+            let a = Array::<u64>::open(name.as_str()).unwrap();
+            let locked = matches!(a.lock(), Err(LockError::Interrupted));
+            (locked, a.get_timeout(0, LIMIT))
+        }
+    });
+    assert!(r.0, "Array::lock was not interrupted");
+    assert_eq!(r.1, Err(ArrayError::Interrupted(())));
+    delays.push(("array lock", d));
+    drop(held);
+
+    let big = Value::<[u64; 4]>::create(n("value").as_str(), [0; 4]).unwrap();
+    let (r, d) = interrupted({
+        let name = n("value");
+        move || {
+            // A forged writer lock naming this (live) process: only an interrupt ends the
+            // bounded store's wait before its minute.
+            let v = Value::<[u64; 4]>::open(name.as_str()).unwrap();
+            let path = format!("/dev/shm/{name}");
+            let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            // The writer lock's state word: the payload's first word, at file offset 256.
+            std::os::unix::fs::FileExt::write_at(&file, &std::process::id().to_le_bytes(), 256)
+                .unwrap();
+            v.store_timeout([1; 4], LIMIT)
+                .map_err(|e| e.without_value())
+        }
+    });
+    assert_eq!(r, Err(shmq::ValueError::Interrupted(())));
+    delays.push(("value store_timeout", d));
+
+    let bq = ByteQueue::create(n("bytes").as_str(), 2, 16).unwrap();
+    let (r, d) = interrupted({
+        let name = n("bytes");
+        move || {
+            let b = ByteQueue::open(name.as_str()).unwrap();
+            b.get().map(|m| m.len())
+        }
+    });
+    assert_eq!(r, Err(GetError::Interrupted));
+    delays.push(("byte queue get", d));
+
+    let pipe = shmq::Pipe::create(n("pipe").as_str(), 4096).unwrap();
+    let (r, d) = interrupted({
+        let name = n("pipe");
+        move || {
+            let mut p = shmq::Pipe::open(name.as_str()).unwrap();
+            p.recv().map(|m| m.len())
+        }
+    });
+    assert_eq!(r, Err(RecvError::Interrupted));
+    delays.push(("pipe recv", d));
+
     for (what, d) in &delays {
         eprintln!("interrupt wake-up delay, {what}: {d:?}");
     }
     drop((_p, producer_side, _c, full, q, pq, jq, ev, sem, m));
+    drop((arr, big, bq, pipe));
     assert_gone(&base);
+}
+
+#[test]
+fn an_open_waiting_for_a_creator_is_interrupted() {
+    // A file that looks like a creator still initializing: magic, creator = this process
+    // (alive), init state 0. `open` waits for it, up to its open timeout.
+    let name = unique("intr-open");
+    let mut image = vec![0u8; 4096];
+    image[0..8].copy_from_slice(b"SHMQSEG\x01");
+    image[80..84].copy_from_slice(&std::process::id().to_le_bytes());
+    std::fs::write(shm(&name), &image).unwrap();
+    let opts = Options::new(name.as_str()).open_timeout(LIMIT);
+    let (r, d) = interrupted(move || {
+        matches!(
+            Value::<u64>::open(&opts),
+            Err(OpenError::Interrupted { .. })
+        )
+    });
+    assert!(r, "open was not interrupted");
+    eprintln!("interrupt wake-up delay, open: {d:?}");
+    std::fs::remove_file(shm(&name)).unwrap();
 }
 
 #[test]
