@@ -174,31 +174,33 @@ impl Ctx {
     }
 }
 
-fn check_send_err(ctx: &Ctx, len: usize, r: &Result<(), TrySendError>) {
-    if len > ctx.max {
+/// `max`: the producer's own maximum. A producer reattached through a fresh `Ring::open`
+/// of a patched header may have another than the creator's (`ctx.max`).
+fn check_send_err(max: usize, len: usize, r: &Result<(), TrySendError>) {
+    if len > max {
         assert!(
             matches!(
                 r,
                 Err(TrySendError::TooLarge { .. } | TrySendError::Disconnected)
             ),
-            "{len}-byte message above max {}: {r:?}",
-            ctx.max
+            "{len}-byte message above max {max}: {r:?}"
         );
     }
-    if let Err(TrySendError::TooLarge { len: l, max }) = r {
-        assert_eq!((*l, *max), (len, ctx.max), "TooLarge fields");
-        assert!(len > ctx.max, "TooLarge for {len} <= max {}", ctx.max);
+    if let Err(TrySendError::TooLarge { len: l, max: m }) = r {
+        assert_eq!((*l, *m), (len, max), "TooLarge fields");
+        assert!(len > max, "TooLarge for {len} <= max {max}");
     }
 }
 
 fn send(ctx: &Ctx, p: &mut End<Producer>, len: usize, fill: u8) {
     let msg = vec![fill; len];
     let r = p.inner.try_send(&msg);
-    check_send_err(ctx, len, &r);
+    check_send_err(p.inner.max_message(), len, &r);
 }
 
 fn reserve(ctx: &Ctx, p: &mut End<Producer>, len: usize, commit: bool) {
     let on_main = p.on_main_map;
+    let max = p.inner.max_message();
     let r = p.inner.try_reserve(len);
     match r {
         Ok(mut g) => {
@@ -209,16 +211,17 @@ fn reserve(ctx: &Ctx, p: &mut End<Producer>, len: usize, commit: bool) {
                 g.commit();
             }
         }
-        Err(e) => check_send_err(ctx, len, &Err(e)),
+        Err(e) => check_send_err(max, len, &Err(e)),
     }
 }
 
 fn batch(ctx: &Ctx, p: &mut End<Producer>, lens: &[u16], publish: bool) {
+    let max = p.inner.max_message();
     let mut b = p.inner.batch();
     for &l in lens.iter().take(8) {
         let len = usize::from(l) % (ctx.max + 16);
         let r = b.try_push(&vec![0xb7; len]);
-        check_send_err(ctx, len, &r);
+        check_send_err(max, len, &r);
         assert!(b.bytes() as u64 <= ctx.cap, "batch of {} bytes", b.bytes());
     }
     if publish {
