@@ -558,11 +558,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
 
     /// Wakes every sleeper, so waiters look again at who is left.
     fn wake_everyone(&self) {
-        for items in [true, false] {
-            let s = self.sleeper(items);
-            s.bell.fetch_add(1, Ordering::Release);
-            crate::sync::park::wake_all(s.bell);
-        }
+        wait::wake_everyone(&[self.u32(ITEMS_BELL), self.u32(SPACE_BELL)]);
     }
 
     fn heap(&self) -> Heap<'_, T> {

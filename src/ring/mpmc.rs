@@ -46,7 +46,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::region::Region;
 use crate::ring::participants::{self, Participants};
 use crate::ring::wait::{self, Counted};
-use crate::sync::park;
 use crate::sys::process::ProcessId;
 
 /// Producer position; alone on its 128-byte block.
@@ -297,12 +296,11 @@ impl<'a> Mpmc<'a> {
 
     /// Wakes every sleeper on both bells (and `join`).
     pub(crate) fn wake_everyone(&self) {
-        for (bell, _) in [(ITEMS_BELL, ITEMS_WAITERS), (SPACE_BELL, SPACE_WAITERS)] {
-            self.u32(bell).fetch_add(1, Ordering::Release);
-            park::wake_all(self.u32(bell));
-        }
-        self.u32(JOIN_BELL).fetch_add(1, Ordering::Release);
-        park::wake_all(self.u32(JOIN_BELL));
+        wait::wake_everyone(&[
+            self.u32(ITEMS_BELL),
+            self.u32(SPACE_BELL),
+            self.u32(JOIN_BELL),
+        ]);
     }
 
     /// Live participants (for tools and for resetting stale waiter counts).

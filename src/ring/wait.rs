@@ -116,6 +116,16 @@ pub(crate) fn ring_counted(bell: &AtomicU32, waiters: &AtomicU32, all: bool) {
     }
 }
 
+/// Rings each bell and wakes every sleeper on it, whether or not anyone counts as waiting:
+/// for changes every waiter must look at (a queue closed, a participant gone).
+pub(crate) fn wake_everyone(bells: &[&AtomicU32]) {
+    for bell in bells {
+        // Release: pairs with the sleepers' Acquire load of the bell.
+        bell.fetch_add(1, Ordering::Release);
+        park::wake_all(bell);
+    }
+}
+
 /// Why a wait ended without the condition.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ended<E> {

@@ -282,16 +282,10 @@ pub(crate) fn create(
     result
 }
 
-/// Opens an existing segment and maps all of it (its size from fstat).
-/// Returns `Ok(None)` while the file is still empty (its creator has not sized it yet).
-pub(crate) fn open(loc: &Location, writable: bool) -> Result<Option<Mapping>, SysError> {
-    let access = if writable {
-        OFlags::RDWR
-    } else {
-        OFlags::RDONLY
-    };
-    // O_NONBLOCK: a FIFO planted under the name must not block the open (it is then refused as
-    // "not a regular file"); on regular files the flag has no effect.
+/// Opens an existing file with `access`, refusing anything but a regular file. O_NONBLOCK: a
+/// FIFO planted under the name must not block the open (it is then refused as "not a
+/// regular file"); on regular files the flag has no effect.
+fn open_regular(loc: &Location, access: OFlags) -> Result<(OwnedFd, rustix::fs::Stat), SysError> {
     let fd = rustix::fs::open(
         loc.path(),
         open_flags(access | OFlags::NONBLOCK),
@@ -304,6 +298,18 @@ pub(crate) fn open(loc: &Location, writable: bool) -> Result<Option<Mapping>, Sy
             "not a regular file",
         )));
     }
+    Ok((fd, st))
+}
+
+/// Opens an existing segment and maps all of it (its size from fstat).
+/// Returns `Ok(None)` while the file is still empty (its creator has not sized it yet).
+pub(crate) fn open(loc: &Location, writable: bool) -> Result<Option<Mapping>, SysError> {
+    let access = if writable {
+        OFlags::RDWR
+    } else {
+        OFlags::RDONLY
+    };
+    let (fd, st) = open_regular(loc, access)?;
     let size = usize::try_from(st.st_size).unwrap_or(0);
     if size == 0 {
         return Ok(None);
@@ -356,18 +362,7 @@ pub(crate) enum Probe {
 /// Opens the file at `loc` and tries to take its use lock exclusively. Refuses what is not a
 /// regular file.
 pub(crate) fn lock_unused(loc: &Location) -> Result<Probe, SysError> {
-    let fd = rustix::fs::open(
-        loc.path(),
-        open_flags(OFlags::RDONLY | OFlags::NONBLOCK),
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
-        return Err(SysError::Os(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
+    let (fd, st) = open_regular(loc, OFlags::RDONLY)?;
     if !try_flock(&fd, FlockOperation::NonBlockingLockExclusive)? {
         // Shared holders let us share; an exclusive one does not. (Our shared lock, if we
         // got one, goes with `fd`.)
