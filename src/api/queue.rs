@@ -209,8 +209,9 @@ impl Place {
 }
 
 /// The "is anyone left on the other side?" check of a blocked put (`put`) or get, as the
-/// wait strategy's `peer_gone`: it looks when the wait starts, whenever a participant
-/// leaves (`departures` changes), and with liveness (`deep`) every `CHECK_EVERY`.
+/// wait strategy's `peer_gone`: it looks whenever a participant leaves (`departures`
+/// changes) and, with liveness (`deep`), every `CHECK_EVERY` — not when the wait starts,
+/// so a wait that ends quickly (the common case under load) costs one load of `departures`.
 pub(crate) fn other_side_gone<'a>(
     table: Participants<'a>,
     put: bool,
@@ -222,13 +223,13 @@ pub(crate) fn other_side_gone<'a>(
     } else {
         participants::PUT
     };
-    let mut departures = None;
+    let mut departures = table.departures().load(Ordering::SeqCst);
     move |deep| {
         let now = table.departures().load(Ordering::SeqCst);
-        if !deep && departures == Some(now) {
+        if !deep && departures == now {
             return false;
         }
-        departures = Some(now);
+        departures = now;
         !table.other_side_may_come(other, me, seen, deep)
     }
 }
