@@ -117,11 +117,12 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
     }
 }
 
-/// How long one sleep lasts where `futex_waitv` is missing (Linux before 5.16), between two
-/// looks at the interrupt words.
+/// How long one sleep lasts where `futex_waitv` is missing and an interrupt could end it,
+/// between two looks at the interrupt words.
 pub(crate) const SLICE: Duration = Duration::from_millis(10);
 
-/// Set once `futex_waitv` answered `ENOSYS`.
+/// Set once `futex_waitv` was refused (`ENOSYS`, a seccomp `EPERM`, ...): plain futexes
+/// from then on.
 static WAITV_MISSING: AtomicBool = AtomicBool::new(cfg!(miri));
 
 /// `futex_waitv` over `(word, expected)` pairs, all shared 32-bit futexes, for at most
