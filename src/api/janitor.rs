@@ -6,9 +6,9 @@
 //! it open read-write, so when the last user of a segment lets go without removing it — it
 //! was killed, or it crashed — the kernel closes that file, and an inotify watch on the
 //! directory sees `IN_CLOSE_WRITE` for its name. That event, not a timer, is the janitor's
-//! cue: it asks [`Segment::remove_if_unused`], which takes the use lock exclusively (so it succeeds only
-//! when nobody holds it) and removes the name while holding it. Checking is race-free;
-//! the event only says *when* to check.
+//! cue: it asks [`Segment::remove_if_unused`], which takes the use lock exclusively (so it
+//! succeeds only when nobody holds it) and removes the name while holding it. Checking is
+//! race-free; the event only says *when* to check.
 //!
 //! - The janitor's own checks open files read-only, and it never asks for `IN_OPEN` or
 //!   `IN_CLOSE_NOWRITE`, so its checks do not wake it up again.

@@ -413,8 +413,8 @@ impl Survey {
     /// Whether anyone may still use the segment, as the records tell: its creator or a
     /// recorded process may be alive, or (after [`Survey::find_users`]) a process maps or
     /// holds it. A hint for display: whether a segment is garbage is decided by its use
-    /// lock, which [`Segment::in_use`] probes and [`Segment::remove_if_unused`] (what `shmq gc` calls)
-    /// takes.
+    /// lock, which [`Segment::in_use`] probes and [`Segment::remove_if_unused`] (what
+    /// `shmq gc` calls) takes.
     pub fn in_use(&self) -> bool {
         self.creator.alive || self.attached.iter().any(|p| p.alive) || !self.users.is_empty()
     }
