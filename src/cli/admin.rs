@@ -802,7 +802,8 @@ pub(crate) fn rm(args: &RmArgs) -> Result<(), String> {
                         }
                         Ok(Removal::Busy) => {
                             failed.push(format!(
-                                "{name} was being checked or removed by another process at                                  that moment; run shmq rm again"
+                                "{name} was being checked or removed by another process at \
+                                 that moment; run shmq rm again"
                             ));
                             continue;
                         }
