@@ -57,10 +57,10 @@
 //! |------|-----------|---------------|---------------------------|
 //! | `open` of any kind | the creator to finish initializing | [`Options::open_timeout`] (default 1 s) | yes: `Abandoned` |
 //! | `create` | only for another process that is judging the same name that moment (each look is sub-millisecond; bounded retries) | — | — |
-//! | [`Producer`] `send`, `reserve`; [`Sender`] `send`, `reserve` | room in the ring | `try_`, `_timeout` | consumer gone: `Disconnected` |
-//! | [`Consumer`] `recv`, `recv_into`; [`Receiver`] `recv`; [`Pipe`] `send`/`recv` | a message / room | `try_`, `_timeout` | peer gone and drained: `Disconnected` |
-//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `put`, `loan` | room | `try_`, `_timeout` | every getter gone: `Disconnected` |
-//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `get` | an item | `try_`, `_timeout` | every putter gone: `Disconnected` |
+//! | [`Producer`] `send`, `reserve`; [`Sender`] `send`, `reserve` | room in the ring | `try_`, `_timeout`, `_deadline` | consumer gone: `Disconnected` |
+//! | [`Consumer`] `recv`, `recv_into`; [`Receiver`] `recv`; [`Pipe`] `send`/`recv` | a message / room | `try_`, `_timeout`, `_deadline` | peer gone and drained: `Disconnected` |
+//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `put`, `loan` | room | `try_`, `_timeout`, `_deadline` | every getter gone: `Disconnected` |
+//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `get` | an item | `try_`, `_timeout`, `_deadline` | every putter gone: `Disconnected` |
 //! | [`JoinableQueue::join`] | every task done | `_timeout`, `_deadline` | taker died: `JoinError::Lost` |
 //! | [`Mutex::lock`], [`Array::lock`] | the lock | `try_`, `_timeout`, `_deadline` (Mutex) | holder died: `OwnerDied` |
 //! | [`Semaphore::acquire`] | a permit | `try_`, `_timeout`, `_deadline` | no (permits are not owned) |

@@ -713,3 +713,50 @@ fn open_of_a_removed_name_fails_cleanly() {
         Err(OpenError::NotFound { .. })
     ));
 }
+
+#[test]
+fn deadline_forms_end_at_their_deadline_and_deliver_when_they_can() {
+    let base = unique("deadline");
+    let n = |s: &str| format!("{base}-{s}");
+    let soon = || Instant::now() + Duration::from_millis(20);
+
+    let q = Queue::<u64>::create(n("q").as_str(), 1).unwrap();
+    assert_eq!(q.get_deadline(soon()), Err(GetError::Timeout));
+    q.put_deadline(1, soon()).unwrap();
+    assert_eq!(q.put_deadline(2, soon()), Err(PutError::Timeout(2)));
+    assert_eq!(q.get_deadline(soon()), Ok(1));
+
+    let pq = PriorityQueue::<u64>::create(n("pq").as_str(), 1).unwrap();
+    assert_eq!(pq.get_deadline(soon()), Err(GetError::Timeout));
+    pq.put_deadline(5, soon()).unwrap();
+    assert_eq!(pq.put_deadline(6, soon()), Err(PutError::Timeout(6)));
+    assert_eq!(pq.get_deadline(soon()), Ok(5));
+
+    let bq = ByteQueue::create(n("bq").as_str(), 1, 8).unwrap();
+    assert!(matches!(bq.get_deadline(soon()), Err(GetError::Timeout)));
+    bq.put_deadline(b"a", soon()).unwrap();
+    assert_eq!(bq.put_deadline(b"b", soon()), Err(PutError::Timeout(())));
+    assert!(bq.loan_deadline(1, soon()).is_err());
+    assert_eq!(&*bq.get_deadline(soon()).unwrap(), b"a");
+
+    let ring = Ring::create(n("ring").as_str(), 256).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    assert!(matches!(
+        rx.recv_deadline(soon()),
+        Err(shmq::RecvTimeoutError::Timeout)
+    ));
+    tx.send_deadline(b"hi", soon()).unwrap();
+    assert_eq!(&*rx.recv_deadline(soon()).unwrap(), b"hi");
+    let mut filled = 0;
+    while tx.send_deadline(&[0; 32], soon()).is_ok() {
+        filled += 1;
+        assert!(filled < 100, "a 256-byte ring took {filled} messages");
+    }
+    assert!(matches!(
+        tx.reserve_deadline(32, soon()),
+        Err(shmq::SendTimeoutError::Timeout)
+    ));
+    drop((tx, rx, ring, q, pq, bq));
+    assert_gone(&base);
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::api::Waiting;
 use crate::api::queue::{Core, Failed, Side};
@@ -193,6 +193,14 @@ impl ByteQueue {
         self.loan_with(len, Waiting::For(timeout))
     }
 
+    /// Room for a `len`-byte message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`ByteQueue::loan_timeout`].
+    pub fn loan_deadline(&self, len: usize, deadline: Instant) -> Result<Loan<'_>, PutError> {
+        self.loan_with(len, Waiting::Until(deadline))
+    }
+
     fn put_with(&self, msg: &[u8], waiting: Waiting) -> Result<(), PutError> {
         let mut loan = self.loan_with(msg.len(), waiting)?;
         loan.copy_from_slice(msg);
@@ -221,6 +229,14 @@ impl ByteQueue {
     /// As [`ByteQueue::loan_timeout`].
     pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), PutError> {
         self.put_with(msg, Waiting::For(timeout))
+    }
+
+    /// Copies `msg` in, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`ByteQueue::put_timeout`].
+    pub fn put_deadline(&self, msg: &[u8], deadline: Instant) -> Result<(), PutError> {
+        self.put_with(msg, Waiting::Until(deadline))
     }
 
     fn get_with(&self, waiting: Waiting) -> Result<Message<'_>, GetError> {
@@ -274,6 +290,14 @@ impl ByteQueue {
     /// [`GetError::Timeout`], as for [`ByteQueue::get`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<Message<'_>, GetError> {
         self.get_with(Waiting::For(timeout))
+    }
+
+    /// Takes the oldest message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`ByteQueue::get_timeout`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<Message<'_>, GetError> {
+        self.get_with(Waiting::Until(deadline))
     }
 
     /// Messages waiting, approximately.

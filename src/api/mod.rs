@@ -46,6 +46,7 @@ pub(crate) enum Waiting {
     No,
     Forever,
     For(std::time::Duration),
+    Until(std::time::Instant),
 }
 
 impl Waiting {
@@ -55,6 +56,7 @@ impl Waiting {
             Waiting::No => None,
             Waiting::Forever => Some(None),
             Waiting::For(t) => Some(crate::sync::park::deadline_after(t)),
+            Waiting::Until(d) => Some(Some(d)),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `Pipe`: a duplex connection between two processes, two rings in one segment.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::ensure;
 use super::ring::{Consumer, Producer, ReadGuard, normalize_capacity, ring_of, ring_stride};
@@ -161,6 +161,14 @@ impl Pipe {
         self.tx.send_timeout(msg, timeout)
     }
 
+    /// Sends a copy of `msg`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`Pipe::send_timeout`].
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendTimeoutError> {
+        self.tx.send_deadline(msg, deadline)
+    }
+
     /// Receives the next message in place, waiting as needed. See [`Consumer::recv`].
     ///
     /// # Errors
@@ -183,6 +191,14 @@ impl Pipe {
     /// [`RecvTimeoutError`].
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvTimeoutError> {
         self.rx.recv_timeout(timeout)
+    }
+
+    /// Receives the next message in place, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Pipe::recv_timeout`].
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<ReadGuard<'_>, RecvTimeoutError> {
+        self.rx.recv_deadline(deadline)
     }
 
     /// Copies the next message into `buf`, waiting as needed; returns its length.

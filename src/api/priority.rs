@@ -710,6 +710,14 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         self.put_with(value, Waiting::For(timeout))
     }
 
+    /// Puts `value`, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`PriorityQueue::put_timeout`].
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::Until(deadline))
+    }
+
     fn get_with(&self, waiting: Waiting) -> Result<T, GetError> {
         let r = self.with_wait(true, waiting, |deadline| {
             match self.locked(deadline, |h| Ok((h.pop()?, self.closed())))? {
@@ -745,6 +753,14 @@ impl<T: Pod + Ord> PriorityQueue<T> {
     /// [`GetError::Timeout`], as for [`PriorityQueue::get`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_with(Waiting::For(timeout))
+    }
+
+    /// Takes the smallest item, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`PriorityQueue::get_timeout`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_with(Waiting::Until(deadline))
     }
 
     /// Items waiting (read without the lock: approximate while others work).

@@ -760,6 +760,14 @@ impl<T: Pod> Queue<T> {
         self.put_with(value, Waiting::For(timeout))
     }
 
+    /// Puts `value`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_with(value, Waiting::Until(deadline))
+    }
+
     fn get_with(&self, waiting: Waiting) -> Result<T, GetError> {
         let (me, c) = self.core.claim(false, waiting).map_err(Failed::get)?;
         let mut value = T::new_zeroed();
@@ -796,6 +804,14 @@ impl<T: Pod> Queue<T> {
     /// [`GetError::Timeout`], as for [`Queue::get`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_with(Waiting::For(timeout))
+    }
+
+    /// Takes the oldest item, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_with(Waiting::Until(deadline))
     }
 
     /// Items waiting, approximately: other processes change it while you read it.

@@ -494,7 +494,27 @@ impl Producer {
         len: usize,
         timeout: Duration,
     ) -> Result<WriteGrant<'_>, SendTimeoutError> {
-        match self.reserve_inner(len, Waiting::For(timeout)) {
+        self.reserve_bounded(len, Waiting::For(timeout))
+    }
+
+    /// Reserves room for a `len`-byte message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<WriteGrant<'_>, SendTimeoutError> {
+        self.reserve_bounded(len, Waiting::Until(deadline))
+    }
+
+    fn reserve_bounded(
+        &mut self,
+        len: usize,
+        waiting: Waiting,
+    ) -> Result<WriteGrant<'_>, SendTimeoutError> {
+        match self.reserve_inner(len, waiting) {
             Ok(r) => Ok(self.grant(r)),
             Err(Fail::Empty | Fail::Timeout) => Err(SendTimeoutError::Timeout),
             Err(Fail::Interrupted) => Err(SendTimeoutError::Interrupted),
@@ -534,6 +554,17 @@ impl Producer {
     /// As [`Producer::reserve_timeout`].
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
         let mut g = self.reserve_timeout(msg.len(), timeout)?;
+        g.copy_from_slice(msg);
+        g.commit();
+        Ok(())
+    }
+
+    /// Copies `msg` into the ring, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<(), SendTimeoutError> {
+        let mut g = self.reserve_deadline(msg.len(), deadline)?;
         g.copy_from_slice(msg);
         g.commit();
         Ok(())
@@ -849,7 +880,19 @@ impl Consumer {
     /// # Errors
     /// [`RecvTimeoutError`]: `Timeout`, `Disconnected`, `Corrupted`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ReadGuard<'_>, RecvTimeoutError> {
-        match self.recv_inner(Waiting::For(timeout)) {
+        self.recv_bounded(Waiting::For(timeout))
+    }
+
+    /// The next message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<ReadGuard<'_>, RecvTimeoutError> {
+        self.recv_bounded(Waiting::Until(deadline))
+    }
+
+    fn recv_bounded(&mut self, waiting: Waiting) -> Result<ReadGuard<'_>, RecvTimeoutError> {
+        match self.recv_inner(waiting) {
             Ok(r) => Ok(self.guard(r)),
             Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(RecvTimeoutError::Timeout),
             Err(Fail::Interrupted) => Err(RecvTimeoutError::Interrupted),

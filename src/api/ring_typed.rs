@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Pod;
 use super::ring::{Consumer, Producer, ReadGuard, WriteGrant};
@@ -125,6 +125,28 @@ impl<T: Pod> Sender<T> {
         self.inner.send_timeout(value.as_bytes(), timeout)
     }
 
+    /// Sends a copy of `value`, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Producer::send_timeout`].
+    pub fn send_deadline(&mut self, value: &T, deadline: Instant) -> Result<(), SendTimeoutError> {
+        self.inner.send_deadline(value.as_bytes(), deadline)
+    }
+
+    /// Room for one `T`, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve_timeout`].
+    pub fn reserve_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<TypedGrant<'_, T>, SendTimeoutError> {
+        Ok(TypedGrant {
+            grant: self.inner.reserve_deadline(size_of::<T>(), deadline)?,
+            _t: PhantomData,
+        })
+    }
+
     /// The untyped producer.
     pub fn into_inner(self) -> Producer {
         self.inner
@@ -238,6 +260,18 @@ impl<T: Pod> Receiver<T> {
         timeout: Duration,
     ) -> Result<TypedGuard<'_, T>, RecvTimeoutError> {
         Self::typed(self.inner.recv_timeout(timeout)?)
+            .map_err(|reason| RecvTimeoutError::Corrupted { reason })
+    }
+
+    /// The next value in place, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Receiver::recv_timeout`].
+    pub fn recv_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<TypedGuard<'_, T>, RecvTimeoutError> {
+        Self::typed(self.inner.recv_deadline(deadline)?)
             .map_err(|reason| RecvTimeoutError::Corrupted { reason })
     }
 
