@@ -760,3 +760,34 @@ fn deadline_forms_end_at_their_deadline_and_deliver_when_they_can() {
     drop((tx, rx, ring, q, pq, bq));
     assert_gone(&base);
 }
+
+#[test]
+fn rings_and_pipes_open_or_create_from_either_side() {
+    if let Some(name) = role("rings_and_pipes_open_or_create_from_either_side") {
+        // The other process: whichever of the two runs first creates.
+        let mut end = shmq::Pipe::open_or_create(name.as_str(), 4096).unwrap();
+        end.send(b"ping").unwrap();
+        assert_eq!(&*end.recv_timeout(LIMIT).unwrap(), b"pong");
+        return;
+    }
+    let name = unique("ooc-pipe");
+    let mut child = spawn("rings_and_pipes_open_or_create_from_either_side", &name);
+    let mut end = shmq::Pipe::open_or_create(name.as_str(), 4096).unwrap();
+    assert_eq!(&*end.recv_timeout(LIMIT).unwrap(), b"ping");
+    end.send(b"pong").unwrap();
+    wait_all_ok(std::slice::from_mut(&mut child), LIMIT);
+    drop(end);
+    assert_gone(&name);
+
+    let ring_name = unique("ooc-ring");
+    let first = Ring::open_or_create(ring_name.as_str(), 1024).unwrap();
+    // The second gets the ring as the first made it, whatever capacity it asks for.
+    let second = Ring::open_or_create(ring_name.as_str(), 64).unwrap();
+    assert_eq!(second.capacity(), first.capacity());
+    let mut tx = first.producer().unwrap();
+    let mut rx = second.consumer().unwrap();
+    tx.send(b"x").unwrap();
+    assert_eq!(&*rx.recv_timeout(LIMIT).unwrap(), b"x");
+    drop((tx, rx, first, second));
+    assert_gone(&ring_name);
+}

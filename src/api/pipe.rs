@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::ensure;
 use super::ring::{Consumer, Producer, ReadGuard, normalize_capacity, ring_of, ring_stride};
 use crate::error::{
-    AttachError, CreateError, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    AttachError, CreateError, OpenError, OpenOrCreateError, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::ring::spsc;
 use crate::ring::wait::WaitMode;
@@ -72,6 +72,30 @@ impl Pipe {
             name: opts.label(),
             source: std::io::Error::other(e.to_string()),
         })
+    }
+
+    /// Creates the pipe and returns its first end, or, if it exists, opens its other end: the
+    /// two processes of a pipe can start in any order. Safe against a racing creator.
+    ///
+    /// # Errors
+    /// As [`Pipe::create`] and [`Pipe::open`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        capacity: usize,
+    ) -> Result<Pipe, OpenOrCreateError> {
+        let opts = opts.into();
+        let deadline = crate::sync::park::deadline_after(opts.open_timeout_value());
+        loop {
+            match Pipe::create(&opts, capacity) {
+                Err(CreateError::AlreadyExists { .. }) => {}
+                other => return Ok(other?),
+            }
+            match Pipe::open(&opts) {
+                // Removed between our create and open: race again, within the open timeout.
+                Err(OpenError::NotFound { .. }) if !crate::sync::park::passed(deadline) => {}
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Opens the other end of a pipe someone created.

@@ -944,6 +944,12 @@ impl<T: Pod> JoinableQueue<T> {
             .map(|queue| JoinableQueue { queue })
     }
 
+    /// How blocking calls of this handle wait (default [`WaitMode::Hybrid`]); the
+    /// [`Queue`] it derefs to cannot be borrowed mutably through it.
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.queue.set_wait_mode(mode);
+    }
+
     /// Marks one taken item done.
     ///
     /// # Errors

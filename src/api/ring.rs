@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::ensure;
 use crate::api::Waiting;
 use crate::error::{
-    AttachError, CreateError, OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
-    TryRecvError, TrySendError,
+    AttachError, CreateError, OpenError, OpenOrCreateError, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::region::Region;
 use crate::ring::spsc::{
@@ -195,11 +195,30 @@ impl Ring {
     /// # Errors
     /// [`OpenError`]: not found, not a ring, corrupted geometry.
     pub fn open(opts: impl Into<Options>) -> Result<Ring, OpenError> {
-        let seg = Arc::new(Segment::open_kind(
-            &opts.into(),
-            Kind::Ring,
-            TypeInfo::NONE,
-        )?);
+        let seg = Segment::open_kind(&opts.into(), Kind::Ring, TypeInfo::NONE)?;
+        Ring::checked(seg)
+    }
+
+    /// Opens the ring, creating it with `capacity` bytes (as [`Ring::create`]) if it does
+    /// not exist. Safe when several processes race to do this: exactly one creates, the
+    /// others open (and get the ring as its creator made it, whatever capacity they asked).
+    ///
+    /// # Errors
+    /// As [`Ring::create`] and [`Ring::open`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        capacity: usize,
+    ) -> Result<Ring, OpenOrCreateError> {
+        let opts = opts.into();
+        let cap = normalize_capacity(&opts, capacity)?;
+        let layout = Ring::layout(cap, spsc::max_message_for(cap));
+        let seg = Segment::open_or_create_kind(&opts, &layout, |_| {})?;
+        Ok(Ring::checked(seg)?)
+    }
+
+    /// A ring over an opened segment, its geometry checked.
+    fn checked(seg: Segment) -> Result<Ring, OpenError> {
+        let seg = Arc::new(seg);
         let (cap, max) = (seg.info().param0, seg.info().param1);
         ensure(&seg, ring_of(&seg, 0, cap, max).is_some(), || {
             format!(

@@ -130,6 +130,11 @@ impl Options {
         self
     }
 
+    /// How long `open` waits for a creator (see [`Options::open_timeout`]).
+    pub(crate) fn open_timeout_value(&self) -> Duration {
+        self.open_timeout
+    }
+
     /// The segment name, or the file's path, as given.
     pub fn label(&self) -> String {
         match &self.target {
