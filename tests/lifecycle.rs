@@ -791,3 +791,41 @@ fn rings_and_pipes_open_or_create_from_either_side() {
     drop((tx, rx, first, second));
     assert_gone(&ring_name);
 }
+
+#[test]
+fn open_can_wait_for_a_name_to_be_created() {
+    if let Some(name) = role("open_can_wait_for_a_name_to_be_created") {
+        std::thread::sleep(Duration::from_millis(100));
+        let q = Queue::<u64>::create(name.as_str(), 4).unwrap();
+        q.put(9).unwrap();
+        // Stay until the opener took the item (the name lives while anyone uses it anyway).
+        while !q.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        return;
+    }
+    let name = unique("awaited");
+    // Without the option: NotFound at once.
+    assert!(matches!(
+        Queue::<u64>::open(name.as_str()),
+        Err(OpenError::NotFound { .. })
+    ));
+    // With it, but nobody creates: NotFound once the open timeout has passed.
+    let short = Options::new(name.as_str())
+        .wait_for_creation(true)
+        .open_timeout(Duration::from_millis(30));
+    assert!(matches!(
+        Queue::<u64>::open(&short),
+        Err(OpenError::NotFound { .. })
+    ));
+    // A creator in another process that starts after us.
+    let mut child = spawn("open_can_wait_for_a_name_to_be_created", &name);
+    let opts = Options::new(name.as_str())
+        .wait_for_creation(true)
+        .open_timeout(LIMIT);
+    let q = Queue::<u64>::open(&opts).unwrap();
+    assert_eq!(q.get_timeout(LIMIT), Ok(9));
+    wait_all_ok(std::slice::from_mut(&mut child), LIMIT);
+    drop(q);
+    assert_gone(&name);
+}

@@ -77,6 +77,7 @@ pub struct Options {
     mode: u32,
     persistent: bool,
     open_timeout: Duration,
+    wait_for_creation: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,7 @@ impl Options {
             mode: 0o600,
             persistent: false,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
+            wait_for_creation: false,
         }
     }
 
@@ -127,6 +129,34 @@ impl Options {
     /// How long `open` waits for a creator that is still initializing (default 1 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Options {
         self.open_timeout = timeout;
+        self
+    }
+
+    /// Makes `open` of a name that does not exist yet wait for it to be created (up to the
+    /// [`open_timeout`](Options::open_timeout)) instead of failing at once with
+    /// [`OpenError::NotFound`](crate::OpenError::NotFound): for a process that may start
+    /// before the one that creates.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("doc-wait-for-creation-{}", std::process::id());
+    /// let opts = shmq::Options::new(name.as_str())
+    ///     .wait_for_creation(true)
+    ///     .open_timeout(Duration::from_secs(10));
+    /// let creator = std::thread::spawn({
+    ///     let name = name.clone();
+    ///     move || {
+    ///         std::thread::sleep(Duration::from_millis(20));
+    ///         shmq::Value::<u32>::create(name.as_str(), 7)
+    ///     }
+    /// });
+    /// let v = shmq::Value::<u32>::open(&opts)?; // waits for the creator
+    /// assert_eq!(v.load(), 7);
+    /// # drop(creator.join());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_creation(mut self, wait: bool) -> Options {
+        self.wait_for_creation = wait;
         self
     }
 
@@ -543,6 +573,7 @@ impl Segment {
         let loc = opts.location_for_open()?;
         let name = loc.display_name();
         let deadline = clock::deadline_after(opts.open_timeout);
+        let mut missing = 0u32;
         let (map, info) = loop {
             let map = match shm::open(&loc, true) {
                 Ok(Some(map)) => map,
@@ -551,7 +582,15 @@ impl Segment {
                     if clock::passed(deadline, Instant::now()) {
                         return Err(OpenError::InitTimeout { name, pid: 0 });
                     }
-                    nap(&name)?;
+                    nap(&name, Duration::from_millis(1))?;
+                    continue;
+                }
+                Err(SysError::NotFound)
+                    if opts.wait_for_creation && !clock::passed(deadline, Instant::now()) =>
+                {
+                    // Looking for the name: 2, 4, ... up to 16 ms between looks.
+                    missing = (missing + 1).min(4);
+                    nap(&name, Duration::from_millis(1 << missing))?;
                     continue;
                 }
                 Err(e) => return Err(open_error(&name, e)),
@@ -562,7 +601,7 @@ impl Segment {
                 if clock::passed(deadline, Instant::now()) {
                     return Err(OpenError::Removing { name });
                 }
-                nap(&name)?;
+                nap(&name, Duration::from_millis(1))?;
                 continue;
             }
             if !map.still_named(&loc) {
@@ -691,11 +730,11 @@ fn remove_if_unused_at(loc: &Location, persistent_too: bool) -> Result<Removal, 
 
 /// The pause between two looks at a name another process is creating or removing; ends the
 /// open if an interrupt this thread watches has fired.
-fn nap(name: &str) -> Result<(), OpenError> {
+fn nap(name: &str, pause: Duration) -> Result<(), OpenError> {
     if crate::sys::interrupt::pending() {
         return Err(OpenError::Interrupted { name: name.into() });
     }
-    std::thread::sleep(Duration::from_millis(1));
+    std::thread::sleep(pause);
     Ok(())
 }
 
