@@ -134,7 +134,7 @@ impl Options {
 
     /// Makes `open` of a name that does not exist yet wait for it to be created (up to the
     /// [`open_timeout`](Options::open_timeout)) instead of failing at once with
-    /// [`OpenError::NotFound`](crate::OpenError::NotFound): for a process that may start
+    /// [`OpenError::NotFound`]: for a process that may start
     /// before the one that creates.
     ///
     /// ```
