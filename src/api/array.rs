@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use zerocopy::IntoBytes;
 
-use super::{
-    FOREVER, NO_WAIT, Pod, Wait, data_offset, ensure, lock_result, timeout_lock_result,
-    try_lock_result,
-};
+use super::{Pod, Waiting, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
 use crate::error::{
     ArrayError, CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError,
     OutOfBounds, TryLockError,
@@ -218,9 +215,9 @@ impl<T: Pod> Array<T> {
 
     /// Takes the lock as `wait` allows, taking over from a dead holder if need be (whatever
     /// the dead process had written stays: any bit pattern is a valid `T`).
-    fn acquire(&self, wait: Wait) -> Result<(), ArrayError> {
+    fn acquire(&self, wait: Waiting) -> Result<(), ArrayError> {
         let raw = self.raw();
-        match wait {
+        match wait.deadline() {
             None => raw.try_lock().map(drop).ok_or(ArrayError::WouldBlock(())),
             Some(deadline) => raw.lock(deadline).map(drop).map_err(|s| match s {
                 Stopped::TimedOut => ArrayError::Timeout(()),
@@ -230,7 +227,11 @@ impl<T: Pod> Array<T> {
     }
 
     /// Runs `f` with the lock held, taken as `wait` allows.
-    fn with_lock<R>(&self, wait: Wait, f: impl FnOnce(Region<'_>) -> R) -> Result<R, ArrayError> {
+    fn with_lock<R>(
+        &self,
+        wait: Waiting,
+        f: impl FnOnce(Region<'_>) -> R,
+    ) -> Result<R, ArrayError> {
         self.acquire(wait)?;
         let r = f(self.data());
         self.raw().unlock();
@@ -242,9 +243,9 @@ impl<T: Pod> Array<T> {
     fn with_lock_forever<R>(&self, f: impl FnOnce(Region<'_>) -> R) -> R {
         let mut f = Some(f);
         loop {
-            if let Ok(r) =
-                uninterruptible(|| self.with_lock(FOREVER, |d| (f.take().expect("runs once"))(d)))
-            {
+            if let Ok(r) = uninterruptible(|| {
+                self.with_lock(Waiting::Forever, |d| (f.take().expect("runs once"))(d))
+            }) {
                 return r;
             }
         }
@@ -293,7 +294,7 @@ impl<T: Pod> Array<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get_timeout(&self, index: usize, timeout: Duration) -> Result<T, ArrayError> {
-        self.get_with(index, Some(deadline_after(timeout)))
+        self.get_with(index, Waiting::For(timeout))
     }
 
     /// Element `index`, read under the lock, waiting until `deadline` at most for it.
@@ -301,10 +302,10 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// As [`Array::get_timeout`].
     pub fn get_deadline(&self, index: usize, deadline: Instant) -> Result<T, ArrayError> {
-        self.get_with(index, Some(Some(deadline)))
+        self.get_with(index, Waiting::Until(deadline))
     }
 
-    fn get_with(&self, index: usize, wait: Wait) -> Result<T, ArrayError> {
+    fn get_with(&self, index: usize, wait: Waiting) -> Result<T, ArrayError> {
         let mut v = T::new_zeroed();
         self.read_with(index, std::slice::from_mut(&mut v), wait)?;
         Ok(v)
@@ -324,7 +325,7 @@ impl<T: Pod> Array<T> {
     /// [`ArrayError::OutOfBounds`] if `index >= len`; [`ArrayError::WouldBlock`] if a live
     /// process holds the lock. Both hand `value` back.
     pub fn try_set(&self, index: usize, value: T) -> Result<(), ArrayError<T>> {
-        self.set_with(index, value, NO_WAIT)
+        self.set_with(index, value, Waiting::No)
     }
 
     /// Sets element `index`, waiting at most `timeout` for the lock.
@@ -338,7 +339,7 @@ impl<T: Pod> Array<T> {
         value: T,
         timeout: Duration,
     ) -> Result<(), ArrayError<T>> {
-        self.set_with(index, value, Some(deadline_after(timeout)))
+        self.set_with(index, value, Waiting::For(timeout))
     }
 
     /// Sets element `index`, waiting until `deadline` at most for the lock.
@@ -351,10 +352,10 @@ impl<T: Pod> Array<T> {
         value: T,
         deadline: Instant,
     ) -> Result<(), ArrayError<T>> {
-        self.set_with(index, value, Some(Some(deadline)))
+        self.set_with(index, value, Waiting::Until(deadline))
     }
 
-    fn set_with(&self, index: usize, value: T, wait: Wait) -> Result<(), ArrayError<T>> {
+    fn set_with(&self, index: usize, value: T, wait: Waiting) -> Result<(), ArrayError<T>> {
         match self.write_with(index, std::slice::from_ref(&value), wait) {
             Ok(()) => Ok(()),
             Err(e) => Err(give_back(e, value)),
@@ -384,7 +385,7 @@ impl<T: Pod> Array<T> {
         out: &mut [T],
         timeout: Duration,
     ) -> Result<(), ArrayError> {
-        self.read_with(start, out, Some(deadline_after(timeout)))
+        self.read_with(start, out, Waiting::For(timeout))
     }
 
     /// Copies elements `start..start + out.len()` into `out` under one lock, waiting until
@@ -398,10 +399,10 @@ impl<T: Pod> Array<T> {
         out: &mut [T],
         deadline: Instant,
     ) -> Result<(), ArrayError> {
-        self.read_with(start, out, Some(Some(deadline)))
+        self.read_with(start, out, Waiting::Until(deadline))
     }
 
-    fn read_with(&self, start: usize, out: &mut [T], wait: Wait) -> Result<(), ArrayError> {
+    fn read_with(&self, start: usize, out: &mut [T], wait: Waiting) -> Result<(), ArrayError> {
         self.check_range(start, out.len()).map_err(out_of_bounds)?;
         self.with_lock(wait, |d| d.read(start * size_of::<T>(), out.as_mut_bytes()))?;
         Ok(())
@@ -414,7 +415,7 @@ impl<T: Pod> Array<T> {
     /// [`OutOfBounds`] if the range leaves the array.
     pub fn write_from(&self, start: usize, values: &[T]) -> Result<(), OutOfBounds> {
         // With no deadline and interrupts masked, taking the lock cannot fail.
-        match uninterruptible(|| self.write_with(start, values, FOREVER)) {
+        match uninterruptible(|| self.write_with(start, values, Waiting::Forever)) {
             Err(ArrayError::OutOfBounds { range, .. }) => Err(range),
             _ => Ok(()),
         }
@@ -426,7 +427,7 @@ impl<T: Pod> Array<T> {
     /// [`ArrayError::OutOfBounds`] if the range leaves the array; [`ArrayError::WouldBlock`]
     /// if a live process holds the lock. Nothing was written.
     pub fn try_write_from(&self, start: usize, values: &[T]) -> Result<(), ArrayError> {
-        self.write_with(start, values, NO_WAIT)
+        self.write_with(start, values, Waiting::No)
     }
 
     /// As [`Array::write_from`], waiting at most `timeout` for the lock.
@@ -440,7 +441,7 @@ impl<T: Pod> Array<T> {
         values: &[T],
         timeout: Duration,
     ) -> Result<(), ArrayError> {
-        self.write_with(start, values, Some(deadline_after(timeout)))
+        self.write_with(start, values, Waiting::For(timeout))
     }
 
     /// As [`Array::write_from`], waiting until `deadline` at most for the lock.
@@ -453,10 +454,10 @@ impl<T: Pod> Array<T> {
         values: &[T],
         deadline: Instant,
     ) -> Result<(), ArrayError> {
-        self.write_with(start, values, Some(Some(deadline)))
+        self.write_with(start, values, Waiting::Until(deadline))
     }
 
-    fn write_with(&self, start: usize, values: &[T], wait: Wait) -> Result<(), ArrayError> {
+    fn write_with(&self, start: usize, values: &[T], wait: Waiting) -> Result<(), ArrayError> {
         self.check_range(start, values.len())
             .map_err(out_of_bounds)?;
         self.with_lock(wait, |d| d.write(start * size_of::<T>(), values.as_bytes()))?;

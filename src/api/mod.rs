@@ -61,19 +61,10 @@ impl Waiting {
     }
 }
 
-/// How long a plain read ([`Value::load`](crate::Value::load), [`Array::get`](crate::Array::get),
-/// ...) keeps trying for a consistent copy before it settles for the bytes as they are. Only
-/// a live process holding the lock that long (a forged lock word, or a peer that keeps the
-/// lock) makes a read wait for it.
+/// How long [`Value::load`](crate::Value::load) keeps trying for a consistent copy before it
+/// settles for the bytes as they are. Only a live process holding the writer lock that long
+/// (a forged lock word, or a peer that keeps the lock) makes a load wait for it.
 pub(crate) const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long a call may wait for a lock, resolved (as [`Waiting::deadline`] returns it):
-/// `None` not at all, `Some(None)` as long as a live holder keeps it, `Some(Some(d))` until `d`.
-pub(crate) type Wait = Option<Option<std::time::Instant>>;
-/// `try_*`: no waiting.
-pub(crate) const NO_WAIT: Wait = None;
-/// Plain calls: as long as a live holder keeps the lock.
-pub(crate) const FOREVER: Wait = Some(None);
 
 /// Fails an open with `Corrupted` unless `ok`.
 pub(crate) fn ensure(

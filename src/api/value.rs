@@ -6,7 +6,7 @@ use std::mem::{align_of, size_of};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{FOREVER, NO_WAIT, Pod, READ_PATIENCE, Wait, ensure};
+use super::{Pod, READ_PATIENCE, Waiting, ensure};
 use crate::cell::seqlock::{self, SeqLock};
 use crate::error::{CreateError, OpenError, OpenOrCreateError, ValueError};
 use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
@@ -270,7 +270,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// [`ValueError::WouldBlock`] (with `value`) if a live process holds the writer lock.
     pub fn try_store(&self, value: T) -> Result<(), ValueError<T>> {
-        self.swap_with(value, NO_WAIT).map(drop)
+        self.swap_with(value, Waiting::No).map(drop)
     }
 
     /// Replaces the value, waiting at most `timeout` for the writer lock.
@@ -294,8 +294,7 @@ impl<T: Pod> Value<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn store_timeout(&self, value: T, timeout: Duration) -> Result<(), ValueError<T>> {
-        self.swap_with(value, Some(deadline_after(timeout)))
-            .map(drop)
+        self.swap_with(value, Waiting::For(timeout)).map(drop)
     }
 
     /// Replaces the value, waiting until `deadline` at most for the writer lock.
@@ -303,14 +302,14 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// As [`Value::store_timeout`].
     pub fn store_deadline(&self, value: T, deadline: Instant) -> Result<(), ValueError<T>> {
-        self.swap_with(value, Some(Some(deadline))).map(drop)
+        self.swap_with(value, Waiting::Until(deadline)).map(drop)
     }
 
     /// Replaces the value, returning the previous one. Waits as [`Value::store`] does.
     pub fn swap(&self, value: T) -> T {
         // Not interruptible (no error to report it with): with no deadline and interrupts
         // masked, taking the lock cannot fail.
-        match uninterruptible(|| self.swap_with(value, FOREVER)) {
+        match uninterruptible(|| self.swap_with(value, Waiting::Forever)) {
             Ok(prev) => prev,
             Err(e) => e.into_inner(),
         }
@@ -321,7 +320,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// As [`Value::try_store`].
     pub fn try_swap(&self, value: T) -> Result<T, ValueError<T>> {
-        self.swap_with(value, NO_WAIT)
+        self.swap_with(value, Waiting::No)
     }
 
     /// Replaces the value, returning the previous one; waits at most `timeout`.
@@ -329,7 +328,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// As [`Value::store_timeout`].
     pub fn swap_timeout(&self, value: T, timeout: Duration) -> Result<T, ValueError<T>> {
-        self.swap_with(value, Some(deadline_after(timeout)))
+        self.swap_with(value, Waiting::For(timeout))
     }
 
     /// Replaces the value, returning the previous one; waits until `deadline` at most.
@@ -337,10 +336,10 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// As [`Value::store_timeout`].
     pub fn swap_deadline(&self, value: T, deadline: Instant) -> Result<T, ValueError<T>> {
-        self.swap_with(value, Some(Some(deadline)))
+        self.swap_with(value, Waiting::Until(deadline))
     }
 
-    fn swap_with(&self, value: T, wait: Wait) -> Result<T, ValueError<T>> {
+    fn swap_with(&self, value: T, wait: Waiting) -> Result<T, ValueError<T>> {
         if let Some(w) = self.word() {
             // AcqRel: release for readers of the new value, acquire of the one replaced.
             return Ok(from_word(w.swap(to_word(&value), Ordering::AcqRel)));
@@ -357,7 +356,8 @@ impl<T: Pod> Value<T> {
     pub fn update(&self, f: impl FnMut(T) -> T) -> T {
         // With no deadline and interrupts masked, taking the lock cannot fail; zero is a
         // panic-free fallback.
-        uninterruptible(|| self.update_with(f, FOREVER)).unwrap_or_else(|_| T::new_zeroed())
+        uninterruptible(|| self.update_with(f, Waiting::Forever))
+            .unwrap_or_else(|_| T::new_zeroed())
     }
 
     /// As [`Value::update`] if that needs no waiting for the writer lock.
@@ -365,7 +365,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     /// [`ValueError::WouldBlock`] if a live process holds the writer lock; `f` was not called.
     pub fn try_update(&self, f: impl FnMut(T) -> T) -> Result<T, ValueError> {
-        self.update_with(f, NO_WAIT)
+        self.update_with(f, Waiting::No)
     }
 
     /// As [`Value::update`], waiting at most `timeout` for the writer lock.
@@ -378,7 +378,7 @@ impl<T: Pod> Value<T> {
         f: impl FnMut(T) -> T,
         timeout: Duration,
     ) -> Result<T, ValueError> {
-        self.update_with(f, Some(deadline_after(timeout)))
+        self.update_with(f, Waiting::For(timeout))
     }
 
     /// As [`Value::update`], waiting until `deadline` at most for the writer lock.
@@ -390,10 +390,10 @@ impl<T: Pod> Value<T> {
         f: impl FnMut(T) -> T,
         deadline: Instant,
     ) -> Result<T, ValueError> {
-        self.update_with(f, Some(Some(deadline)))
+        self.update_with(f, Waiting::Until(deadline))
     }
 
-    fn update_with(&self, mut f: impl FnMut(T) -> T, wait: Wait) -> Result<T, ValueError> {
+    fn update_with(&self, mut f: impl FnMut(T) -> T, wait: Waiting) -> Result<T, ValueError> {
         if let Some(w) = self.word() {
             // AcqRel: as in `swap`. The closure always returns Some, so this cannot fail.
             let prev = w.fetch_update(Ordering::AcqRel, Ordering::Acquire, |x| {
@@ -413,7 +413,7 @@ impl<T: Pod> Value<T> {
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
         // Unreachable error: with no deadline and interrupts masked, taking the lock cannot
         // fail.
-        match uninterruptible(|| self.compare_exchange_with(current, new, FOREVER)) {
+        match uninterruptible(|| self.compare_exchange_with(current, new, Waiting::Forever)) {
             Ok(r) => r,
             Err(_) => Err(T::new_zeroed()),
         }
@@ -426,7 +426,7 @@ impl<T: Pod> Value<T> {
     /// [`ValueError::WouldBlock`] (with `new`) if a live process holds the writer lock;
     /// nothing was compared.
     pub fn try_compare_exchange(&self, current: T, new: T) -> Result<Result<T, T>, ValueError<T>> {
-        self.compare_exchange_with(current, new, NO_WAIT)
+        self.compare_exchange_with(current, new, Waiting::No)
     }
 
     /// As [`Value::compare_exchange`], waiting at most `timeout` for the writer lock. The
@@ -441,7 +441,7 @@ impl<T: Pod> Value<T> {
         new: T,
         timeout: Duration,
     ) -> Result<Result<T, T>, ValueError<T>> {
-        self.compare_exchange_with(current, new, Some(deadline_after(timeout)))
+        self.compare_exchange_with(current, new, Waiting::For(timeout))
     }
 
     /// As [`Value::compare_exchange`], waiting until `deadline` at most for the writer lock.
@@ -454,14 +454,14 @@ impl<T: Pod> Value<T> {
         new: T,
         deadline: Instant,
     ) -> Result<Result<T, T>, ValueError<T>> {
-        self.compare_exchange_with(current, new, Some(Some(deadline)))
+        self.compare_exchange_with(current, new, Waiting::Until(deadline))
     }
 
     fn compare_exchange_with(
         &self,
         current: T,
         new: T,
-        wait: Wait,
+        wait: Waiting,
     ) -> Result<Result<T, T>, ValueError<T>> {
         if let Some(w) = self.word() {
             // AcqRel/Acquire: as in `swap`.
@@ -494,9 +494,9 @@ impl<T: Pod> Value<T> {
     /// Seqlock values: takes the writer lock as `wait` allows. A writer that died holding it
     /// only ever wrote the inactive buffer, so the active one is whole and we carry on
     /// either way.
-    fn hold(&self, wait: Wait) -> Result<Held<'_, T>, ValueError> {
+    fn hold(&self, wait: Waiting) -> Result<Held<'_, T>, ValueError> {
         let cell = self.cell();
-        match wait {
+        match wait.deadline() {
             None => cell.try_lock().ok_or(ValueError::WouldBlock(()))?,
             Some(deadline) => cell.lock(deadline).map_err(value_error)?,
         };
