@@ -214,18 +214,7 @@ fn unique(tag: &str) -> String {
 static ALL_CPUS: OnceLock<Vec<usize>> = OnceLock::new();
 
 fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is a plain bit array, for which all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`, which lives
-    // across the call.
-    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return vec![BENCH_CPU, PEER_CPU];
-    }
-    (0..8 * size_of::<libc::cpu_set_t>())
-        // SAFETY: `cpu` is inside the set; `set` is a valid reference.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
+    common::allowed_cpus().unwrap_or_else(|| vec![BENCH_CPU, PEER_CPU])
 }
 
 /// The `cpus` field of a peer's spec: one CPU, or every CPU the bench started with.

@@ -7,24 +7,26 @@ use std::time::{Duration, Instant};
 
 /// Restricts the calling thread (and the threads and processes it starts later) to `cpus`.
 pub fn set_affinity(cpus: &[usize]) -> std::io::Result<()> {
-    // SAFETY: cpu_set_t is a plain bit array, for which all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    use rustix::thread::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
     for &cpu in cpus {
-        if cpu >= 8 * size_of::<libc::cpu_set_t>() {
+        if cpu >= CpuSet::MAX_CPU {
             return Err(std::io::Error::other("cpu out of range"));
         }
-        // SAFETY: `cpu` is inside the set (checked above); `set` is a valid, exclusive
-        // reference.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
+        set.set(cpu);
     }
-    // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`, which lives
-    // across the call.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    sched_setaffinity(None, &set).map_err(std::io::Error::from)
+}
+
+/// The CPUs the calling thread may run on (`None` if the kernel does not say).
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    use rustix::thread::{CpuSet, sched_getaffinity};
+    let set = sched_getaffinity(None).ok()?;
+    Some(
+        (0..CpuSet::MAX_CPU)
+            .filter(|&cpu| set.is_set(cpu))
+            .collect(),
+    )
 }
 
 /// Removes the files in `dirs` named `PREFIX-x-PID...` whose process `PID` is gone: what an

@@ -1,5 +1,6 @@
 //! `shmq ls`, `inspect`, `rm` and `gc`, run as a user would run them.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
