@@ -34,12 +34,11 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use shmq::PriorityQueue;
-use shmq::zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A message with a priority: smaller numbers come out first.
-#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(shmq::Pod, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(C)]
 struct Message {
     priority: u64,

@@ -38,7 +38,6 @@ use std::error::Error;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use shmq::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmq::{GetError, Queue};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +45,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_SIZE: usize = 3;
 
 /// A submitted task: multiply `a` by `b`. `id` is its submission index.
-#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy, Debug)]
+#[derive(shmq::Pod, Clone, Copy, Debug)]
 #[repr(C)]
 struct Task {
     id: u64,
@@ -55,7 +54,7 @@ struct Task {
 }
 
 /// A finished task: the product for task `id`.
-#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy, Debug)]
+#[derive(shmq::Pod, Clone, Copy, Debug)]
 #[repr(C)]
 struct Done {
     id: u64,

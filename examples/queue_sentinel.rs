@@ -29,12 +29,11 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use shmq::Queue;
-use shmq::zerocopy::{FromBytes, Immutable, IntoBytes};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An `Option<u64>` that can live in shared memory: `#[repr(C)]`, no padding, any bits valid.
-#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(shmq::Pod, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 struct Item {
     /// 1 for `Some(value)`, 0 for `None`.

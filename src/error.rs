@@ -132,14 +132,17 @@ pub enum OpenError {
         /// How many processes (handles) may be attached at once.
         max: usize,
     },
-    /// The payload type differs between creator and opener.
-    #[error("segment {name:?} was created for type {found}, opened as type {expected}")]
+    /// The payload type differs between creator and opener: another layout (see
+    /// [`crate::pod`]), size or alignment, or another tag.
+    #[error(
+        "segment {name:?} was created for {found}, opened as {expected}; both processes must use the same layout (or tag)"
+    )]
     TypeMismatch {
         /// The segment's name.
         name: String,
-        /// The creator's type (name, size, alignment).
+        /// The creator's type: its layout text or tag, size and alignment.
         found: String,
-        /// The opener's type (name, size, alignment).
+        /// The opener's type, the same way.
         expected: String,
     },
     /// The header or the kind-specific area is inconsistent.

@@ -172,5 +172,9 @@ pub use error::{
 pub use ring::wait::WaitMode;
 pub use segment::{Kind, Options, Segment, SegmentInfo};
 
-/// Re-exported so users can derive [`Pod`] without naming zerocopy in their own manifest.
-pub use zerocopy;
+pub use api::pod;
+/// `#[derive(shmq::Pod)]`: see [`pod`].
+pub use shmq_derive::Pod;
+
+// The derive names `::shmq::...`; this lets the crate's own tests use it too.
+extern crate self as shmq;

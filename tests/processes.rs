@@ -267,7 +267,7 @@ fn open_or_create_race_between_processes_makes_one_segment() {
 
 #[test]
 fn seqlock_value_is_never_torn_across_processes() {
-    #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug)]
+    #[derive(shmq::Pod, Clone, Copy, Debug)]
     #[repr(C)]
     struct Wide {
         words: [u64; 16],
@@ -352,7 +352,7 @@ fn blocked_waiters_sleep_instead_of_spinning() {
 
 #[test]
 fn seqlock_writer_killed_mid_store_never_leaves_a_torn_value() {
-    #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug)]
+    #[derive(shmq::Pod, Clone, Copy, Debug)]
     #[repr(C)]
     struct Wide {
         words: [u64; 512],

@@ -8,17 +8,13 @@ use std::time::{Duration, Instant};
 use common::{assert_gone, unique};
 use shmq::{Array, Event, Lock, Mutex, Options, Segment, Semaphore, Value};
 
-#[derive(
-    zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug, PartialEq,
-)]
+#[derive(shmq::Pod, Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(512))]
 struct Aligned512 {
     bytes: [u8; 512],
 }
 
-#[derive(
-    zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug, PartialEq,
-)]
+#[derive(shmq::Pod, Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(128))]
 struct Aligned128 {
     words: [u64; 16],

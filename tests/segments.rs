@@ -273,9 +273,7 @@ fn semaphore_bounds_and_array_bounds() {
 
 #[test]
 fn value_operations_word_and_seqlock() {
-    #[derive(
-        zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug, PartialEq,
-    )]
+    #[derive(shmq::Pod, Clone, Copy, Debug, PartialEq)]
     #[repr(C)]
     struct Big {
         a: [u32; 9],

@@ -8,7 +8,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use zerocopy::IntoBytes;
+use crate::api::SliceBytes;
 
 use super::{Pod, Waiting, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
 use crate::error::{
@@ -16,7 +16,7 @@ use crate::error::{
     OutOfBounds, TryLockError,
 };
 use crate::region::Region;
-use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::segment::{Kind, Layout, Options, Segment};
 use crate::sync::mutex::{RawMutex, Stopped};
 use crate::sync::park::deadline_after;
 use crate::sys::interrupt::uninterruptible;
@@ -97,7 +97,7 @@ impl<T: Pod> Array<T> {
         Ok(Layout {
             kind: Kind::Array,
             align: std::mem::align_of::<T>(),
-            ty: TypeInfo::of::<T>(),
+            ty: crate::api::type_info::<T>(),
             payload_size,
             param0: len as u64,
             param1: data_offset::<T>() as u64,
@@ -142,7 +142,7 @@ impl<T: Pod> Array<T> {
         Self::check(Segment::open_kind(
             &opts.into(),
             Kind::Array,
-            TypeInfo::of::<T>(),
+            crate::api::type_info::<T>(),
         )?)
     }
 

@@ -7,6 +7,7 @@ pub(crate) mod interrupt;
 pub(crate) mod janitor;
 pub(crate) mod mutex;
 pub(crate) mod pipe;
+pub mod pod;
 pub(crate) mod priority;
 pub(crate) mod queue;
 pub(crate) mod ring;
@@ -15,29 +16,12 @@ pub(crate) mod semaphore;
 pub(crate) mod survey;
 pub(crate) mod value;
 
-use zerocopy::{FromBytes, Immutable, IntoBytes};
-
 use crate::error::{LockError, LockTimeoutError, OpenError, OwnerDied, TryLockError};
 use crate::segment::Segment;
 use crate::sync::mutex::{Locked, Stopped};
 
-/// Plain data that may live in shared memory: no padding, no pointers, every bit pattern
-/// valid. Implemented for every type that derives zerocopy's `FromBytes`, `IntoBytes` and
-/// `Immutable`:
-///
-/// ```
-/// #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, Debug, PartialEq)]
-/// #[repr(C)]
-/// struct Point { x: f64, y: f64 }
-///
-/// let name = format!("doc-pod-{}", std::process::id());
-/// let p = shmq::Value::create(name.as_str(), Point { x: 1.0, y: 2.0 })?;
-/// assert_eq!(p.load(), Point { x: 1.0, y: 2.0 });
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub trait Pod: FromBytes + IntoBytes + Immutable + Sized + 'static {}
-
-impl<T: FromBytes + IntoBytes + Immutable + Sized + 'static> Pod for T {}
+pub use pod::Pod;
+pub(crate) use pod::{SliceBytes, type_info};
 
 /// How long a call may wait. The clock is read only once waiting actually starts, so a call
 /// that succeeds at once costs no clock read.

@@ -11,7 +11,7 @@ use super::{Pod, data_offset, ensure, lock_result, timeout_lock_result, try_lock
 use crate::error::{
     CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError, TryLockError,
 };
-use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::segment::{Kind, Layout, Options, Segment};
 use crate::sync::mutex::{self, RawMutex};
 use crate::sync::park::deadline_after;
 
@@ -65,7 +65,7 @@ impl<T: Pod> Mutex<T> {
         Layout {
             kind: Kind::Mutex,
             align: std::mem::align_of::<T>(),
-            ty: TypeInfo::of::<T>(),
+            ty: crate::api::type_info::<T>(),
             payload_size: data_offset::<T>() + std::mem::size_of::<T>(),
             param0: data_offset::<T>() as u64,
             param1: 0,
@@ -98,7 +98,7 @@ impl<T: Pod> Mutex<T> {
         Self::check(Segment::open_kind(
             &opts.into(),
             Kind::Mutex,
-            TypeInfo::of::<T>(),
+            crate::api::type_info::<T>(),
         )?)
     }
 

@@ -37,7 +37,7 @@ use crate::error::{CreateError, GetError, OpenError, OpenOrCreateError, PutError
 use crate::region::Region;
 use crate::ring::participants::{self, Participants};
 use crate::ring::wait::{self, Counted, Ended, WaitMode};
-use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::segment::{Kind, Layout, Options, Segment};
 use crate::sync::mutex::{Locked, RawMutex, Stopped};
 
 const LEN: usize = 64;
@@ -364,8 +364,7 @@ impl<'a, T: Pod + Ord> Heap<'a, T> {
 /// every one has a `_timeout` form. Equal items come out in no particular order.
 ///
 /// ```
-/// #[derive(shmq::zerocopy::FromBytes, shmq::zerocopy::IntoBytes, shmq::zerocopy::Immutable)]
-/// #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// #[derive(shmq::Pod, Debug, PartialEq, Eq, PartialOrd, Ord)]
 /// #[repr(C)]
 /// struct Job { priority: u32, id: u32 }
 ///
@@ -417,7 +416,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             Layout {
                 kind: Kind::PriorityQueue,
                 align: 64,
-                ty: TypeInfo::of::<T>(),
+                ty: crate::api::type_info::<T>(),
                 payload_size: g.size,
                 param0: capacity as u64,
                 param1: 0,
@@ -492,7 +491,11 @@ impl<T: Pod + Ord> PriorityQueue<T> {
     /// # Errors
     /// As [`PriorityQueue::open`].
     pub fn open_for(opts: impl Into<Options>, side: Side) -> Result<Self, OpenError> {
-        let seg = Segment::open_kind(&opts.into(), Kind::PriorityQueue, TypeInfo::of::<T>())?;
+        let seg = Segment::open_kind(
+            &opts.into(),
+            Kind::PriorityQueue,
+            crate::api::type_info::<T>(),
+        )?;
         Self::check(seg, side)
     }
 

@@ -629,7 +629,7 @@ impl<T: Pod> Queue<T> {
         let core = Core::create(
             opts,
             kind,
-            TypeInfo::of::<T>(),
+            crate::api::type_info::<T>(),
             capacity,
             stride_of::<T>(),
             0,
@@ -641,7 +641,7 @@ impl<T: Pod> Queue<T> {
         let core = Core::open(
             opts,
             kind,
-            TypeInfo::of::<T>(),
+            crate::api::type_info::<T>(),
             |_| Some(stride_of::<T>()),
             side,
         )?;
@@ -659,7 +659,7 @@ impl<T: Pod> Queue<T> {
         let core = Core::open_or_create(
             opts,
             kind,
-            TypeInfo::of::<T>(),
+            crate::api::type_info::<T>(),
             capacity,
             stride_of::<T>(),
             0,

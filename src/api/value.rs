@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Pod, READ_PATIENCE, Waiting, ensure};
 use crate::cell::seqlock::{self, SeqLock};
 use crate::error::{CreateError, OpenError, OpenOrCreateError, ValueError};
-use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+use crate::segment::{Kind, Layout, Options, Segment};
 use crate::sync::mutex::Stopped;
 use crate::sync::park::deadline_after;
 use crate::sys::interrupt::uninterruptible;
@@ -118,7 +118,7 @@ impl<T: Pod> Value<T> {
         Layout {
             kind: Kind::Value,
             align: 64,
-            ty: TypeInfo::of::<T>(),
+            ty: crate::api::type_info::<T>(),
             payload_size: payload_size::<T>(),
             param0: mode::<T>(),
             param1: 0,
@@ -158,7 +158,7 @@ impl<T: Pod> Value<T> {
         Self::check(Segment::open_kind(
             &opts.into(),
             Kind::Value,
-            TypeInfo::of::<T>(),
+            crate::api::type_info::<T>(),
         )?)
     }
 

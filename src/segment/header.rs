@@ -14,14 +14,14 @@
 //! | 40     | payload_size     | bytes in the kind's area                              |
 //! | 48     | type_size        | `size_of` the payload type                            |
 //! | 52     | type_align       | `align_of` the payload type                           |
-//! | 56     | type_hash        | FNV-1a of the payload type's name                     |
+//! | 56     | type_hash        | layout fingerprint, or FNV-1a of the tag (`crate::pod`) |
 //! | 64     | param0, param1   | kind-specific (element count, maximum, ...)           |
 //! | 80     | creator_pid      | creator process                                       |
-//! | 84     | flags            | `FLAG_PERSISTENT`; other bits 0                       |
+//! | 84     | flags            | `FLAG_PERSISTENT`, `FLAG_TAGGED`; other bits 0        |
 //! | 88     | creator_start    | creator start time (clock ticks since boot)           |
 //! | 96     | created_unix_ms  | wall-clock creation time                              |
-//! | 104    | type_name        | 64 bytes of the type's name, NUL padded, for messages  |
-//! | 168    | reserved         | zero, up to 256                                       |
+//! | 104    | type_label       | 128 bytes: the tag or layout text, NUL padded, cut     |
+//! | 232    | reserved         | zero, up to 256                                       |
 //!
 //! Everything is an atomic word: a hostile peer may rewrite the header at any time, so fields
 //! are copied out once with atomic loads into a [`SegmentInfo`], validated there, and only
@@ -35,11 +35,14 @@ use crate::region::Region;
 /// "SHMQSEG\x01" as a little-endian word.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMQSEG\x01");
 /// Bumped whenever any layout changes incompatibly. 2: the use lock (processes of version 1
-/// do not take it, so they must never share a segment with version 2) and `flags`.
-pub(crate) const VERSION: u32 = 2;
+/// do not take it, so they must never share a segment with version 2) and `flags`. 3: type
+/// identity by layout fingerprint or tag (was: a hash of `std::any::type_name`), the label.
+pub(crate) const VERSION: u32 = 3;
 
 /// `flags`: the segment is never removed automatically (see `Options::persistent`).
 pub(crate) const FLAG_PERSISTENT: u32 = 1;
+/// `flags`: `type_hash` is the hash of a tag (and `type_label` the tag), not a fingerprint.
+pub(crate) const FLAG_TAGGED: u32 = 2;
 /// Bytes reserved for the header; payloads start at or after it.
 pub(crate) const HEADER_SIZE: usize = 256;
 
@@ -48,7 +51,7 @@ pub(crate) const INITIALIZING: u32 = 0;
 /// `init_state`: the segment is complete and may be used.
 pub(crate) const READY: u32 = 1;
 
-const TYPE_NAME_LEN: usize = 64;
+const TYPE_LABEL_LEN: usize = 128;
 
 #[repr(C)]
 pub(crate) struct Header {
@@ -69,8 +72,8 @@ pub(crate) struct Header {
     pub(crate) flags: AtomicU32,
     pub(crate) creator_start: AtomicU64,
     pub(crate) created_unix_ms: AtomicU64,
-    pub(crate) type_name: [AtomicU64; TYPE_NAME_LEN / 8],
-    pub(crate) reserved: [AtomicU64; 11],
+    pub(crate) type_label: [AtomicU64; TYPE_LABEL_LEN / 8],
+    pub(crate) reserved: [AtomicU64; 3],
 }
 
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
@@ -79,7 +82,7 @@ const _: () = assert!(offset_of!(Header, param0) == 64);
 const _: () = assert!(offset_of!(Header, creator_pid) == 80);
 const _: () = assert!(offset_of!(Header, flags) == 84);
 const _: () = assert!(offset_of!(Header, created_unix_ms) == 96);
-const _: () = assert!(offset_of!(Header, type_name) == 104);
+const _: () = assert!(offset_of!(Header, type_label) == 104);
 
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,39 +176,77 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// The fingerprint of a payload type: size, alignment and a hash of its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A payload type's identity: size, alignment, and its layout fingerprint or tag (see
+/// `crate::pod`), with the text that names it in errors and tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TypeInfo {
     pub(crate) size: u32,
     pub(crate) align: u32,
+    /// The fingerprint, or FNV-1a of the tag.
     pub(crate) hash: u64,
-    pub(crate) name: &'static str,
+    /// Whether `hash` and `label` are a tag's.
+    pub(crate) tagged: bool,
+    /// The layout text or the tag.
+    pub(crate) label: String,
 }
 
 impl TypeInfo {
-    pub(crate) fn of<T>() -> TypeInfo {
-        let name = std::any::type_name::<T>();
+    /// A type known by its layout: `hash` is the fingerprint of the layout text `label`.
+    pub(crate) fn layout(size: u32, align: u32, hash: u64, label: String) -> TypeInfo {
         TypeInfo {
-            size: u32::try_from(size_of::<T>()).unwrap_or(u32::MAX),
-            align: u32::try_from(std::mem::align_of::<T>()).unwrap_or(u32::MAX),
-            hash: fnv1a(name.as_bytes()),
-            name,
+            size,
+            align,
+            hash,
+            tagged: false,
+            label,
         }
     }
 
-    /// No payload type (raw segments, semaphores, events).
+    /// A type known by a tag.
+    pub(crate) fn tagged(size: u32, align: u32, tag: String) -> TypeInfo {
+        TypeInfo {
+            size,
+            align,
+            hash: fnv1a(FNV_OFFSET, tag.as_bytes()),
+            tagged: true,
+            label: tag,
+        }
+    }
+
+    /// No payload type (raw segments, semaphores, events, byte rings and queues).
     pub(crate) const NONE: TypeInfo = TypeInfo {
         size: 0,
         align: 1,
         hash: 0,
-        name: "",
+        tagged: false,
+        label: String::new(),
     };
+
+    /// How errors name it: `layout {..} (size 8, align 8)` or `tag "x" (...)`.
+    pub(crate) fn describe(&self) -> String {
+        describe(self.tagged, &self.label, self.size, self.align)
+    }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+pub(crate) fn describe(tagged: bool, label: &str, size: u32, align: u32) -> String {
+    match (tagged, label.is_empty()) {
+        (true, _) => format!("tag {label:?} (size {size}, align {align})"),
+        (false, true) => format!("no payload type (size {size}, align {align})"),
+        (false, false) => format!("layout {label} (size {size}, align {align})"),
+    }
+}
+
+/// FNV-1a's 64-bit offset basis.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a (64-bit) hash `h` over `bytes`.
+pub(crate) const fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h = (h ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
 }
 
 /// A validated copy of a segment's header.
@@ -227,10 +268,13 @@ pub struct SegmentInfo {
     pub type_size: u32,
     /// Alignment of the payload type.
     pub type_align: u32,
-    /// Hash of the payload type's name.
+    /// The payload type's layout fingerprint, or the hash of its tag (see [`crate::pod`]).
     pub type_hash: u64,
-    /// The payload type's name as the creator spelled it (may be cut at 64 bytes).
-    pub type_name: String,
+    /// Whether the type is identified by a tag (`type_label` is the tag).
+    pub type_tagged: bool,
+    /// The payload type's layout text or tag, as the creator recorded it (cut at 128 bytes);
+    /// for a primitive the layout text is its name (`u64`); empty when there is none.
+    pub type_label: String,
     /// First kind-specific parameter (element count, maximum, ...).
     pub param0: u64,
     /// Second kind-specific parameter.
@@ -317,7 +361,8 @@ pub(crate) fn read_info(region: &Region<'_>) -> Result<SegmentInfo, Invalid> {
         type_size: h.type_size.load(Ordering::Relaxed),
         type_align: h.type_align.load(Ordering::Relaxed),
         type_hash: h.type_hash.load(Ordering::Relaxed),
-        type_name: read_type_name(h),
+        type_tagged: h.flags.load(Ordering::Relaxed) & FLAG_TAGGED != 0,
+        type_label: read_type_label(h),
         param0: h.param0.load(Ordering::Relaxed),
         param1: h.param1.load(Ordering::Relaxed),
         creator_pid: h.creator_pid.load(Ordering::Relaxed),
@@ -356,9 +401,9 @@ pub(crate) fn read_info(region: &Region<'_>) -> Result<SegmentInfo, Invalid> {
     Ok(info)
 }
 
-fn read_type_name(h: &Header) -> String {
-    let mut bytes = Vec::with_capacity(TYPE_NAME_LEN);
-    for w in &h.type_name {
+fn read_type_label(h: &Header) -> String {
+    let mut bytes = Vec::with_capacity(TYPE_LABEL_LEN);
+    for w in &h.type_label {
         bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
     }
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
@@ -395,10 +440,9 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     // Version and flags before the magic, so a creator killed right after it leaves a file
     // that is recognisably ours (and as persistent as asked).
     h.version.store(VERSION, Ordering::Relaxed);
-    h.flags.store(
-        if new.persistent { FLAG_PERSISTENT } else { 0 },
-        Ordering::Relaxed,
-    );
+    let persistent = if new.persistent { FLAG_PERSISTENT } else { 0 };
+    let tagged = if new.ty.tagged { FLAG_TAGGED } else { 0 };
+    h.flags.store(persistent | tagged, Ordering::Relaxed);
     // The magic goes in early so an opener can tell "shmq, initializing" from a foreign file.
     h.magic.store(MAGIC, Ordering::Release);
     h.kind.store(new.kind.code(), Ordering::Relaxed);
@@ -414,10 +458,10 @@ pub(crate) fn write_header(region: &Region<'_>, new: &NewHeader) -> Option<()> {
     h.param1.store(new.param1, Ordering::Relaxed);
     h.created_unix_ms
         .store(new.created_unix_ms, Ordering::Relaxed);
-    let mut name = [0u8; TYPE_NAME_LEN];
-    let n = new.ty.name.len().min(TYPE_NAME_LEN);
-    name[..n].copy_from_slice(&new.ty.name.as_bytes()[..n]);
-    for (w, chunk) in h.type_name.iter().zip(name.chunks_exact(8)) {
+    let mut label = [0u8; TYPE_LABEL_LEN];
+    let n = new.ty.label.len().min(TYPE_LABEL_LEN);
+    label[..n].copy_from_slice(&new.ty.label.as_bytes()[..n]);
+    for (w, chunk) in h.type_label.iter().zip(label.chunks_exact(8)) {
         let mut b = [0u8; 8];
         b.copy_from_slice(chunk);
         w.store(u64::from_le_bytes(b), Ordering::Relaxed);
@@ -517,7 +561,7 @@ mod tests {
             &NewHeader {
                 kind: Kind::Value,
                 payload_offset: HEADER_SIZE as u64,
-                ty: TypeInfo::of::<u64>(),
+                ty: TypeInfo::layout(8, 8, fnv1a(FNV_OFFSET, b"u64"), "u64".into()),
                 payload_size: 64,
                 param0: 1,
                 param1: 2,
@@ -542,7 +586,12 @@ mod tests {
         assert!(info.ready);
         assert_eq!(info.kind, Kind::Value);
         assert_eq!(info.type_size, 8);
-        assert_eq!(info.type_name, "u64");
+        assert_eq!(info.type_label, "u64");
+        assert!(!info.type_tagged);
+        assert_eq!(
+            info.type_hash,
+            0x4d35_d319_3e8d_66f2 /* FNV-1a of "u64" */
+        );
         assert_eq!(
             (
                 info.param0,

@@ -41,7 +41,7 @@ mod header;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub(crate) use header::{HEADER_SIZE, TypeInfo};
+pub(crate) use header::{FNV_OFFSET, HEADER_SIZE, TypeInfo, fnv1a};
 pub use header::{Kind, SegmentInfo};
 
 use crate::error::{CreateError, OpenError, OpenOrCreateError, OutOfBounds};
@@ -78,6 +78,7 @@ pub struct Options {
     persistent: bool,
     open_timeout: Duration,
     wait_for_creation: bool,
+    type_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +98,7 @@ impl Options {
             persistent: false,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             wait_for_creation: false,
+            type_tag: None,
         }
     }
 
@@ -161,6 +163,33 @@ impl Options {
     }
 
     /// How long `open` waits for a creator (see [`Options::open_timeout`]).
+    /// Identify the payload type by `tag` instead of by its layout fingerprint (or its own
+    /// `#[shmq(tag = "...")]`): create records the tag, open refuses a segment whose tag (or
+    /// size or alignment) differs, naming both. Works for every kind, byte rings, pipes and
+    /// queues included, which have no payload type otherwise: a cheap way to make sure both
+    /// ends speak the same protocol. See [`crate::pod`] for how tags are recorded.
+    ///
+    /// ```
+    /// let name = format!("doc-tag-{}", std::process::id());
+    /// let ring = shmq::Ring::create(shmq::Options::new(&name).type_tag("quotes.v2"), 4096)?;
+    /// assert!(shmq::Ring::open(shmq::Options::new(&name).type_tag("quotes.v2")).is_ok());
+    /// let err = shmq::Ring::open(shmq::Options::new(&name).type_tag("quotes.v3")).unwrap_err();
+    /// assert!(err.to_string().contains("quotes.v2"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn type_tag(mut self, tag: impl Into<String>) -> Options {
+        self.type_tag = Some(tag.into());
+        self
+    }
+
+    /// `ty`, or the tag's identity in its place when one was set.
+    pub(crate) fn identity(&self, ty: TypeInfo) -> TypeInfo {
+        match &self.type_tag {
+            Some(tag) => TypeInfo::tagged(ty.size, ty.align, tag.clone()),
+            None => ty,
+        }
+    }
+
     pub(crate) fn open_timeout_value(&self) -> Duration {
         self.open_timeout
     }
@@ -534,7 +563,7 @@ impl Segment {
         let new = header::NewHeader {
             kind: layout.kind,
             payload_offset,
-            ty: layout.ty,
+            ty: opts.identity(layout.ty.clone()),
             payload_size: layout.payload_size as u64,
             param0: layout.param0,
             param1: layout.param1,
@@ -621,14 +650,23 @@ impl Segment {
                 expected: kind.name().into(),
             });
         }
-        if (info.type_size, info.type_align, info.type_hash) != (ty.size, ty.align, ty.hash) {
+        let ty = opts.identity(ty);
+        let found = (
+            info.type_size,
+            info.type_align,
+            info.type_hash,
+            info.type_tagged,
+        );
+        if found != (ty.size, ty.align, ty.hash, ty.tagged) {
             return Err(OpenError::TypeMismatch {
                 name,
-                found: format!(
-                    "{} (size {}, align {})",
-                    info.type_name, info.type_size, info.type_align
+                found: header::describe(
+                    info.type_tagged,
+                    &info.type_label,
+                    info.type_size,
+                    info.type_align,
                 ),
-                expected: format!("{} (size {}, align {})", ty.name, ty.size, ty.align),
+                expected: ty.describe(),
             });
         }
         Ok(Segment {
@@ -653,7 +691,7 @@ impl Segment {
                 Err(CreateError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            match Segment::open_kind(opts, layout.kind, layout.ty) {
+            match Segment::open_kind(opts, layout.kind, layout.ty.clone()) {
                 Ok(s) => return Ok(s),
                 // Removed between our create and open: race again, within the deadline.
                 Err(OpenError::NotFound { .. }) if !clock::passed(deadline, Instant::now()) => {

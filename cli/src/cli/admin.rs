@@ -324,7 +324,7 @@ fn fill(s: &Survey) -> String {
 }
 
 fn type_name(s: &Survey) -> String {
-    let t = &s.info.type_name;
+    let t = &s.info.type_label;
     if t.is_empty() {
         return "-".into();
     }
@@ -477,10 +477,10 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
     );
     row(
         "type",
-        if i.type_name.is_empty() {
+        if i.type_label.is_empty() {
             "-".into()
         } else {
-            i.type_name.clone()
+            i.type_label.clone()
         },
     );
     row(
