@@ -46,5 +46,5 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(word(32), info.payload_offset);
     assert_eq!(word(40), info.payload_size);
     // At most 64 bytes, each invalid one replaced by the 3-byte U+FFFD.
-    assert!(info.type_name.len() <= 64 * 3, "type name longer than its 64-byte field");
+    assert!(info.type_label.len() <= 128 * 3, "type label longer than its 128-byte field");
 });
