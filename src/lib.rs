@@ -33,6 +33,27 @@
 //! never an out-of-bounds access. Do not use it across machines, across pid namespaces
 //! (liveness checks use pids), or for types with pointers: payloads must be [`Pod`].
 //!
+//! ## Payload types
+//! Typed objects hold plain data: `#[derive(shmq::Pod)]` on a `#[repr(C)]` struct of numbers,
+//! arrays and other such structs, without padding (the derive checks it). A segment records
+//! its type's *layout fingerprint* — field names, offsets and primitive kinds, not the type's
+//! name or module — so separately built programs, other compilers and other languages agree
+//! on it, and an open with another layout fails naming both; a tag
+//! (`#[shmq(tag = "tick.v1")]`, [`Options::type_tag`]) versions a type by name instead. See
+//! [`pod`] for the rules and the exact scheme.
+//!
+//! ```
+//! #[derive(shmq::Pod, Clone, Copy, Debug, PartialEq)]
+//! #[repr(C)]
+//! struct Tick { px: f64, qty: u32, side: u32 }
+//!
+//! let name = format!("doc-tick-{}", std::process::id());
+//! let q = shmq::Queue::<Tick>::create(name.as_str(), 1024)?;
+//! q.put(Tick { px: 101.5, qty: 3, side: 1 })?;
+//! assert_eq!(q.get()?.qty, 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Lifecycle
 //! A name lives while any process uses it. Every handle holds its segment's *use lock* (a
 //! shared `flock` the kernel drops when the process dies, however it dies); the last handle
@@ -114,8 +135,9 @@
 //!   `shmq` command's `ls`, `inspect` and `gc` are built on it. [`Peer`] says where the other
 //!   end of a ring is. [`Janitor`] removes segments the moment their last user dies
 //!   (`shmq gc --watch`).
+//! - Payloads: [`Pod`] and `#[derive(shmq::Pod)]`, the layout fingerprint ([`pod`]).
 //! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
-//!   timeout). Every constructor takes `impl Into<Options>`, so a `&str` name works.
+//!   timeout, type tag). Every constructor takes `impl Into<Options>`, so a `&str` name works.
 //! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],
 //!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
