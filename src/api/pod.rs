@@ -88,6 +88,7 @@ pub unsafe trait Pod: Sized + 'static {
 
     /// The value's bytes.
     fn as_bytes(&self) -> &[u8] {
+        checked::<Self>();
         // SAFETY: `self` is valid for `size_of::<Self>()` bytes; the trait's contract says
         // they hold no padding, so all are initialized, and no UnsafeCell, so reading them
         // through a shared reference is fine.
@@ -96,6 +97,7 @@ pub unsafe trait Pod: Sized + 'static {
 
     /// The value's bytes, writable: any bytes written leave a valid value.
     fn as_mut_bytes(&mut self) -> &mut [u8] {
+        checked::<Self>();
         // SAFETY: as in `as_bytes`, and the reference is exclusive; every bit pattern is a
         // valid `Self` (the trait's contract), so any write leaves a valid value.
         unsafe {
@@ -105,6 +107,7 @@ pub unsafe trait Pod: Sized + 'static {
 
     /// The value whose bytes are all zero.
     fn new_zeroed() -> Self {
+        checked::<Self>();
         // SAFETY: every bit pattern, zero included, is a valid `Self` (the trait's contract).
         unsafe { std::mem::zeroed() }
     }
@@ -116,20 +119,31 @@ pub unsafe trait Pod: Sized + 'static {
         if bytes.len() != size_of::<Self>() {
             return Err(());
         }
+        checked::<Self>();
         // SAFETY: `bytes` holds exactly size_of::<Self>() initialized bytes (checked above);
         // read_unaligned needs no alignment, and every bit pattern is a valid `Self`.
         Ok(unsafe { bytes.as_ptr().cast::<Self>().read_unaligned() })
     }
 }
 
+/// Makes the compiler evaluate `T::SHAPE`, whose derived form asserts that `T` has no
+/// padding: a generic struct is only checked where it is used with concrete types, and every
+/// byte-level access goes through here, so no instance with padding can reach one.
+#[inline(always)]
+fn checked<T: Pod>() {
+    let _: Shape = T::SHAPE;
+}
+
 /// The bytes of a slice of [`Pod`] values.
 pub fn slice_as_bytes<T: Pod>(values: &[T]) -> &[u8] {
+    checked::<T>();
     // SAFETY: the slice is valid for size_of_val bytes, all initialized (no padding in T).
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), size_of_val(values)) }
 }
 
 /// The bytes of a slice of [`Pod`] values, writable: any bytes leave valid values.
 pub fn slice_as_mut_bytes<T: Pod>(values: &mut [T]) -> &mut [u8] {
+    checked::<T>();
     let len = size_of_val(values);
     // SAFETY: the slice is valid and exclusive for `len` bytes; any bit pattern is a valid T.
     unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) }
