@@ -2,7 +2,10 @@
 
 mod admin;
 mod bench;
+mod decode;
+mod out;
 mod stream;
+mod units;
 
 use std::process::ExitCode;
 
@@ -40,10 +43,13 @@ enum Command {
     /// Stream a ring to standard output (the reading end of `shmq send`).
     Recv(stream::RecvArgs),
     /// List the shmq segments in /dev/shm (and at the paths given): kind, payload type,
-    /// capacity, fill, creator and attached processes (alive or dead), age.
+    /// capacity, fill, creator and attached processes (alive or dead), the file's mode, owner
+    /// and size in bytes, age. --json for scripts; --kind and --prefix narrow the list.
     Ls(admin::LsArgs),
-    /// Show everything about one segment: header fields, validation, processes and a hex peek
-    /// of the first waiting messages. Read-only: safe on a segment in use or a corrupted one.
+    /// Show everything about one segment: header fields, validation, processes, the sleepers
+    /// on each futex word, and a peek at the data or the first waiting messages (hex, and the
+    /// numbers when the payload type is a primitive such as u64 or f32). Read-only: safe on a
+    /// segment in use or a corrupted one. --json for scripts.
     Inspect(admin::InspectArgs),
     /// Remove shmq segments by name (files that are not shmq segments are refused, and so
     /// are segments in use, unless --force).
