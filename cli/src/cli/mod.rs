@@ -21,14 +21,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare shmq with pipes and sockets and print one table.
+    /// Compare shmq with pipes and sockets and print one table. Progress goes to standard
+    /// error: a status line on a terminal, else one line per finished measurement.
     Bench {
-        /// Print machine-readable JSON instead of a table.
-        #[arg(long)]
+        /// Print machine-readable JSON instead of a table:
+        /// {"cpus", "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe"}]}.
+        #[arg(long, conflicts_with = "wide")]
         json: bool,
         /// Shorter measurements (about 5 s in all): noisier figures, for a smoke test.
         #[arg(long)]
         quick: bool,
+        /// Print the table in one piece, however wide (by default it is cut into blocks of
+        /// columns that fit 100 columns).
+        #[arg(long)]
+        wide: bool,
     },
     /// The other side of a `shmq bench` measurement (started by `shmq bench` itself).
     #[command(name = "__bench-peer", hide = true)]
@@ -63,7 +69,7 @@ enum Command {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench { json, quick } => bench::run(json, quick),
+        Command::Bench { json, quick, wide } => bench::run(json, quick, wide),
         Command::BenchPeer {
             transport,
             role,
