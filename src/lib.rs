@@ -182,7 +182,7 @@ pub use api::queue::{JoinableQueue, Queue, Side};
 pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
-pub use api::survey::{Capacity, Peeked, Process, Survey};
+pub use api::survey::{Bell, Capacity, Peeked, Process, Survey};
 pub use api::value::{Integer, Number, Value};
 pub use error::{ArrayError, ValueError};
 pub use error::{

@@ -218,3 +218,71 @@ fn remove_spares_a_newer_segment_of_the_same_name() {
     drop(newer);
     assert_gone(&name);
 }
+
+/// Polls the survey of `name` until the bell `bell` records `want` sleepers (a watchdog
+/// fails the test after 20 s).
+fn await_sleepers(name: &str, bell: &str, want: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = Survey::of(name, 0, 0).unwrap();
+        let b = s
+            .bells
+            .iter()
+            .find(|b| b.name == bell)
+            .unwrap_or_else(|| panic!("{name} has no {bell} bell: {:?}", s.bells));
+        assert!(b.counted, "{b:?}");
+        if b.sleepers == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: {bell} never recorded {want} sleepers: {b:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn bells_record_the_threads_asleep_on_them() {
+    use std::time::Duration;
+    let patience = Duration::from_secs(30);
+    let (sn, en, rn) = (unique("bell-sem"), unique("bell-ev"), unique("bell-ring"));
+    let sem = shmq::Semaphore::create(sn.as_str(), 0).unwrap();
+    let ev = shmq::Event::create(en.as_str()).unwrap();
+    let ring = shmq::Ring::create(rn.as_str(), 4096).unwrap();
+    let mut producer = ring.new_producer().unwrap();
+    for (name, bell) in [(&sn, "count"), (&en, "flag"), (&rn, "consumer")] {
+        await_sleepers(name, bell, 0);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let sem = shmq::Semaphore::open(sn.as_str()).unwrap();
+            assert!(sem.acquire_timeout(patience).unwrap());
+        });
+        await_sleepers(&sn, "count", 1);
+        sem.release().unwrap();
+
+        s.spawn(|| {
+            let ev = shmq::Event::open(en.as_str()).unwrap();
+            assert!(ev.wait_timeout(patience).unwrap());
+        });
+        await_sleepers(&en, "flag", 1);
+        ev.set();
+
+        s.spawn(|| {
+            let ring = shmq::Ring::open(rn.as_str()).unwrap();
+            let mut consumer = ring.new_consumer().unwrap();
+            assert_eq!(&*consumer.recv_timeout(patience).unwrap(), b"wake up");
+        });
+        await_sleepers(&rn, "consumer", 1);
+        await_sleepers(&rn, "producer", 0);
+        producer.send(b"wake up").unwrap();
+    });
+    for (name, bell) in [(&sn, "count"), (&en, "flag"), (&rn, "consumer")] {
+        await_sleepers(name, bell, 0);
+    }
+    drop((sem, ev, producer, ring));
+    for n in [sn, en, rn] {
+        assert_gone(&n);
+    }
+}

@@ -53,72 +53,135 @@ fn rm_removes_shmq_segments_and_leaves_foreign_files_alone() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid segment name"));
 }
 
-#[test]
-fn bench_measures_every_transport_and_cleans_up() {
-    let out = shmq(&["bench", "--quick", "--json"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let json = String::from_utf8_lossy(&out.stdout);
-    // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99;
-    // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream and shmq-queue's 8 B,
-    // 64 B and 1 KiB streams; and the MPMC section, 3 transports x 2P2C/4P4C.
-    assert_eq!(
-        json.matches("\"metric\":\"latency_p50_ns\"").count(),
-        24,
-        "{json}"
-    );
-    assert_eq!(json.matches("\"metric\":\"latency_p99_ns\"").count(), 24);
-    assert_eq!(
-        json.matches("\"metric\":\"throughput_msgs_per_s\"").count(),
-        34
-    );
-    assert_eq!(
-        json.matches("\"metric\":\"mpmc_throughput_msgs_per_s\"")
-            .count(),
-        6
-    );
-    for transport in [
-        "raw",
-        "shmq-busy",
-        "shmq-hybrid",
-        "shmq-blocking",
-        "shmq-queue",
-        "shmq-queue-blocking",
-        "pipe",
-        "unix",
-        "tcp",
-    ] {
-        assert!(
-            json.contains(&format!("\"transport\":\"{transport}\"")),
-            "{transport} missing"
-        );
-    }
-    // Every figure is a positive number.
-    for value in json.split("\"value\":").skip(1) {
-        let v: f64 = value.split(',').next().unwrap().parse().unwrap();
-        assert!(v > 0.0, "non-positive figure in {json}");
-    }
-    // The table form has a header row naming every transport.
+/// Runs `shmq bench --quick ARGS` with its output going to pipes; returns stdout and stderr.
+fn bench(args: &[&str]) -> (String, String) {
+    // One at a time: two runs would share CPUs 0 and 1 and measure each other.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let child = Command::new(env!("CARGO_BIN_EXE_shmq"))
         .args(["bench", "--quick"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        table
-            .lines()
-            .any(|l| l.contains("shmq-busy") && l.contains("pipe") && l.contains("tcp")),
-        "{table}"
-    );
-    assert!(table.contains("throughput 1 MiB"));
-    assert!(table.contains("throughput 4P4C 8 B"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "bench {args:?}: {stderr}");
     let left: Vec<String> = common::leftovers("shmq-bench-")
         .into_iter()
         .filter(|n| n.ends_with(&format!("-{pid}")))
         .collect();
     assert!(left.is_empty(), "bench left segments behind: {left:?}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+const TRANSPORTS: [&str; 9] = [
+    "raw",
+    "shmq-busy",
+    "shmq-hybrid",
+    "shmq-blocking",
+    "shmq-queue",
+    "shmq-queue-blocking",
+    "pipe",
+    "unix",
+    "tcp",
+];
+
+#[test]
+fn bench_measures_every_transport_and_reports_progress() {
+    let (json, progress) = bench(&["--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).expect("bench --json is JSON");
+    let rows = json["rows"].as_array().expect("rows");
+    let count = |metric: &str| rows.iter().filter(|r| r["metric"] == metric).count();
+    // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99;
+    // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream and shmq-queue's 8 B,
+    // 64 B and 1 KiB streams; and the MPMC section, 3 transports x 2P2C/4P4C.
+    assert_eq!(count("latency_p50_ns"), 24, "{json:#}");
+    assert_eq!(count("latency_p99_ns"), 24);
+    assert_eq!(count("throughput_msgs_per_s"), 34);
+    assert_eq!(count("mpmc_throughput_msgs_per_s"), 6);
+    for transport in TRANSPORTS {
+        assert!(
+            rows.iter().any(|r| r["transport"] == transport),
+            "{transport} missing"
+        );
+    }
+    // Every figure is a positive number; every non-pipe figure has its ratio to the pipe.
+    for r in rows {
+        assert!(r["value"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        if r["transport"] != "pipe" && r["metric"] != "mpmc_throughput_msgs_per_s" {
+            assert!(r["vs_pipe"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        }
+    }
+    assert!(json["cpus"].as_u64().is_some_and(|n| n >= 1));
+    // stderr is not a terminal: one progress line per measurement (24 latency, 34 throughput
+    // and 6 MPMC ones), then the total.
+    let lines: Vec<&str> = progress.lines().collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/64] "))
+            .count(),
+        64,
+        "{progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("[1/64] latency raw 8 B: p50 ")),
+        "{progress}"
+    );
+    assert!(
+        lines.last().unwrap().starts_with("shmq bench: done in "),
+        "{progress}"
+    );
+    assert!(
+        !progress.contains('\x1b'),
+        "escape codes on a pipe: {progress:?}"
+    );
+}
+
+#[test]
+fn bench_table_fits_100_columns_unless_wide() {
+    let width = |line: &str| line.chars().count();
+    let (table, _) = bench(&[]);
+    assert!(
+        table.lines().all(|l| width(l) <= 100),
+        "a line is wider than 100 columns:\n{table}"
+    );
+    // Every transport still has its column, in some block of the table.
+    for transport in TRANSPORTS {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().any(|w| w == transport)),
+            "{transport} missing:\n{table}"
+        );
+    }
+    assert!(table.contains("throughput 1.0 MiB"), "{table}");
+    assert!(table.contains("throughput 4P4C 8 B"), "{table}");
+
+    let (wide, _) = bench(&["--wide"]);
+    // One heading names every transport of the main table, so it is wider than 100 columns.
+    let heading = wide
+        .lines()
+        .find(|l| l.contains("shmq-busy"))
+        .expect("a heading");
+    for transport in [
+        "raw",
+        "shmq-busy",
+        "shmq-blocking",
+        "shmq-queue",
+        "pipe",
+        "unix",
+        "tcp",
+    ] {
+        assert!(
+            heading.split_whitespace().any(|w| w == transport),
+            "{heading}"
+        );
+    }
+    assert!(wide.lines().any(|l| width(l) > 100), "{wide}");
 }

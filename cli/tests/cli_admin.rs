@@ -727,3 +727,281 @@ fn gc_watch_never_removes_a_live_segment_or_a_foreign_file() {
     drop(seg);
     assert_gone(&prefix);
 }
+
+/// `shmq ARGS` parsed as JSON (it must succeed).
+fn shmq_json(args: &[&str]) -> serde_json::Value {
+    let out = shmq(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}):\n{}", stdout(&out)))
+}
+
+/// The names `ls --json` listed.
+fn listed(ls: &serde_json::Value) -> Vec<String> {
+    ls["segments"]
+        .as_array()
+        .expect("segments array")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[test]
+fn ls_json_lists_a_segment_with_its_file_facts_and_the_table_shows_them() {
+    use std::os::unix::fs::MetadataExt;
+    let name = unique("cli-ls-json");
+    let q = shmq::Queue::<u64>::create(name.as_str(), 8).unwrap();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    let meta = std::fs::metadata(format!("/dev/shm/{name}")).unwrap();
+    let ls = shmq_json(&["ls", "--json", "--prefix", &name]);
+    assert_eq!(listed(&ls), [name.as_str()], "{ls:#}");
+    let s = &ls["segments"][0];
+    let me = std::process::id();
+    assert_eq!(s["path"], format!("/dev/shm/{name}"));
+    assert_eq!(s["kind"], "queue");
+    assert_eq!(s["type"], "u64");
+    assert_eq!(s["capacity"], 8);
+    assert_eq!(s["capacity_unit"], "items");
+    assert_eq!(s["fill"], 3);
+    assert_eq!(s["size_bytes"], meta.len());
+    assert_eq!(s["owner_uid"], meta.uid());
+    assert_eq!(s["mode"], format!("{:04o}", meta.mode() & 0o7777));
+    assert_eq!(s["creator"]["pid"], me);
+    assert_eq!(s["creator"]["alive"], true);
+    assert_eq!(s["persistent"], false);
+    assert_eq!(s["problems"], serde_json::json!([]));
+    assert!(s["created_unix_ms"].as_u64().unwrap() > 0, "{s:#}");
+    let procs = s["processes"].as_array().unwrap();
+    assert!(
+        procs.iter().any(|p| p["pid"] == me && p["alive"] == true),
+        "{s:#}"
+    );
+    assert!(ls["invalid"].as_array().unwrap().is_empty(), "{ls:#}");
+
+    // The table has the same facts in its MODE, OWNER and SIZE columns.
+    let text = stdout(&shmq(&["ls", "--prefix", &name]));
+    let header = text.lines().next().unwrap();
+    for col in ["MODE", "OWNER", "SIZE"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let r = row(&text, &name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+    let cell = |col: &str| {
+        let at = header.find(col).unwrap();
+        r[at..].split_whitespace().next().unwrap().to_owned()
+    };
+    assert_eq!(cell("SIZE"), meta.len().to_string(), "{text}");
+    assert_eq!(
+        cell("MODE"),
+        format!("{:04o}", meta.mode() & 0o7777),
+        "{text}"
+    );
+    let owner = s["owner"]
+        .as_str()
+        .map_or(meta.uid().to_string(), str::to_owned);
+    assert_eq!(cell("OWNER"), owner, "{text}");
+    drop(q);
+    assert_gone(&name);
+}
+
+#[test]
+fn ls_kind_and_prefix_keep_only_the_matching_segments() {
+    let prefix = unique("cli-ls-filter");
+    let (qn, vn) = (format!("{prefix}-q"), format!("{prefix}-v"));
+    let other = unique("cli-ls-other");
+    let _q = shmq::Queue::<u32>::create(qn.as_str(), 4).unwrap();
+    let _v = shmq::Value::<u32>::create(vn.as_str(), 1).unwrap();
+    let _o = shmq::Value::<u32>::create(other.as_str(), 1).unwrap();
+
+    let mut both = listed(&shmq_json(&["ls", "--json", "--prefix", &prefix]));
+    both.sort();
+    assert_eq!(both, [qn.clone(), vn.clone()]);
+    let values = listed(&shmq_json(&[
+        "ls", "--json", "--prefix", &prefix, "--kind", "value",
+    ]));
+    assert_eq!(values, [vn.as_str()]);
+    let mut either = listed(&shmq_json(&[
+        "ls", "--json", "--prefix", &prefix, "--kind", "value", "--kind", "queue",
+    ]));
+    either.sort();
+    assert_eq!(either, [qn.clone(), vn.clone()]);
+    let none = listed(&shmq_json(&[
+        "ls",
+        "--json",
+        "--prefix",
+        &prefix,
+        "--kind",
+        "semaphore",
+    ]));
+    assert!(none.is_empty(), "{none:?}");
+    // --kind alone: every value on the machine, ours among them, and no queue.
+    let all_values = shmq_json(&["ls", "--json", "--kind", "value"]);
+    let names = listed(&all_values);
+    assert!(names.contains(&vn) && names.contains(&other) && !names.contains(&qn));
+    assert!(
+        all_values["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["kind"] == "value"),
+        "{all_values:#}"
+    );
+    // The table filters the same way.
+    let text = stdout(&shmq(&["ls", "--prefix", &prefix, "--kind", "queue"]));
+    assert!(
+        row(&text, &qn).is_some() && row(&text, &vn).is_none(),
+        "{text}"
+    );
+    // A kind that does not exist is a usage error naming the valid ones.
+    let out = shmq(&["ls", "--kind", "teapot"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("priority-queue"), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_decodes_primitive_values_and_leaves_other_types_in_hex() {
+    let (vn, an, qn, bn) = (
+        unique("cli-inspect-u64"),
+        unique("cli-inspect-i32s"),
+        unique("cli-inspect-f64q"),
+        unique("cli-inspect-bytes"),
+    );
+    let big = 0x0123_4567_89ab_cdefu64; // beyond 32 bits and 2^53 alike
+    let v = shmq::Value::<u64>::create(vn.as_str(), big).unwrap();
+    let mut init = [0i32; 20];
+    init[..3].copy_from_slice(&[-7, 0, 2_000_000_000]);
+    let a = shmq::Array::<i32>::create(an.as_str(), &init).unwrap();
+    let q = shmq::Queue::<f64>::create(qn.as_str(), 4).unwrap();
+    q.put(-0.5).unwrap();
+    q.put(1e300).unwrap();
+    let b = shmq::Value::<[u8; 8]>::create(bn.as_str(), *b"abcdefgh").unwrap();
+
+    let j = shmq_json(&["inspect", "--json", &vn]);
+    assert_eq!(j["kind"], "value");
+    assert_eq!(j["type"], "u64");
+    assert_eq!(j["values"], serde_json::json!([big]), "{j:#}");
+    assert_eq!(j["values"][0].as_u64(), Some(big));
+    assert_eq!(j["values_of"], 1);
+    assert_eq!(j["contents"][0]["hex"], hex(&big.to_ne_bytes()));
+    let text = stdout(&shmq(&["inspect", &vn]));
+    assert_eq!(
+        row(&text, "value").map(|r| r.split_whitespace().last().unwrap()),
+        Some(big.to_string().as_str()),
+        "{text}"
+    );
+    // The value changes: inspect reads it afresh.
+    v.store(42);
+    let j = shmq_json(&["inspect", "--json", &vn]);
+    assert_eq!(j["values"], serde_json::json!([42]));
+
+    // 64 bytes shown by default: the first 16 of the 20 elements.
+    let j = shmq_json(&["inspect", "--json", &an]);
+    let values = j["values"].as_array().unwrap();
+    assert_eq!(values.len(), 16, "{j:#}");
+    assert_eq!(
+        values[..4],
+        [-7, 0, 2_000_000_000, 0].map(serde_json::Value::from)
+    );
+    assert_eq!(j["values_of"], 20);
+    let text = stdout(&shmq(&["inspect", &an, "--bytes", "8"]));
+    assert!(
+        text.contains("values") && text.contains("[-7, 0] (first 2 of 20"),
+        "{text}"
+    );
+
+    let j = shmq_json(&["inspect", "--json", &qn]);
+    assert_eq!(j["values"], serde_json::json!([-0.5, 1e300]), "{j:#}");
+    let text = stdout(&shmq(&["inspect", &qn]));
+    assert!(text.contains("#0: 8 bytes = -0.5"), "{text}");
+
+    // Not a primitive: no numbers, the bytes in hex.
+    let j = shmq_json(&["inspect", "--json", &bn]);
+    assert_eq!(j["values"], serde_json::Value::Null, "{j:#}");
+    assert_eq!(j["contents"][0]["hex"], hex(b"abcdefgh"));
+    drop((v, a, q, b));
+    for n in [vn, an, qn, bn] {
+        assert_gone(&n);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Role: takes an item from the queue named ARG, sleeping until one comes, and exits.
+#[test]
+fn inspect_counts_the_processes_asleep_on_each_bell() {
+    if let Some(name) = role("inspect_counts_the_processes_asleep_on_each_bell") {
+        let q = shmq::Queue::<u32>::open(name.as_str()).unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), 5);
+        return;
+    }
+    let name = unique("cli-bells");
+    let q = shmq::Queue::<u32>::create(name.as_str(), 4).unwrap();
+    let sleepers = |bell: &str| {
+        let j = shmq_json(&["inspect", "--json", &name]);
+        let b = j["bells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == bell)
+            .unwrap_or_else(|| panic!("no {bell} bell: {j:#}"))
+            .clone();
+        assert_eq!(b["counted"], true, "{j:#}");
+        b["sleepers"].as_u64().unwrap()
+    };
+    assert_eq!(sleepers("items"), 0);
+    assert_eq!(sleepers("space"), 0);
+    let mut child = spawn("inspect_counts_the_processes_asleep_on_each_bell", &name);
+    // The consumer announces itself on the items bell once it finds the queue empty.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sleepers("items") != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting consumer was never seen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sleepers("space"), 0);
+    let text = stdout(&shmq(&["inspect", &name]));
+    let items = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("items"))
+        .unwrap_or_else(|| panic!("no items bell:\n{text}"));
+    assert!(items.ends_with(" 1"), "{text}");
+    q.put(5).unwrap();
+    assert!(wait(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(sleepers("items"), 0);
+    drop(q);
+    assert_gone(&name);
+}
+
+/// A stdout nobody reads: the write end of a pipe whose only reader has exited.
+fn closed_pipe() -> Stdio {
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let write_end = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    Stdio::from(write_end)
+}
+
+#[test]
+fn ls_and_inspect_end_quietly_when_stdout_is_closed() {
+    let name = unique("cli-epipe");
+    let _q = shmq::Queue::<u64>::create(name.as_str(), 4).unwrap();
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["inspect", &name],
+        &["inspect", "--json", &name],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shmq"))
+            .args(args)
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+    }
+}

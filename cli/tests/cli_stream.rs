@@ -494,7 +494,7 @@ fn a_name_that_is_not_a_ring_is_refused() {
 }
 
 #[test]
-fn closed_stdout_fails_the_receiver_and_the_sender() {
+fn closed_stdout_ends_the_receiver_quietly_and_fails_the_sender() {
     let name = unique("epipe");
     let mut recv = spawn(
         &["recv", &name, "--timeout", "10s"],
@@ -508,7 +508,56 @@ fn closed_stdout_fails_the_receiver_and_the_sender() {
     let data = pseudo_random(32 << 20, 6); // more than the ring holds
     let _ = stdin.write_all(&data);
     drop(stdin);
-    assert_one_line_error("recv", &finish(&mut recv), "broken pipe");
+    // Like `cat` into a closed pipe: the reader has had enough, which is no error.
+    let (status, err) = finish(&mut recv);
+    assert_eq!(status.code(), Some(0), "recv: {err}");
+    assert_eq!(err, "", "recv wrote to stderr");
+    // The stream did not reach its end, and the sender says so.
+    assert_one_line_error("send", &finish(&mut send), "receiver went away");
+    assert_gone(&name);
+}
+
+#[test]
+fn recv_into_head_ends_quietly_after_the_first_line() {
+    let name = unique("head");
+    let mut recv = spawn(
+        &["recv", &name, "--framing", "line"],
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    wait_created(&name);
+    // `shmq recv NAME --framing line | head -n 1`
+    let mut head = Command::new("head")
+        .args(["-n", "1"])
+        .stdin(Stdio::from(recv.stdout.take().unwrap()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn head");
+    let mut send = spawn(
+        &["send", &name, "--framing", "line"],
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let mut stdin = send.stdin.take().unwrap();
+    // Far more than the ring and the pipe to head hold: recv is still writing when head
+    // exits, so its next write finds standard output closed.
+    let lines: String = (0..1_000_000).map(|i| format!("line {i}\n")).collect();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = stdin.write_all(lines.as_bytes()); // fails once the stream is cut short
+        });
+        let mut first = String::new();
+        head.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut first)
+            .unwrap();
+        assert_eq!(first, "line 0\n");
+    });
+    assert!(head.wait().unwrap().success());
+    let (status, err) = finish(&mut recv);
+    assert_eq!(status.code(), Some(0), "recv: {err}");
+    assert_eq!(err, "", "recv wrote to stderr");
     assert_one_line_error("send", &finish(&mut send), "receiver went away");
     assert_gone(&name);
 }

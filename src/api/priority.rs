@@ -113,12 +113,16 @@ pub(crate) fn view(
             )
         })?;
     let load = |off| payload.u64_at(off).map(|w| w.load(Ordering::Relaxed));
+    let load32 = |off| payload.u32_at(off).map_or(0, |w| w.load(Ordering::Relaxed));
     let len = load(LEN).unwrap_or(0);
     let mut v = PriorityView {
         cap: g.cap as u64,
         len,
         closed: load(CLOSED).unwrap_or(0) != 0,
         holder: RawMutex::at(payload, 0).and_then(|m| m.holder_process()),
+        contended: RawMutex::at(payload, 0).is_some_and(|m| m.contended()),
+        items_waiters: load32(ITEMS_WAITERS),
+        space_waiters: load32(SPACE_WAITERS),
         participants: payload
             .sub(TABLE, participants::SIZE)
             .and_then(Participants::new)
@@ -155,6 +159,11 @@ pub(crate) struct PriorityView {
     pub(crate) len: u64,
     pub(crate) closed: bool,
     pub(crate) holder: Option<crate::sys::process::ProcessId>,
+    /// Whether the lock word says somebody may sleep on it.
+    pub(crate) contended: bool,
+    /// Sleepers announced on the items and space bells (hints).
+    pub(crate) items_waiters: u32,
+    pub(crate) space_waiters: u32,
     /// `(entry index, process, being reclaimed, sides)` of every recorded participant.
     pub(crate) participants: Vec<(usize, crate::sys::process::ProcessId, bool, u32)>,
     pub(crate) items: Vec<Vec<u8>>,

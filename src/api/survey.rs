@@ -1,11 +1,13 @@
 //! Read-only inspection of any shmq segment, for tools (`shmq ls`, `inspect`, `gc`).
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use crate::api::ring::ring_in;
 use crate::api::{byte_queue, priority, queue};
 use crate::error::OpenError;
 use crate::region::Region;
+use crate::ring::spsc::Side;
 use crate::ring::{mpmc, spsc};
 use crate::segment::{Kind, Options, ReadOnly, Segment, SegmentInfo};
 use crate::sync::event::RawEvent;
@@ -56,6 +58,10 @@ pub struct Survey {
     pub fill: Option<u64>,
     /// Kind-specific facts, as `(what, value)` pairs in display order.
     pub details: Vec<(String, String)>,
+    /// The futex words processes sleep on ("bells"), with the sleepers each records, in
+    /// display order: a queue's `items`, `space` (and `join`), a ring's `producer` and
+    /// `consumer` sides, a lock's `lock`, a semaphore's `count`, an event's `flag`.
+    pub bells: Vec<Bell>,
     /// The first waiting messages (rings, queues; a priority queue's smallest item first), or
     /// the first bytes of the data (other kinds), each cut to the asked length.
     pub contents: Vec<Peeked>,
@@ -96,6 +102,47 @@ impl fmt::Display for Capacity {
         match *self {
             Capacity::Items(n) => write!(f, "{n} items"),
             Capacity::Bytes(n) => write!(f, "{n} B"),
+        }
+    }
+}
+
+/// A futex word processes sleep on (a "bell"), and how many sleep there as the segment
+/// records it.
+///
+/// The counts are hints, read with relaxed loads: a sleeper announces itself before it
+/// sleeps and withdraws after, so one that is about to sleep or has just woken counts too,
+/// and a process killed while asleep leaves its count behind.
+///
+/// ```
+/// let name = format!("doc-survey-bell-{}", std::process::id());
+/// let q = shmq::Queue::<u32>::create(name.as_str(), 8)?;
+/// let s = shmq::Survey::of(name.as_str(), 0, 0)?;
+/// let items = s.bells.iter().find(|b| b.name == "items").unwrap();
+/// assert_eq!(items.sleepers, 0); // no consumer waits for an item
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Bell {
+    /// Which word: `items` (consumers wait for an item), `space` (producers wait for room),
+    /// `join` (`JoinableQueue::join`), `producer` / `consumer` (a ring side; a pipe's are
+    /// prefixed with the direction), `lock` (a mutex; a seqlock value's writer lock),
+    /// `count` (a semaphore), `flag` (an event).
+    pub name: String,
+    /// The sleepers it records: a count, or for a word that is only a flag (a ring side, at
+    /// most one sleeper; a lock's "contended" bit) 0 or 1.
+    pub sleepers: u32,
+    /// Whether the word counts its sleepers. `false` for a lock, whose word says only that
+    /// someone may sleep on it (`sleepers` 1), not how many.
+    pub counted: bool,
+}
+
+impl Bell {
+    fn new(name: impl Into<String>, sleepers: u32, counted: bool) -> Bell {
+        Bell {
+            name: name.into(),
+            sleepers,
+            counted,
         }
     }
 }
@@ -152,6 +199,7 @@ impl Survey {
             capacity: None,
             fill: None,
             details: Vec::new(),
+            bells: Vec::new(),
             contents: Vec::new(),
             problems: Vec::new(),
             opts,
@@ -187,6 +235,9 @@ impl Survey {
                 self.detail("type size", info.type_size);
                 if info.param0 == 1 {
                     self.data(payload, 0, bytes.min(info.type_size as usize));
+                } else if info.param0 == 2 {
+                    // The seqlock's writer lock is its first word.
+                    self.lock_holder(payload);
                 }
             }
             Kind::Array => {
@@ -202,11 +253,15 @@ impl Survey {
                 Some(sem) => {
                     self.detail("value", sem.value());
                     self.detail("maximum", info.param0);
+                    self.bells.push(Bell::new("count", sem.waiters(), true));
                 }
                 None => self.problems.push("semaphore area too small".into()),
             },
             Kind::Event => match RawEvent::at(payload, 0) {
-                Some(ev) => self.detail("set", if ev.peek_set() { "yes" } else { "no" }),
+                Some(ev) => {
+                    self.detail("set", if ev.peek_set() { "yes" } else { "no" });
+                    self.bells.push(Bell::new("flag", ev.waiters(), true));
+                }
                 None => self.problems.push("event area too small".into()),
             },
             Kind::Ring => self.ring(payload, 0, "", peek, bytes),
@@ -225,6 +280,11 @@ impl Survey {
                     if let Some(h) = v.holder {
                         self.attached.push(Process::recorded("lock holder", h));
                     }
+                    self.bells.extend([
+                        Bell::new("items", v.items_waiters, true),
+                        Bell::new("space", v.space_waiters, true),
+                        Bell::new("lock", u32::from(v.contended), false),
+                    ]);
                     self.participants(v.participants);
                     self.contents = v
                         .items
@@ -254,10 +314,17 @@ impl Survey {
         }
     }
 
+    /// The lock at the start of the payload: its holder and its bell.
     fn lock_holder(&mut self, payload: Region<'_>) {
-        if let Some(h) = RawMutex::at(payload, 0).and_then(|m| m.holder_process()) {
+        let Some(m) = RawMutex::at(payload, 0) else {
+            self.problems.push("lock area too small".into());
+            return;
+        };
+        if let Some(h) = m.holder_process() {
             self.attached.push(Process::recorded("lock holder", h));
         }
+        self.bells
+            .push(Bell::new("lock", u32::from(m.contended()), false));
     }
 
     /// The first `bytes` bytes of the data at `offset` in the payload.
@@ -310,6 +377,12 @@ impl Survey {
             &format!("{label}positions"),
             format!("head {} tail {}", v.head, v.tail),
         );
+        // One sleeper per side at most: its flag says whether it sleeps.
+        for (side, name) in [(Side::Producer, "producer"), (Side::Consumer, "consumer")] {
+            let asleep = raw.sleep_words(side).0.load(Ordering::Relaxed) != 0;
+            self.bells
+                .push(Bell::new(format!("{label}{name}"), u32::from(asleep), true));
+        }
         self.contents.extend(
             v.messages
                 .into_iter()
@@ -361,6 +434,13 @@ impl Survey {
             self.detail("taken, not done", v.taken);
         }
         self.detail("positions", format!("put {} get {}", v.enq, v.deq));
+        self.bells.extend([
+            Bell::new("items", v.items_waiters, true),
+            Bell::new("space", v.space_waiters, true),
+        ]);
+        if info.kind == Kind::JoinableQueue {
+            self.bells.push(Bell::new("join", v.join_waiters, true));
+        }
         self.participants(v.participants);
         for pos in v.waiting {
             let data = q.data(pos);

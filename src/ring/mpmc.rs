@@ -130,6 +130,11 @@ pub(crate) struct View {
     pub(crate) unfinished: u64,
     pub(crate) taken: u64,
     pub(crate) dropped: u64,
+    /// Sleepers announced on the items, space and join bells (hints: a process killed
+    /// asleep leaves its count behind).
+    pub(crate) items_waiters: u32,
+    pub(crate) space_waiters: u32,
+    pub(crate) join_waiters: u32,
     /// `(entry index, process, being reclaimed, sides)` of every recorded participant.
     pub(crate) participants: Vec<(usize, ProcessId, bool, u32)>,
     /// Positions of the first waiting items, oldest first (read them with [`Mpmc::data`]).
@@ -691,6 +696,9 @@ impl<'a> Mpmc<'a> {
             unfinished: load(UNFINISHED),
             taken: load(TAKEN),
             dropped: load(DROPPED),
+            items_waiters: self.u32(ITEMS_WAITERS).load(Ordering::Relaxed),
+            space_waiters: self.u32(SPACE_WAITERS).load(Ordering::Relaxed),
+            join_waiters: self.u32(JOIN_WAITERS).load(Ordering::Relaxed),
             participants: self.table().list(),
             waiting: Vec::new(),
             problem: None,

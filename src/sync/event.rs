@@ -47,6 +47,12 @@ impl<'a> RawEvent<'a> {
         self.flag.load(Ordering::Relaxed) != CLEAR
     }
 
+    /// Processes/threads announced asleep on the flag (a hint), for tools: a relaxed load,
+    /// safe on a read-only mapping.
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set(&self) {
         // SeqCst: Dekker pairing with `wait` (module notes); also a release for `is_set`.
         let was = self.flag.swap(SET, Ordering::SeqCst);

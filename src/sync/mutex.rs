@@ -285,6 +285,12 @@ impl<'a> RawMutex<'a> {
         (pid != 0).then_some(ProcessId { pid, start_time })
     }
 
+    /// Whether the word says somebody may be sleeping on it (its `CONTENDED` bit). Relaxed
+    /// load, for tools.
+    pub(crate) fn contended(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & CONTENDED != 0
+    }
+
     /// The holder's pid, or `None` if free. For diagnostics.
     pub(crate) fn holder(&self) -> Option<u32> {
         match self.state.load(Ordering::Relaxed) & OWNER_MASK {

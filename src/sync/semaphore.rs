@@ -51,6 +51,12 @@ impl<'a> RawSemaphore<'a> {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Processes/threads announced asleep on the count (a hint), for tools: a relaxed load,
+    /// safe on a read-only mapping.
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     /// Takes a permit if one is available.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {

@@ -1,40 +1,51 @@
 //! `shmq ls`, `inspect`, `rm` and `gc`: see and clean the segments on this machine.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use serde_json::{Value as Json, json};
 use shmq::segment::Removal;
 use shmq::{
-    Capacity, Janitor, JanitorError, JanitorEvent, OpenError, Options, Peeked, Process, Segment,
-    Survey, Trigger,
+    Capacity, Janitor, JanitorError, JanitorEvent, Kind, OpenError, Options, Peeked, Process,
+    Segment, Survey, Trigger,
 };
 
-use crate::cli::stream::{Human, parse_duration};
-
-/// `println!` that ends the process quietly when the reader went away (`shmq ls | head`)
-/// and with one error line on other write errors, instead of panicking.
-macro_rules! say {
-    ($($t:tt)*) => {
-        crate::cli::admin::emit(format_args!($($t)*))
-    };
-}
-
-pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("shmq: cannot write the output: {e}");
-        std::process::exit(1);
-    }
-}
+use crate::cli::decode::{Decoded, decode};
+use crate::cli::out::{self, BAD, Cell, WARN, paint, say};
+use crate::cli::units::{age, duration, parse_duration, size, when};
 
 /// Where named segments live.
 const SHM_DIR: &str = "/dev/shm";
+
+/// Every kind, for `--kind`.
+const KINDS: [Kind; 12] = [
+    Kind::Raw,
+    Kind::Value,
+    Kind::Array,
+    Kind::Mutex,
+    Kind::Semaphore,
+    Kind::Event,
+    Kind::Ring,
+    Kind::Pipe,
+    Kind::Queue,
+    Kind::ByteQueue,
+    Kind::JoinableQueue,
+    Kind::PriorityQueue,
+];
+
+/// `--kind NAME`, checked against the kinds' names (clap lists them in the help).
+fn kind_parser() -> impl TypedValueParser<Value = Kind> {
+    PossibleValuesParser::new(KINDS.map(Kind::name)).map(|name| {
+        KINDS
+            .into_iter()
+            .find(|k| k.name() == name)
+            .unwrap_or(Kind::Raw)
+    })
+}
 
 /// Arguments of `shmq ls`.
 #[derive(Debug, Args)]
@@ -42,7 +53,41 @@ pub(crate) struct LsArgs {
     /// Also list file-backed segments: files, or directories whose files are listed (not
     /// recursively). Files that are not shmq segments are skipped.
     pub(crate) paths: Vec<PathBuf>,
+    /// Only segments of this kind (repeat for several).
+    #[arg(long = "kind", value_name = "KIND", value_parser = kind_parser())]
+    pub(crate) kinds: Vec<Kind>,
+    /// Only segments whose name (or file name) starts with this.
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, long_help = LS_JSON_HELP)]
+    pub(crate) json: bool,
 }
+
+const LS_JSON_HELP: &str = "\
+Print JSON instead of a table: one object,
+  {\"segments\": [SEGMENT, ...], \"invalid\": [{\"name\", \"error\"}, ...],
+   \"unchecked_processes\": N}
+where N counts processes of other users that could not be checked for use, and each SEGMENT
+has these fields (null where the kind has none or the file could not be read):
+  name              as in /dev/shm, or the file's path
+  path              the segment file
+  kind              segment, value, array, mutex, semaphore, event, ring, pipe, queue,
+                    byte-queue, joinable-queue, priority-queue
+  type              the payload type's layout text (a primitive's is its name, u64) or its
+                    tag, or null
+  type_tagged       whether type is a tag (see the shmq::pod docs)
+  capacity          items or bytes, as capacity_unit says (\"items\" or \"bytes\")
+  fill              items or bytes in use now
+  size_bytes        the file's size in bytes
+  owner_uid, owner  the file's owner: uid, and user name (null if it has none)
+  mode              the file's permission bits in octal, a string (\"0600\")
+  creator           {\"pid\", \"start_time\", \"alive\"}
+  processes         [{\"role\", \"pid\", \"start_time\", \"alive\"}, ...]: recorded in the
+                    segment, then found mapping it (role \"user\")
+  created_unix_ms   creation time, milliseconds since the Unix epoch
+  persistent        true or false
+  problems          [\"...\"]: failed consistency checks; empty when healthy";
 
 /// Arguments of `shmq inspect`.
 #[derive(Debug, Args)]
@@ -55,7 +100,31 @@ pub(crate) struct InspectArgs {
     /// How many bytes of each message to show.
     #[arg(long, default_value_t = 64)]
     pub(crate) bytes: usize,
+    /// Print JSON instead of tables.
+    #[arg(long, long_help = INSPECT_JSON_HELP)]
+    pub(crate) json: bool,
 }
+
+const INSPECT_JSON_HELP: &str = "\
+Print JSON instead of tables: one object with the fields of a `shmq ls --json` segment, and
+  version           the layout version
+  ready             false while its creator is still initialising it
+  total_size        bytes in the whole segment, as its header says
+  payload_offset, payload_size   where the kind's own area lies, in bytes
+  type_size, type_align          the payload type's size and alignment
+  parameters        [param0, param1]: kind-specific (element count, data offset, ...)
+  details           [{\"name\", \"value\"}, ...]: kind-specific facts, as the table shows
+  in_use            true while a process holds its use lock or maps it; null if unknown
+  bells             [{\"name\", \"sleepers\", \"counted\"}, ...]: the futex words processes
+                    sleep on and how many sleep there; counted false: the word only says
+                    whether someone may sleep (a lock), sleepers is then 0 or 1
+  contents          [{\"len\", \"hex\"}, ...]: the first waiting messages (or the data), len
+                    their whole length, hex the bytes shown (up to --bytes)
+  values            the decoded numbers when the payload type is a primitive (u8..u64,
+                    i8..i64, usize, isize, f32, f64): a value's or lock's data, an array's
+                    first elements, each waiting item; NaN and infinities are null. null
+                    for other types
+  values_of         how many there are in all (an array's length), or null";
 
 /// Arguments of `shmq gc`.
 #[derive(Debug, Args)]
@@ -73,11 +142,12 @@ pub(crate) struct GcArgs {
     /// kernel through inotify), one line per removal. Runs until killed, or for --for.
     #[arg(long)]
     pub(crate) watch: bool,
-    /// With --watch: how often to check every segment, in case a notification was lost.
+    /// With --watch: how often to check every segment, in case a notification was lost
+    /// (500ms, 10s, 2m, 1h 30m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s",
           requires = "watch")]
     pub(crate) rescan: Duration,
-    /// With --watch: stop after this long (500ms, 10s, 2m, 1h) and print a summary.
+    /// With --watch: stop after this long (500ms, 1.5s, 2m, 1h) and print a summary.
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration,
           requires = "watch")]
     pub(crate) run_for: Option<Duration>,
@@ -107,105 +177,12 @@ fn options(name: &str) -> Options {
     }
 }
 
-/// Terminal colours, only when standard output is a terminal and `NO_COLOR` is unset.
-#[derive(Clone, Copy)]
-struct Paint(bool);
-
-impl Paint {
-    fn stdout() -> Paint {
-        Paint(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-    }
-    fn code(self, code: &str, s: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_owned()
-        }
-    }
-    fn red(self, s: &str) -> String {
-        self.code("31", s)
-    }
-    fn yellow(self, s: &str) -> String {
-        self.code("33", s)
-    }
-    fn bold(self, s: &str) -> String {
-        self.code("1", s)
-    }
-}
-
-/// Prints rows as columns padded to their widest cell (escape codes not counted), the first
-/// row as the heading.
-fn print_table(rows: &[Vec<String>], paint: Paint) {
-    let width = |s: &str| visible_len(s);
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| width(s))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (i, row) in rows.iter().enumerate() {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            let cell = if i == 0 {
-                paint.bold(cell)
-            } else {
-                cell.clone()
-            };
-            line.push_str(&cell);
-            if c + 1 < row.len() {
-                line.push_str(&" ".repeat(widths[c] - width(row[c].as_str()) + 2));
-            }
-        }
-        say!("{line}");
-    }
-}
-
-/// Characters shown, not counting ANSI escape sequences.
-fn visible_len(s: &str) -> usize {
-    let mut n = 0;
-    let mut esc = false;
-    for ch in s.chars() {
-        match (esc, ch) {
-            (false, '\x1b') => esc = true,
-            (true, 'm') => esc = false,
-            (true, _) => {}
-            (false, _) => n += 1,
-        }
-    }
-    n
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else if v.fract() == 0.0 {
-        format!("{v:.0} {}", UNITS[u])
+/// The file behind a name or path, as [`options`] reads it.
+fn file_path(name: &str) -> PathBuf {
+    if name.contains('/') {
+        PathBuf::from(name)
     } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn age(created_unix_ms: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let s = now.saturating_sub(created_unix_ms) / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
+        Path::new(SHM_DIR).join(name)
     }
 }
 
@@ -277,75 +254,197 @@ fn name_of(e: &OpenError) -> String {
     }
 }
 
+/// A pid, and `(dead)` in red if it is.
+fn pid_cell(p: &Process) -> Cell {
+    if p.alive {
+        p.pid.to_string().into()
+    } else {
+        Cell::styled(BAD, format!("{} (dead)", p.pid))
+    }
+}
+
 /// Processes recorded and found, one per pid (recorded first), as `pid` or `pid (dead)`.
-fn processes(s: &Survey, paint: Paint) -> String {
+fn processes(s: &Survey) -> Cell {
     let mut seen: Vec<u32> = Vec::new();
     let mut parts = Vec::new();
+    let mut any_dead = false;
     for p in s.attached.iter().chain(&s.users) {
         if seen.contains(&p.pid) {
             continue;
         }
         seen.push(p.pid);
+        any_dead |= !p.alive;
         parts.push(if p.alive {
             p.pid.to_string()
         } else {
-            paint.red(&format!("{} (dead)", p.pid))
+            format!("{} (dead)", p.pid)
         });
     }
-    match parts.len() {
+    let text = match parts.len() {
         0 => "-".into(),
         1..=4 => parts.join(", "),
         n => format!("{}, +{}", parts[..3].join(", "), n - 3),
-    }
-}
-
-fn creator(p: &Process, paint: Paint) -> String {
-    if p.alive {
-        p.pid.to_string()
+    };
+    if any_dead {
+        Cell::styled(BAD, text)
     } else {
-        paint.red(&format!("{} (dead)", p.pid))
+        text.into()
     }
 }
 
 fn capacity(c: Option<Capacity>) -> String {
     match c {
         Some(Capacity::Items(n)) => n.to_string(),
-        Some(Capacity::Bytes(n)) => bytes(n),
+        Some(Capacity::Bytes(n)) => size(n),
         None => "-".into(),
     }
 }
 
 fn fill(s: &Survey) -> String {
     match (s.fill, s.capacity) {
-        (Some(f), Some(Capacity::Bytes(_))) => bytes(f),
+        (Some(f), Some(Capacity::Bytes(_))) => size(f),
         (Some(f), _) => f.to_string(),
         (None, _) => "-".into(),
     }
 }
 
+/// The payload type as a table shows it: its layout text or `tag "name"`, cut at 24
+/// characters (inspect shows it all).
 fn type_name(s: &Survey) -> String {
-    let t = &s.info.type_label;
-    if t.is_empty() {
-        return "-".into();
-    }
-    // Paths are long: the last segment says enough in a table (inspect shows it all).
-    let short = t.rsplit("::").next().unwrap_or(t);
-    if short.chars().count() > 24 {
-        format!("{}…", short.chars().take(23).collect::<String>())
+    let t = type_label(&s.info);
+    if t.chars().count() > 24 {
+        format!("{}…", t.chars().take(23).collect::<String>())
     } else {
-        short.to_owned()
+        t
     }
 }
 
+/// The payload type's identity in full: `-`, its layout text, or `tag "name"`.
+fn type_label(i: &shmq::SegmentInfo) -> String {
+    match (i.type_label.is_empty(), i.type_tagged) {
+        (true, _) => "-".into(),
+        (false, true) => format!("tag {:?}", i.type_label),
+        (false, false) => i.type_label.clone(),
+    }
+}
+
+/// What `stat` says of a segment's file: size, owner and permission bits.
+struct FileFacts {
+    size: u64,
+    uid: u32,
+    owner: Option<String>,
+    mode: String,
+}
+
+impl FileFacts {
+    /// The file's facts, or `None` if it is gone or cannot be read. `names` caches user
+    /// names by uid.
+    fn of(name: &str, names: &mut HashMap<u32, Option<String>>) -> Option<FileFacts> {
+        let meta = std::fs::symlink_metadata(file_path(name)).ok()?;
+        let uid = meta.uid();
+        let owner = names
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone();
+        Some(FileFacts {
+            size: meta.len(),
+            uid,
+            owner,
+            mode: format!("{:04o}", meta.mode() & 0o7777),
+        })
+    }
+
+    /// The owner's name, or the uid where it has none.
+    fn owner(&self) -> String {
+        self.owner.clone().unwrap_or_else(|| self.uid.to_string())
+    }
+}
+
+fn process_json(p: &Process) -> Json {
+    json!({
+        "role": p.role,
+        "pid": p.pid,
+        "start_time": p.start_time,
+        "alive": p.alive,
+    })
+}
+
+/// The fields `ls --json` gives each segment (see `LS_JSON_HELP`).
+fn segment_json(s: &Survey, file: Option<&FileFacts>) -> Json {
+    let i = &s.info;
+    let (cap, unit) = match s.capacity {
+        Some(Capacity::Items(n)) => (json!(n), json!("items")),
+        Some(Capacity::Bytes(n)) => (json!(n), json!("bytes")),
+        None => (Json::Null, Json::Null),
+    };
+    json!({
+        "name": s.name,
+        "path": file_path(&s.name).display().to_string(),
+        "kind": i.kind.name(),
+        "type": (!i.type_label.is_empty()).then_some(&i.type_label),
+        "type_tagged": i.type_tagged,
+        "capacity": cap,
+        "capacity_unit": unit,
+        "fill": s.fill,
+        "size_bytes": file.map(|f| f.size),
+        "owner_uid": file.map(|f| f.uid),
+        "owner": file.and_then(|f| f.owner.clone()),
+        "mode": file.map(|f| f.mode.clone()),
+        "creator": {
+            "pid": s.creator.pid,
+            "start_time": s.creator.start_time,
+            "alive": s.creator.alive,
+        },
+        "processes": s.attached.iter().chain(&s.users).map(process_json).collect::<Vec<_>>(),
+        "created_unix_ms": i.created_unix_ms,
+        "persistent": i.persistent,
+        "problems": s.problems,
+    })
+}
+
 pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
-    let paint = Paint::stdout();
-    let (mut surveys, bad) = survey_all(candidates(&args.paths)?, 0);
+    let mut found = candidates(&args.paths)?;
+    if let Some(prefix) = &args.prefix {
+        found.retain(|o| base_name(&o.label()).starts_with(prefix.as_str()));
+    }
+    let (mut surveys, mut bad) = survey_all(found, 0);
+    if !args.kinds.is_empty() {
+        surveys.retain(|s| args.kinds.contains(&s.info.kind));
+        bad.clear(); // of no kind that can be told
+    }
     let unreadable = Survey::find_users(&mut surveys);
+    let mut names = HashMap::new();
+    let files: Vec<Option<FileFacts>> = surveys
+        .iter()
+        .map(|s| FileFacts::of(&s.name, &mut names))
+        .collect();
+    if args.json {
+        let segments: Vec<Json> = surveys
+            .iter()
+            .zip(&files)
+            .map(|(s, f)| segment_json(s, f.as_ref()))
+            .collect();
+        let invalid: Vec<Json> = bad
+            .iter()
+            .map(|(name, why)| json!({ "name": name, "error": why }))
+            .collect();
+        out::json(&json!({
+            "segments": segments,
+            "invalid": invalid,
+            "unchecked_processes": unreadable,
+        }));
+        return Ok(());
+    }
     if surveys.is_empty() && bad.is_empty() {
         say!("no shmq segments");
         return Ok(());
     }
-    let mut rows = vec![
+    let mut rows: Vec<Vec<Cell>> = vec![
         [
             "NAME",
             "KIND",
@@ -354,40 +453,48 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
             "FILL",
             "CREATOR",
             "PROCESSES",
+            "MODE",
+            "OWNER",
+            "SIZE",
             "AGE",
             "PERSISTENT",
         ]
-        .map(String::from)
+        .map(Cell::from)
         .to_vec(),
     ];
-    for s in &surveys {
-        let mut kind = s.info.kind.to_string();
-        if !s.problems.is_empty() {
-            kind = paint.yellow(&format!("{kind} (!)"));
-        }
+    for (s, file) in surveys.iter().zip(&files) {
+        let kind = if s.problems.is_empty() {
+            s.info.kind.name().into()
+        } else {
+            Cell::styled(WARN, format!("{} (!)", s.info.kind))
+        };
+        let stat = |f: fn(&FileFacts) -> String| file.as_ref().map_or("-".into(), f);
         rows.push(vec![
-            s.name.clone(),
+            s.name.clone().into(),
             kind,
-            type_name(s),
-            capacity(s.capacity),
-            fill(s),
-            creator(&s.creator, paint),
-            processes(s, paint),
-            age(s.info.created_unix_ms),
+            type_name(s).into(),
+            capacity(s.capacity).into(),
+            fill(s).into(),
+            pid_cell(&s.creator),
+            processes(s),
+            stat(|f| f.mode.clone()).into(),
+            stat(FileFacts::owner).into(),
+            stat(|f| f.size.to_string()).into(),
+            age(s.info.created_unix_ms).into(),
             if s.info.persistent { "yes" } else { "-" }.into(),
         ]);
     }
     for (name, _) in &bad {
-        let mut row = vec![name.clone(), paint.yellow("invalid")];
-        row.extend(std::iter::repeat_n("-".to_owned(), 7));
+        let mut row = vec![name.clone().into(), Cell::styled(WARN, "invalid")];
+        row.extend(std::iter::repeat_n(Cell::from("-"), 10));
         rows.push(row);
     }
-    print_table(&rows, paint);
+    out::table(&rows);
     for s in surveys.iter().filter(|s| !s.problems.is_empty()) {
-        say!("{}: {}", s.name, paint.yellow(&s.problems.join("; ")));
+        say!("{}: {}", s.name, paint(WARN, &s.problems.join("; ")));
     }
     for (_, why) in &bad {
-        say!("{}", paint.yellow(why));
+        say!("{}", paint(WARN, why));
     }
     if unreadable > 0 {
         eprintln!("shmq: note: {unreadable} processes of other users could not be checked for use");
@@ -417,90 +524,119 @@ fn hex_lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn when(created_unix_ms: u64) -> String {
-    let secs = created_unix_ms / 1000;
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({} ago)",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        age(created_unix_ms)
-    )
+/// The decoded values as the table shows them: `42`, or `[1, 2, 3] (first 3 of 100)`.
+fn values_text(d: &Decoded, kind: Kind) -> Option<(&'static str, String)> {
+    match kind {
+        Kind::Value | Kind::Mutex => Some(("value", d.values.first()?.to_string())),
+        Kind::Array => {
+            let list: Vec<String> = d.values.iter().map(ToString::to_string).collect();
+            let more = if (d.values.len() as u64) < d.of {
+                format!(
+                    " (first {} of {}; --bytes shows more)",
+                    d.values.len(),
+                    d.of
+                )
+            } else {
+                String::new()
+            };
+            Some(("values", format!("[{}]{more}", list.join(", "))))
+        }
+        // Each waiting item is shown with its message.
+        _ => None,
+    }
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
-    let paint = Paint::stdout();
     let mut s = Survey::of(options(&args.name), args.peek, args.bytes).map_err(|e| match e {
         OpenError::NotShmq { .. } => format!("{e} (its first bytes are not a shmq header)"),
         e => e.to_string(),
     })?;
     Survey::find_users(std::slice::from_mut(&mut s));
+    let file = FileFacts::of(&s.name, &mut HashMap::new());
+    let held = Segment::in_use(options(&args.name));
+    let decoded = decode(&s);
+    if args.json {
+        let in_use = held.ok().map(|held| held || !s.users.is_empty());
+        return inspect_json(&s, file.as_ref(), in_use, decoded.as_ref());
+    }
     let i = &s.info;
     let alive = |p: &Process| {
         if p.alive {
-            "alive".to_owned()
+            Cell::from("alive")
         } else {
-            paint.red("dead")
+            Cell::styled(BAD, "dead")
         }
     };
-    let mut rows: Vec<Vec<String>> = vec![vec!["FIELD".into(), "VALUE".into()]];
-    let mut row = |k: &str, v: String| rows.push(vec![k.to_owned(), v]);
-    row("name", s.name.clone());
-    row("kind", i.kind.to_string());
-    row("version", i.version.to_string());
+    let mut rows: Vec<Vec<Cell>> = vec![vec!["FIELD".into(), "VALUE".into()]];
+    let mut row = |k: &str, v: Cell| rows.push(vec![k.into(), v]);
+    row("name", s.name.clone().into());
+    row("kind", i.kind.name().into());
+    row("version", i.version.to_string().into());
     row(
         "state",
         if i.ready {
             "ready".into()
         } else {
-            paint.yellow("initializing")
+            Cell::styled(WARN, "initializing")
         },
     );
     row(
         "total size",
-        format!("{} ({})", i.total_size, bytes(i.total_size)),
+        format!("{} bytes ({})", i.total_size, size(i.total_size)).into(),
     );
     row(
         "payload",
-        format!("{} bytes at offset {}", i.payload_size, i.payload_offset),
+        format!("{} bytes at offset {}", i.payload_size, i.payload_offset).into(),
     );
     row(
         "type",
         if i.type_label.is_empty() {
             "-".into()
         } else {
-            i.type_label.clone()
+            type_label(i).into()
         },
     );
     row(
         "type layout",
         format!(
-            "size {}, align {}, hash {:#018x}",
-            i.type_size, i.type_align, i.type_hash
-        ),
+            "size {}, align {}, {} {:#018x}",
+            i.type_size,
+            i.type_align,
+            if i.type_tagged {
+                "tag hash"
+            } else {
+                "fingerprint"
+            },
+            i.type_hash
+        )
+        .into(),
     );
-    row("parameters", format!("{}, {}", i.param0, i.param1));
+    row("parameters", format!("{}, {}", i.param0, i.param1).into());
+    if let Some(f) = &file {
+        row(
+            "file",
+            format!(
+                "{}, mode {}, owner {}",
+                file_path(&s.name).display(),
+                f.mode,
+                f.owner()
+            )
+            .into(),
+        );
+    }
+    let creator = format!("pid {} (", s.creator.pid);
     row(
         "creator",
-        format!(
-            "pid {} ({}), start time {}",
-            s.creator.pid,
-            alive(&s.creator),
-            s.creator.start_time
-        ),
+        if s.creator.alive {
+            format!("{creator}alive), start time {}", s.creator.start_time).into()
+        } else {
+            Cell::styled(
+                BAD,
+                format!("{creator}dead), start time {}", s.creator.start_time),
+            )
+        },
     );
-    row("created", when(i.created_unix_ms));
+    row("created", when(i.created_unix_ms).into());
     row(
         "persistent",
         if i.persistent {
@@ -510,58 +646,116 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
         }
         .into(),
     );
-    row("capacity", capacity(s.capacity));
-    row("fill", fill(&s));
+    row("capacity", capacity(s.capacity).into());
+    row("fill", fill(&s).into());
     for (k, v) in &s.details {
-        row(k, v.clone());
+        row(k, v.clone().into());
+    }
+    if let Some((k, v)) = decoded.as_ref().and_then(|d| values_text(d, i.kind)) {
+        row(k, v.into());
     }
     row(
         "validation",
         if s.problems.is_empty() {
             "ok".into()
         } else {
-            paint.yellow(&s.problems.join("; "))
+            Cell::styled(WARN, s.problems.join("; "))
         },
     );
-    let held = Segment::in_use(options(&args.name));
     row(
         "in use",
         match held {
             Ok(true) => "yes (a process holds its use lock)".into(),
             Ok(false) if !s.users.is_empty() => "yes (mapped or open without the use lock)".into(),
             Ok(false) => "no".into(),
-            Err(e) => format!("unknown ({e})"),
+            Err(e) => format!("unknown ({e})").into(),
         },
     );
-    print_table(&rows, paint);
+    out::table(&rows);
 
     say!("");
     if s.attached.is_empty() && s.users.is_empty() {
         say!("no attached processes recorded or found");
     } else {
-        let mut rows = vec![vec![
-            "PROCESS".to_owned(),
-            "ROLE".to_owned(),
-            "START".to_owned(),
-            "STATE".to_owned(),
-        ]];
+        let mut rows: Vec<Vec<Cell>> = vec![
+            ["PROCESS", "ROLE", "START", "STATE"]
+                .map(Cell::from)
+                .to_vec(),
+        ];
         for p in s.attached.iter().chain(&s.users) {
             rows.push(vec![
-                p.pid.to_string(),
-                p.role.clone(),
-                p.start_time.to_string(),
+                p.pid.to_string().into(),
+                p.role.clone().into(),
+                p.start_time.to_string().into(),
                 alive(p),
             ]);
         }
-        print_table(&rows, paint);
+        out::table(&rows);
+    }
+
+    if !s.bells.is_empty() {
+        say!("");
+        let mut rows: Vec<Vec<Cell>> = vec![vec!["BELL".into(), "SLEEPING".into()]];
+        for b in &s.bells {
+            let sleeping = match (b.counted, b.sleepers) {
+                (true, n) => n.to_string(),
+                (false, 0) => "none".into(),
+                (false, _) => "some (contended; the word does not count them)".into(),
+            };
+            rows.push(vec![b.name.clone().into(), sleeping.into()]);
+        }
+        out::table(&rows);
     }
 
     say!("");
-    print_contents(&s.contents, i.kind, args.peek);
+    print_contents(&s.contents, i.kind, args.peek, decoded.as_ref());
     Ok(())
 }
 
-fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
+/// `inspect --json` (see `INSPECT_JSON_HELP`).
+fn inspect_json(
+    s: &Survey,
+    file: Option<&FileFacts>,
+    in_use: Option<bool>,
+    decoded: Option<&Decoded>,
+) -> Result<(), String> {
+    let i = &s.info;
+    let mut obj = segment_json(s, file);
+    let extra = json!({
+        "version": i.version,
+        "ready": i.ready,
+        "total_size": i.total_size,
+        "payload_offset": i.payload_offset,
+        "payload_size": i.payload_size,
+        "type_size": i.type_size,
+        "type_align": i.type_align,
+        "parameters": [i.param0, i.param1],
+        "details": s.details.iter()
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect::<Vec<_>>(),
+        "in_use": in_use,
+        "bells": s.bells.iter()
+            .map(|b| json!({ "name": b.name, "sleepers": b.sleepers, "counted": b.counted }))
+            .collect::<Vec<_>>(),
+        "contents": s.contents.iter()
+            .map(|m| json!({ "len": m.len, "hex": hex(&m.bytes) }))
+            .collect::<Vec<_>>(),
+        "values": decoded.map(|d| d.values.iter().map(|v| v.json()).collect::<Vec<_>>()),
+        "values_of": decoded.map(|d| d.of),
+    });
+    if let (Some(obj), Json::Object(extra)) = (obj.as_object_mut(), extra) {
+        obj.extend(extra);
+    }
+    out::json(&obj);
+    Ok(())
+}
+
+/// Bytes as lower-case hex digits, two a byte.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn print_contents(contents: &[Peeked], kind: Kind, peek: usize, decoded: Option<&Decoded>) {
     use shmq::Kind as K;
     let messages = matches!(
         kind,
@@ -578,6 +772,10 @@ fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
     } else {
         say!("data:");
     }
+    // A queue's items decode one each (all of them, or none when --bytes cuts them).
+    let values = decoded
+        .filter(|d| messages && d.values.len() == contents.len())
+        .map(|d| d.values.as_slice());
     for (n, m) in contents.iter().enumerate() {
         if messages {
             let cut = if m.bytes.len() < m.len {
@@ -585,7 +783,8 @@ fn print_contents(contents: &[Peeked], kind: shmq::Kind, peek: usize) {
             } else {
                 String::new()
             };
-            say!("#{n}: {} bytes{cut}", m.len);
+            let value = values.map_or(String::new(), |v| format!(" = {}", v[n]));
+            say!("#{n}: {} bytes{cut}{value}", m.len);
         }
         for line in hex_lines(&m.bytes) {
             say!("  {line}");
@@ -706,7 +905,7 @@ fn watch(args: &GcArgs) -> Result<(), String> {
         } else {
             "kept"
         },
-        Human(args.rescan)
+        duration(args.rescan)
     );
     let started = Instant::now();
     let stop = args.run_for.and_then(|d| started.checked_add(d));
@@ -756,7 +955,7 @@ fn watch(args: &GcArgs) -> Result<(), String> {
     };
     say!(
         "stopped after {}: {removed} segments removed{}{}",
-        Human(Duration::from_secs(started.elapsed().as_secs())),
+        duration(Duration::from_secs(started.elapsed().as_secs())),
         slowest
             .map(|d| format!(", the slowest {d:.1?} after its last user let go"))
             .unwrap_or_default(),

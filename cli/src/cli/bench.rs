@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use shmq::{GetError, Pipe, PutError, Queue, RecvTimeoutError, Ring, Segment, WaitMode};
 
+use crate::cli::out::{self, say};
+use crate::cli::units::size;
+
 /// Transports, in table order.
 const TRANSPORTS: [&str; 8] = [
     "raw",
@@ -109,10 +112,15 @@ fn seg_name(tag: &str) -> String {
     format!("shmq-bench-{tag}-{}", std::process::id())
 }
 
-/// Runs the whole comparison and prints the table (or JSON).
-pub(crate) fn run(json: bool, quick: bool) -> Result<(), String> {
+/// Widest line of the default table, in columns (a terminal's 100).
+const TABLE_WIDTH: usize = 100;
+
+/// Runs the whole comparison and prints the table (or JSON): the table in blocks of columns
+/// that fit [`TABLE_WIDTH`], or all in one with `wide`. Progress goes to standard error: a
+/// status line rewritten in place on a terminal, else one line per finished measurement.
+pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
     let budget = if quick { BUDGET / 5 } else { BUDGET };
-    let progress = std::io::stderr().is_terminal();
+    let terminal = std::io::stderr().is_terminal();
     let mut cells = Vec::new();
     let mut jobs: Vec<(&'static str, &'static str, usize, usize)> = Vec::new();
     for size in LATENCY_SIZES {
@@ -142,18 +150,19 @@ pub(crate) fn run(json: bool, quick: bool) -> Result<(), String> {
     }
     let started = Instant::now();
     for (i, &(kind, transport, size, pairs)) in jobs.iter().enumerate() {
-        if progress {
-            let who = if pairs > 1 {
-                format!("{pairs}P{pairs}C ")
-            } else {
-                String::new()
-            };
-            eprint!(
-                "\r\x1b[2K[{}/{}] {kind} {who}{transport} {} ",
-                i + 1,
-                jobs.len(),
-                human_size(size)
-            );
+        let who = if pairs > 1 {
+            format!("{pairs}P{pairs}C ")
+        } else {
+            String::new()
+        };
+        let job = format!(
+            "[{}/{}] {kind} {who}{transport} {}",
+            i + 1,
+            jobs.len(),
+            label_size(size)
+        );
+        if terminal {
+            progress(format_args!("\r\x1b[2K{job} "));
         }
         let cell = |metric, value| Cell {
             metric,
@@ -162,42 +171,54 @@ pub(crate) fn run(json: bool, quick: bool) -> Result<(), String> {
             transport,
             value,
         };
-        match kind {
+        let result = match kind {
             "latency" => {
                 let (p50, p99) = latency(transport, size, budget)
                     .map_err(|e| format!("{transport} latency: {e}"))?;
                 cells.push(cell("latency_p50_ns", p50));
                 cells.push(cell("latency_p99_ns", p99));
+                format!("p50 {}, p99 {}", format_ns(p50), format_ns(p99))
             }
             "throughput" => {
                 let rate = throughput(transport, size, budget)
                     .map_err(|e| format!("{transport} throughput: {e}"))?;
                 cells.push(cell("throughput_msgs_per_s", rate));
+                format_rate(rate, size)
             }
             _ => {
                 let rate = mpmc::throughput(transport, pairs, budget)
                     .map_err(|e| format!("{transport} {pairs}P{pairs}C throughput: {e}"))?;
                 cells.push(cell("mpmc_throughput_msgs_per_s", rate));
+                format_rate(rate, MPMC_SIZE)
             }
+        };
+        if !terminal {
+            progress(format_args!("shmq bench: {job}: {result}\n"));
         }
     }
-    if progress {
-        eprintln!("\r\x1b[2Kdone in {:.1} s", started.elapsed().as_secs_f64());
+    let done = format!("done in {:.1} s", started.elapsed().as_secs_f64());
+    if terminal {
+        progress(format_args!("\r\x1b[2K{done}\n"));
+    } else {
+        progress(format_args!("shmq bench: {done}\n"));
     }
     if json {
         print_json(&cells);
     } else {
-        print_table(&cells);
+        print_table(&cells, wide);
     }
     Ok(())
 }
 
-fn human_size(n: usize) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
-        n if n >= 1 << 10 => format!("{} KiB", n >> 10),
-        n => format!("{n} B"),
-    }
+/// Writes progress to standard error; a closed or failing stderr only loses the progress.
+fn progress(args: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.flush());
+}
+
+/// A message size in a row label: `8 B`, `1.0 KiB`, `64.0 KiB`.
+fn label_size(n: usize) -> String {
+    size(n as u64)
 }
 
 fn pipe_value(cells: &[Cell], c: &Cell) -> Option<f64> {
@@ -222,27 +243,28 @@ fn vs_pipe(cells: &[Cell], c: &Cell) -> Option<f64> {
 /// One table row: its label and the cells it shows (`metric`, `size`, `pairs`).
 type Row = (String, &'static str, usize, usize);
 
-fn print_table(cells: &[Cell]) {
-    println!(
-        "shmq bench: {} CPUs, two processes{}; latency = ping-pong round trip / 2; throughput at the receiver,",
+fn print_table(cells: &[Cell], wide: bool) {
+    say!(
+        "shmq bench: {} CPUs, two processes{}.",
         cpus(),
         if cpus() >= 2 {
-            " pinned to CPUs 0 and 1"
+            ", pinned to CPUs 0 and 1"
         } else {
             ""
         }
     );
-    println!("every message sequence-checked. (×N) = N times better than the pipe.\n");
+    say!("latency = ping-pong round trip / 2; throughput at the receiver, every message checked.");
+    say!("(×N) = N times better than the pipe.\n");
     let mut rows: Vec<Row> = Vec::new();
     for size in LATENCY_SIZES {
         rows.push((
-            format!("latency p50 {}", human_size(size)),
+            format!("latency p50 {}", label_size(size)),
             "latency_p50_ns",
             size,
             1,
         ));
         rows.push((
-            format!("latency p99 {}", human_size(size)),
+            format!("latency p99 {}", label_size(size)),
             "latency_p99_ns",
             size,
             1,
@@ -250,36 +272,37 @@ fn print_table(cells: &[Cell]) {
     }
     for size in STREAM_SIZES {
         rows.push((
-            format!("throughput {}", human_size(size)),
+            format!("throughput {}", label_size(size)),
             "throughput_msgs_per_s",
             size,
             1,
         ));
     }
-    print_grid(cells, &TRANSPORTS, &rows);
-    println!(
-        "\nMPMC: N producer and N consumer processes (unpinned) on one queue or one named pipe, {} items;",
-        human_size(MPMC_SIZE)
+    print_grid(cells, &TRANSPORTS, &rows, wide);
+    say!("\nMPMC: N producer and N consumer processes (unpinned) on one queue or one named pipe,");
+    say!(
+        "{} items; throughput summed over the consumers, every item checked.\n",
+        label_size(MPMC_SIZE)
     );
-    println!("throughput summed over the consumers, every item checked.\n");
     let rows: Vec<Row> = MPMC_PAIRS
         .iter()
         .map(|&n| {
             (
-                format!("throughput {n}P{n}C {}", human_size(MPMC_SIZE)),
+                format!("throughput {n}P{n}C {}", label_size(MPMC_SIZE)),
                 "mpmc_throughput_msgs_per_s",
                 MPMC_SIZE,
                 n,
             )
         })
         .collect();
-    print_grid(cells, &MPMC_TRANSPORTS, &rows);
+    print_grid(cells, &MPMC_TRANSPORTS, &rows, wide);
 }
 
-/// Prints `rows` against `transports` as an aligned table.
-fn print_grid(cells: &[Cell], transports: &[&str], rows: &[Row]) {
+/// Prints `rows` against `transports` as an aligned table: in blocks of transport columns
+/// that each fit [`TABLE_WIDTH`] (every block repeats the row labels), or in one if `wide`.
+fn print_grid(cells: &[Cell], transports: &[&str], rows: &[Row], wide: bool) {
     let mut table: Vec<Vec<String>> = vec![
-        std::iter::once("".to_string())
+        std::iter::once(String::new())
             .chain(transports.iter().map(|t| t.to_string()))
             .collect(),
     ];
@@ -315,25 +338,42 @@ fn print_grid(cells: &[Cell], transports: &[&str], rows: &[Row]) {
                 .unwrap_or(0)
         })
         .collect();
-    for (n, row) in table.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let pad = widths[i] - s.chars().count();
-                if i == 0 {
-                    format!("{s}{}", " ".repeat(pad))
-                } else {
-                    format!("{}{s}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-        if n == 0 {
-            println!(
-                "{}",
-                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-            );
+    // Blocks of columns after the labels, each as many as fit beside them.
+    let mut blocks: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut used = widths[0];
+    for (i, &w) in widths.iter().enumerate().skip(1) {
+        let last = blocks.last_mut().expect("one block at least");
+        if wide || last.is_empty() || used + 2 + w <= TABLE_WIDTH {
+            last.push(i);
+            used += 2 + w;
+        } else {
+            blocks.push(vec![i]);
+            used = widths[0] + 2 + w;
+        }
+    }
+    for (b, block) in blocks.iter().enumerate() {
+        if b > 0 {
+            say!("");
+        }
+        let cols: Vec<usize> = std::iter::once(0).chain(block.iter().copied()).collect();
+        for (n, row) in table.iter().enumerate() {
+            let line: Vec<String> = cols
+                .iter()
+                .map(|&i| {
+                    let s = &row[i];
+                    let pad = " ".repeat(widths[i] - s.chars().count());
+                    if i == 0 {
+                        format!("{s}{pad}")
+                    } else {
+                        format!("{pad}{s}")
+                    }
+                })
+                .collect();
+            say!("{}", line.join("  ").trim_end());
+            if n == 0 {
+                let width: usize = cols.iter().map(|&i| widths[i]).sum::<usize>();
+                say!("{}", "-".repeat(width + 2 * (cols.len() - 1)));
+            }
         }
     }
 }
@@ -366,18 +406,22 @@ fn format_ratio(r: f64) -> String {
     }
 }
 
+/// `{"cpus": N, "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe"}, ...]}`.
 fn print_json(cells: &[Cell]) {
-    let rows: Vec<String> = cells
+    let rows: Vec<serde_json::Value> = cells
         .iter()
         .map(|c| {
-            let ratio = vs_pipe(cells, c).map_or("null".to_string(), |r| format!("{r:.3}"));
-            format!(
-                "{{\"metric\":\"{}\",\"size\":{},\"pairs\":{},\"transport\":\"{}\",\"value\":{:.3},\"vs_pipe\":{ratio}}}",
-                c.metric, c.size, c.pairs, c.transport, c.value
-            )
+            serde_json::json!({
+                "metric": c.metric,
+                "size": c.size,
+                "pairs": c.pairs,
+                "transport": c.transport,
+                "value": c.value,
+                "vs_pipe": vs_pipe(cells, c),
+            })
         })
         .collect();
-    println!("{{\"cpus\":{},\"rows\":[{}]}}", cpus(), rows.join(","));
+    out::json(&serde_json::json!({ "cpus": cpus(), "rows": rows }));
 }
 
 // ----- the measuring side -----

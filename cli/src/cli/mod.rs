@@ -2,7 +2,10 @@
 
 mod admin;
 mod bench;
+mod decode;
+mod out;
 mod stream;
+mod units;
 
 use std::process::ExitCode;
 
@@ -18,14 +21,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare shmq with pipes and sockets and print one table.
+    /// Compare shmq with pipes and sockets and print one table. Progress goes to standard
+    /// error: a status line on a terminal, else one line per finished measurement.
     Bench {
-        /// Print machine-readable JSON instead of a table.
-        #[arg(long)]
+        /// Print machine-readable JSON instead of a table:
+        /// {"cpus", "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe"}]}.
+        #[arg(long, conflicts_with = "wide")]
         json: bool,
         /// Shorter measurements (about 5 s in all): noisier figures, for a smoke test.
         #[arg(long)]
         quick: bool,
+        /// Print the table in one piece, however wide (by default it is cut into blocks of
+        /// columns that fit 100 columns).
+        #[arg(long)]
+        wide: bool,
     },
     /// The other side of a `shmq bench` measurement (started by `shmq bench` itself).
     #[command(name = "__bench-peer", hide = true)]
@@ -40,10 +49,13 @@ enum Command {
     /// Stream a ring to standard output (the reading end of `shmq send`).
     Recv(stream::RecvArgs),
     /// List the shmq segments in /dev/shm (and at the paths given): kind, payload type,
-    /// capacity, fill, creator and attached processes (alive or dead), age.
+    /// capacity, fill, creator and attached processes (alive or dead), the file's mode, owner
+    /// and size in bytes, age. --json for scripts; --kind and --prefix narrow the list.
     Ls(admin::LsArgs),
-    /// Show everything about one segment: header fields, validation, processes and a hex peek
-    /// of the first waiting messages. Read-only: safe on a segment in use or a corrupted one.
+    /// Show everything about one segment: header fields, validation, processes, the sleepers
+    /// on each futex word, and a peek at the data or the first waiting messages (hex, and the
+    /// numbers when the payload type is a primitive such as u64 or f32). Read-only: safe on a
+    /// segment in use or a corrupted one. --json for scripts.
     Inspect(admin::InspectArgs),
     /// Remove shmq segments by name (files that are not shmq segments are refused, and so
     /// are segments in use, unless --force).
@@ -57,7 +69,7 @@ enum Command {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench { json, quick } => bench::run(json, quick),
+        Command::Bench { json, quick, wide } => bench::run(json, quick, wide),
         Command::BenchPeer {
             transport,
             role,

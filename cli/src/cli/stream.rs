@@ -21,7 +21,6 @@
 //! like a FIFO. A ring left behind by a killed run is replaced by the next run once nobody
 //! uses it; one that a live process still holds is refused.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
@@ -32,6 +31,9 @@ use shmq::{
     AttachError, Consumer, CreateError, OpenError, Options, Peer, Producer, ReadGuard, RecvError,
     RecvTimeoutError, Ring, SendError, SendTimeoutError, TryRecvError, WriteGrant,
 };
+
+use crate::cli::out;
+use crate::cli::units::{duration, parse_duration, parse_size};
 
 /// Tag of a message carrying payload.
 const DATA: u8 = 0;
@@ -74,16 +76,17 @@ pub(crate) struct SendArgs {
     /// How standard input is cut into messages.
     #[arg(long, value_enum, default_value_t = Framing::Raw)]
     pub(crate) framing: Framing,
-    /// Give up if no receiver has come within this long: 500ms, 10s, 2m, or plain seconds
-    /// [default: wait forever, like a FIFO]. A receiver that came is never timed out.
+    /// Give up if no receiver has come within this long: 500ms, 1.5s, 2m, 1h 30m, or plain
+    /// seconds [default: wait forever, like a FIFO]. A receiver that came is never timed out.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
-    /// Ring size in bytes if this side creates the ring (64KiB, 8MiB, ...); a message holds
-    /// at most half of it.
+    /// Ring size if this side creates the ring, rounded up to a power of two; a message holds
+    /// at most half of it. Bytes, or with a unit: KiB, MiB, GiB are powers of 1024 (64KiB =
+    /// 65536); kB, MB, GB (or k, M, G) powers of 1000.
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = DEFAULT_CAPACITY)]
     pub(crate) capacity: usize,
-    /// Largest read from standard input, in bytes, with raw framing (capped by the ring's
-    /// largest message).
+    /// Largest read from standard input with raw framing (capped by the ring's largest
+    /// message). Bytes, or with a unit: KiB, MiB are powers of 1024; kB, MB of 1000.
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = DEFAULT_CHUNK)]
     pub(crate) chunk: usize,
 }
@@ -96,12 +99,13 @@ pub(crate) struct RecvArgs {
     /// How messages are written to standard output.
     #[arg(long, value_enum, default_value_t = Framing::Raw)]
     pub(crate) framing: Framing,
-    /// Give up if no sender has come within this long: 500ms, 10s, 2m, or plain seconds
-    /// [default: wait forever, like a FIFO]. A sender that came is never timed out.
+    /// Give up if no sender has come within this long: 500ms, 1.5s, 2m, 1h 30m, or plain
+    /// seconds [default: wait forever, like a FIFO]. A sender that came is never timed out.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
-    /// Ring size in bytes if this side creates the ring (64KiB, 8MiB, ...); a message holds
-    /// at most half of it.
+    /// Ring size if this side creates the ring, rounded up to a power of two; a message holds
+    /// at most half of it. Bytes, or with a unit: KiB, MiB, GiB are powers of 1024 (64KiB =
+    /// 65536); kB, MB, GB (or k, M, G) powers of 1000.
     #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = DEFAULT_CAPACITY)]
     pub(crate) capacity: usize,
     /// Stop after this many messages (lines, with line framing), before the end of stream.
@@ -406,7 +410,8 @@ pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
                 }
             }
             Ok(Step::Idle) => {}
-            Ok(Step::End) => break Ok(()),
+            // The reader has what it wanted (`shmq recv | head`): stop quietly, like `cat`.
+            Ok(Step::End | Step::Closed) => break Ok(()),
             Ok(Step::Gone) => {
                 break Err(format!(
                     "sender went away from ring {:?} before the end of the stream \
@@ -424,7 +429,7 @@ pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
     } = rx;
     drop(consumer);
     drop(ring);
-    let flushed = out.flush().map_err(|e| write_error(&e));
+    let flushed = write_result(out.flush()).map(drop);
     result.and(flushed)
 }
 
@@ -452,6 +457,8 @@ enum Step {
     End,
     /// The sender is gone and the ring drained, without an end of stream.
     Gone,
+    /// Standard output was closed: nobody reads what comes.
+    Closed,
 }
 
 /// The receiving side: the consumer, standard output and the wait for a sender.
@@ -473,7 +480,9 @@ impl Rx<'_> {
             Err(e) => return Err(format!("ring {:?}: {e}", self.name)),
         }
         // Caught up: hand what we have to the reader before waiting.
-        self.out.flush().map_err(|e| write_error(&e))?;
+        if !write_result(self.out.flush())? {
+            return Ok(Step::Closed);
+        }
         if self.wait.forever() {
             return match self.consumer.recv() {
                 Ok(msg) => deliver(&msg, self.framing, &mut self.out, self.name),
@@ -534,15 +543,20 @@ fn deliver(
                 .and_then(|()| out.write_all(payload))
         }
     };
-    written.map_err(|e| write_error(&e))?;
-    Ok(Step::Data(payload.len()))
+    Ok(if write_result(written)? {
+        Step::Data(payload.len())
+    } else {
+        Step::Closed
+    })
 }
 
-fn write_error(e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::BrokenPipe {
-        "standard output was closed (broken pipe)".into()
-    } else {
-        format!("writing standard output: {e}")
+/// Ok(true) if written, Ok(false) if standard output was closed (not an error: the reader
+/// has enough), Err on any other write error.
+fn write_result(written: io::Result<()>) -> Result<bool, String> {
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if out::is_closed(&e) => Ok(false),
+        Err(e) => Err(format!("writing standard output: {e}")),
     }
 }
 
@@ -599,7 +613,7 @@ impl Wait {
         match (self.deadline, self.timeout) {
             (Some(deadline), Some(timeout)) if Instant::now() >= deadline => Err(format!(
                 "no {who} came to ring {name:?} within {}",
-                Human(timeout)
+                duration(timeout)
             )),
             _ => Ok(false),
         }
@@ -670,85 +684,5 @@ fn attach_ring(name: &str, capacity: usize) -> Result<Ring, String> {
                 info.creator_pid
             ));
         }
-    }
-}
-
-/// A duration as the user would write it.
-pub(crate) struct Human(pub(crate) Duration);
-
-impl fmt::Display for Human {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        if d.subsec_nanos() == 0 {
-            write!(f, "{}s", d.as_secs())
-        } else if d.subsec_nanos() % 1_000_000 == 0 {
-            write!(f, "{}ms", d.as_millis())
-        } else {
-            write!(f, "{d:?}")
-        }
-    }
-}
-
-/// `500ms`, `10s`, `2m`, `1h`, `1.5` (seconds).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 10s, 2m)"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        u => return Err(format!("unknown unit {u:?} in {s:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// `65536`, `64k`, `64KiB`, `8M`, `8MiB`, `1G` (binary multiples).
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: usize = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size in bytes (try 65536, 64KiB, 8MiB)"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        u => return Err(format!("unknown unit {u:?} in {s:?} (use KiB, MiB or GiB)")),
-    };
-    value
-        .checked_mul(1 << shift)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{s:?} is out of range"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_sizes_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5 days").is_err());
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("8M"), Ok(8 << 20));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("lots").is_err());
-        assert_eq!(Human(Duration::from_millis(200)).to_string(), "200ms");
-        assert_eq!(Human(Duration::from_secs(3)).to_string(), "3s");
     }
 }
