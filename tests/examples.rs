@@ -115,7 +115,10 @@ impl Started {
         for seg in leftover_segments(pid) {
             let _ = std::fs::remove_file(format!("/dev/shm/{seg}"));
         }
-        panic!("example {} ran longer than {WATCHDOG:?}; killed it", self.name);
+        panic!(
+            "example {} ran longer than {WATCHDOG:?}; killed it",
+            self.name
+        );
     }
 
     /// Waits for the example (under the watchdog, counted from `since`), asserts that it

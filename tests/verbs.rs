@@ -70,7 +70,11 @@ fn ring_consumer_iter_yields_everything_then_ends() {
         child_ok(kid);
         assert_eq!(got.len() as u64, N);
         for (i, msg) in (0..N).zip(&got) {
-            assert_eq!(msg[..], i.to_le_bytes()[..(i % 8) as usize + 1], "message {i}");
+            assert_eq!(
+                msg[..],
+                i.to_le_bytes()[..(i % 8) as usize + 1],
+                "message {i}"
+            );
         }
         // Ended for good: the producer is gone and everything was received.
         assert_eq!(rx.try_recv().err(), Some(TryRecvError::Disconnected));
@@ -283,10 +287,16 @@ fn try_iter_on_an_empty_end_ends_at_once() {
     jq.put(3).unwrap();
     assert_eq!(jq.try_iter().collect::<Result<Vec<_>, _>>().unwrap(), [3]);
     bq.put(b"m").unwrap();
-    assert_eq!(bq.try_iter().collect::<Result<Vec<_>, _>>().unwrap(), [b"m"]);
+    assert_eq!(
+        bq.try_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        [b"m"]
+    );
     pq.put(9).unwrap();
     pq.put(4).unwrap();
-    assert_eq!(pq.try_iter().collect::<Result<Vec<_>, _>>().unwrap(), [4, 9]);
+    assert_eq!(
+        pq.try_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        [4, 9]
+    );
 
     drop((tx, rx, ring, ttx, trx, typed, a, b, q, jq, bq, pq));
     assert_gone(&name);
@@ -512,10 +522,7 @@ fn recv_into_has_every_form() {
         let deadline = Instant::now() + LIMIT;
         assert_eq!(b.recv_into_deadline(&mut buf, deadline), Ok(5));
         assert_eq!(buf, b"three");
-        assert_eq!(
-            b.consumer_mut().recv_into_timeout(&mut buf, LIMIT),
-            Ok(0)
-        );
+        assert_eq!(b.consumer_mut().recv_into_timeout(&mut buf, LIMIT), Ok(0));
         assert!(buf.is_empty());
 
         // The renamed accessors reach the same directions.
@@ -573,13 +580,21 @@ fn typed_try_drain_takes_every_waiting_value_and_reports_a_wrong_size_one() {
         raw.send(&4u32.to_le_bytes()).unwrap();
 
         let mut got = Vec::new();
-        assert_eq!(rx.try_drain(|v| got.push(*v)), Ok(3), "stops before the bad one");
+        assert_eq!(
+            rx.try_drain(|v| got.push(*v)),
+            Ok(3),
+            "stops before the bad one"
+        );
         assert_eq!(got, [1, 2, 3]);
         assert!(matches!(
             rx.try_drain(|_| panic!("the bad message is not handed out")),
             Err(TryRecvError::Corrupted { .. })
         ));
-        assert_eq!(rx.try_drain(|v| got.push(*v)), Ok(1), "skipped, the stream goes on");
+        assert_eq!(
+            rx.try_drain(|v| got.push(*v)),
+            Ok(1),
+            "skipped, the stream goes on"
+        );
         assert_eq!(got, [1, 2, 3, 4]);
 
         raw.send(&5u32.to_le_bytes()).unwrap();
