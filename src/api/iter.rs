@@ -31,9 +31,10 @@ use crate::error::{GetError, RecvError, TryRecvError};
 /// yielded once as `Err`, never swallowed, and then the iterator ends (it is fused). Call
 /// `iter()` again to go on after an error you chose to tolerate.
 ///
-/// Byte ends yield owned `Vec<u8>` copies (a guard borrows its end, so an iterator cannot
-/// hand one out); the zero-copy forms are `recv`/`get` and [`Consumer::try_drain`]. Typed
-/// ends yield copies of the values.
+/// Byte ends yield owned `Vec<u8>` copies: a ring's guard borrows its end mutably, so an
+/// iterator cannot hand one out, and a [`ByteQueue`] guard holds its slot, so collected
+/// guards could fill the queue and stall every producer. The zero-copy forms are
+/// `recv`/`get` and [`Consumer::try_drain`]. Typed ends yield copies of the values.
 ///
 /// ```
 /// let name = format!("doc-iter-{}", std::process::id());
