@@ -73,7 +73,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
 
     let done = put_and_join(&q);
     if done.is_err() {
-        q.close(); // workers still waiting for an item see Disconnected and stop
+        q.close(); // workers still waiting for an item see Closed and stop
     }
     let joined = join_all(workers);
     done?;
@@ -100,7 +100,7 @@ fn worker(name: &str) -> Result<(), Box<dyn Error>> {
     loop {
         let item = match q.get_timeout(TIMEOUT) {
             Ok(item) => item,
-            Err(GetError::Disconnected) => return Ok(()), // the parent closed it after a failure
+            Err(GetError::Closed) => return Ok(()), // the parent closed it after a failure
             Err(e) => return Err(e.into()),
         };
         if item == NONE {

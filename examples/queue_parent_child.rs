@@ -52,7 +52,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
     let child = spawn(&["child-worker", &to_child_name, &to_parent_name])?;
     let talked = talk(&to_child, &to_parent);
     if talked.is_err() {
-        to_child.close(); // a child still waiting for the greeting sees Disconnected and stops
+        to_child.close(); // a child still waiting for the greeting sees Closed and stops
     }
     // Wait for the child before reporting a failure, so that it is never left running.
     let joined = join(child);

@@ -136,7 +136,7 @@ fn worker(tasks: &str, results: &str) -> Result<(), Box<dyn Error>> {
     loop {
         let task = match tasks.get_timeout(TIMEOUT) {
             Ok(task) => task,
-            Err(GetError::Disconnected) => return Ok(()), // the pool was closed
+            Err(GetError::Closed) => return Ok(()), // the pool was closed
             Err(e) => return Err(e.into()),
         };
         let product = task

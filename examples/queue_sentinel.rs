@@ -84,7 +84,7 @@ fn parent() -> Result<(), Box<dyn Error>> {
     let produced = join(producer);
     let marked = q.put_timeout(Item::NONE, TIMEOUT);
     if produced.is_err() || marked.is_err() {
-        q.close(); // the consumer takes what is left, then sees Disconnected instead of waiting
+        q.close(); // the consumer takes what is left, then sees Closed instead of waiting
     }
     let consumed = join(consumer);
     produced?;

@@ -21,7 +21,7 @@
 //!
 //! Difference from the seed: the seed's end signal is one `None` per worker
 //! (`input_queue.put(None)`). Here the parent [closes](Queue::close) the input queue instead:
-//! each worker's next `get` then reports `Disconnected` once the queue is drained, however many
+//! each worker's next `get` then reports `Closed` once the queue is drained, however many
 //! workers there are (see the `queue_sentinel` example for the `None` style). No call waits
 //! more than 10 s; the parent's handles remove both names from /dev/shm on drop.
 
@@ -101,7 +101,7 @@ fn worker(input: &str, output: &str) -> Result<(), Box<dyn Error>> {
     loop {
         let [a, b] = match input.get_timeout(TIMEOUT) {
             Ok(pair) => pair,
-            Err(GetError::Disconnected) => return Ok(()), // the end signal
+            Err(GetError::Closed) => return Ok(()), // the end signal
             Err(e) => return Err(e.into()),
         };
         let product = a

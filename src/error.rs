@@ -366,8 +366,8 @@ pub enum AttachError {
         pid: u32,
     },
     /// The role was held before and let go (or its holder died), and a fresh role was asked
-    /// for ([`Ring::new_producer`](crate::Ring::new_producer)): the ring already carried a
-    /// stream.
+    /// for ([`Ring::first_producer`](crate::Ring::first_producer)): the ring already carried
+    /// a stream.
     #[error("the ring's {role} role was already used by an earlier process")]
     RoleUsed {
         /// "producer" or "consumer".
@@ -472,10 +472,12 @@ pub enum PutError<T = ()> {
     Full(T),
     /// `put_timeout`: still no room when the timeout passed.
     Timeout(T),
-    /// The queue was closed; no more items are accepted.
+    /// The queue was closed; no more items are accepted. Gets see the same state, once
+    /// drained, as [`GetError::Closed`].
     Closed(T),
     /// The queue is full and no process that gets from it is left: every handle opened for
-    /// getting was dropped or its process died.
+    /// getting was dropped or its process died. Gets see the same state (the other way
+    /// round) as [`GetError::Disconnected`].
     Disconnected(T),
     /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
     Interrupted(T),
@@ -609,9 +611,16 @@ pub enum GetError {
     /// `get_timeout`: still nothing when the timeout passed.
     #[error("timed out waiting for an item")]
     Timeout,
-    /// The queue is empty and nothing more can come: it was closed and drained, or every
-    /// handle opened for putting was dropped or its process died.
-    #[error("the queue is empty and closed, or every process putting to it is gone")]
+    /// The queue was closed ([`Queue::close`](crate::Queue::close)) and every item put
+    /// before has been taken: nothing more will ever come. The same state a put sees as
+    /// [`PutError::Closed`].
+    #[error("the queue is closed and drained")]
+    Closed,
+    /// The queue is empty and every handle opened for putting was dropped or its process
+    /// died ([`Side`](crate::Side)). Not final: a process that opens the queue to put later
+    /// makes gets succeed again. The same state a put sees (the other way round) as
+    /// [`PutError::Disconnected`].
+    #[error("the queue is empty and every process putting to it is gone")]
     Disconnected,
     /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
     #[error("interrupted while waiting for an item")]
@@ -629,11 +638,17 @@ pub enum GetError {
 #[error("task_done() called more times than items were taken from the queue")]
 pub struct TaskDoneError;
 
-/// `JoinableQueue::join` (or its `_timeout`/`_deadline` forms) returned before every item
-/// was marked done.
+/// `JoinableQueue::join` (or its `try_`/`_timeout`/`_deadline` forms) returned before every
+/// item was marked done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
+    /// `try_join`: tasks are still unfinished now.
+    #[error("{unfinished} task(s) still unfinished")]
+    Unfinished {
+        /// Items put and not yet marked done.
+        unfinished: u64,
+    },
     /// The timeout passed.
     #[error("timed out waiting for {unfinished} unfinished task(s) to be marked done")]
     Timeout {

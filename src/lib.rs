@@ -65,8 +65,9 @@
 //!
 //! Queues know their sides ([`Side`]): a `get` on an empty queue returns `Disconnected` once
 //! every handle that puts is gone (dropped, or its process dead), and a `put` on a full one
-//! once every handle that gets is gone. [`JoinableQueue::join`] reports tasks lost with dead
-//! workers instead of waiting for ever.
+//! once every handle that gets is gone. A closed queue is `Closed` on both sides (a `get`
+//! says so once it has drained the queue). [`JoinableQueue::join`] reports tasks lost with
+//! dead workers instead of waiting for ever.
 //!
 //! ## Blocking calls and their bounds
 //! Every blocking call returns its `Interrupted` error when an [`Interrupter`] the thread
@@ -79,13 +80,13 @@
 //! | `open` of any kind | the creator to finish initializing | [`Options::open_timeout`] (default 1 s) | yes: `Abandoned` |
 //! | `create` | only for another process that is judging the same name that moment (each look is sub-millisecond; bounded retries) | — | — |
 //! | [`Producer`] `send`, `reserve`; [`Sender`] `send`, `reserve` | room in the ring | `try_`, `_timeout`, `_deadline` | consumer gone: `Disconnected` |
-//! | [`Consumer`] `recv`, `recv_into`; [`Receiver`] `recv`; [`Pipe`] `send`/`recv` | a message / room | `try_`, `_timeout`, `_deadline` | peer gone and drained: `Disconnected` |
+//! | [`Consumer`] `recv`, `recv_into`, `drain`; [`Receiver`] `recv`, `recv_value`, `drain`; [`Pipe`] `send`/`recv`/`recv_into` | a message / room | `try_`, `_timeout`, `_deadline` | peer gone and drained: `Disconnected` |
 //! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `put`, `loan` | room | `try_`, `_timeout`, `_deadline` | every getter gone: `Disconnected` |
-//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `get` | an item | `try_`, `_timeout`, `_deadline` | every putter gone: `Disconnected` |
-//! | [`JoinableQueue::join`] | every task done | `_timeout`, `_deadline` | taker died: `JoinError::Lost` |
+//! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `get` | an item | `try_`, `_timeout`, `_deadline` | every putter gone: `Disconnected` (closed and drained: `Closed`) |
+//! | [`JoinableQueue::join`] | every task done | `try_`, `_timeout`, `_deadline` | taker died: `JoinError::Lost` |
 //! | [`Mutex::lock`], [`Array::lock`] | the lock | `try_`, `_timeout`, `_deadline` (Mutex) | holder died: `OwnerDied` |
 //! | [`Semaphore::acquire`] | a permit | `try_`, `_timeout`, `_deadline` | no (permits are not owned) |
-//! | [`Event::wait`] | the flag | `_timeout`, `_deadline` | no (the flag is not owned) |
+//! | [`Event::wait`] | the flag | `try_`, `_timeout`, `_deadline` | no (the flag is not owned) |
 //! | [`Value`] `store`/`swap`/`update`/`compare_exchange` (over 8 bytes) | the writer lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
 //! | [`Value::load`] (over 8 bytes) | a consistent copy | `load_timeout`, `load_deadline`; `load` itself gives up after 1 s | — |
 //! | [`Array`] `get`/`set`/`read_into`/`write_from`/`to_vec` | the lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
@@ -127,7 +128,11 @@
 //!   hybrid waiting.
 //! - Queues (any number of producer and consumer processes): [`Queue`] of [`Pod`] items,
 //!   [`ByteQueue`] of variable-size messages (zero-copy [`Loan`] / [`Message`]),
-//!   [`JoinableQueue`] (`task_done` / `join`), [`PriorityQueue`] (smallest first).
+//!   [`JoinableQueue`] (`task_done` / `join`), [`PriorityQueue`] (smallest first). Queue
+//!   handles make more handles of their own with `try_clone`.
+//! - Iteration: every receiving end has `iter()` (blocking, ends when nothing more can
+//!   come), `try_iter()` (what is there now) and `for` over a borrowed end: [`Iter`],
+//!   [`TryIter`].
 //! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw
 //!   [`Segment`]s of bytes.
 //! - Tools: [`Survey`] reads any segment without attaching or writing (header, capacity,
@@ -174,6 +179,7 @@ pub use api::array::{Array, ArrayGuard};
 pub use api::byte_queue::{ByteQueue, Loan, Message};
 pub use api::event::Event;
 pub use api::interrupt::{Interrupter, Watching, interrupt_on_signals};
+pub use api::iter::{Iter, TryIter};
 pub use api::janitor::{Janitor, JanitorBuilder, JanitorError, JanitorEvent, Trigger};
 pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;

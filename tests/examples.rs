@@ -61,9 +61,16 @@ struct Run {
     stderr: String,
 }
 
-/// Runs example `name` with `args`, asserts that it exits successfully within the watchdog,
-/// and that no `/dev/shm/shmq-ex-*` segment named after its pid is left.
-fn run_example(name: &str, args: &[&str]) -> Run {
+/// An example process that is running, its output being collected.
+struct Started {
+    name: String,
+    child: std::process::Child,
+    out: thread::JoinHandle<String>,
+    err: thread::JoinHandle<String>,
+}
+
+/// Starts example `name` with `args` in a process group of its own, collecting its output.
+fn start_example(name: &str, args: &[&str]) -> Started {
     let path = examples_dir().join(name);
     let mut child = Command::new(&path)
         .args(args)
@@ -73,7 +80,6 @@ fn run_example(name: &str, args: &[&str]) -> Run {
         .process_group(0) // so the watchdog can kill the example's children too
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", path.display()));
-    let pid = child.id();
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut s = String::new();
@@ -83,44 +89,77 @@ fn run_example(name: &str, args: &[&str]) -> Run {
     };
     let out = read_all(Box::new(child.stdout.take().expect("piped stdout")));
     let err = read_all(Box::new(child.stderr.take().expect("piped stderr")));
+    Started {
+        name: name.to_string(),
+        child,
+        out,
+        err,
+    }
+}
 
-    let deadline = Instant::now() + WATCHDOG;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
+impl Started {
+    /// Kills the example and its process group (and removes its segments) if it runs past
+    /// `deadline`, failing the test.
+    fn check_watchdog(&mut self, deadline: Instant) {
+        if Instant::now() < deadline {
+            return;
         }
-        if Instant::now() >= deadline {
-            // Kill the group: the example and every child it spawned.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-            // A killed example cannot remove its segments: do it for it.
-            for seg in leftover_segments(pid) {
-                let _ = std::fs::remove_file(format!("/dev/shm/{seg}"));
+        let pid = self.child.id();
+        // Kill the group: the example and every child it spawned.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // A killed example cannot remove its segments: do it for it.
+        for seg in leftover_segments(pid) {
+            let _ = std::fs::remove_file(format!("/dev/shm/{seg}"));
+        }
+        panic!(
+            "example {} ran longer than {WATCHDOG:?}; killed it",
+            self.name
+        );
+    }
+
+    /// Waits for the example (under the watchdog, counted from `since`), asserts that it
+    /// exited successfully and that no `/dev/shm/shmq-ex-*` segment named after its pid is
+    /// left.
+    fn finish(mut self, since: Instant) -> Run {
+        let deadline = since + WATCHDOG;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
             }
-            panic!("example {name} ran longer than {WATCHDOG:?}; killed it");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let run = Run {
-        pid,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    };
-    assert!(
-        status.success(),
-        "example {name} failed: {status}\nstdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-    assert_eq!(
-        leftover_segments(pid),
-        Vec::<String>::new(),
-        "left in /dev/shm"
-    );
-    run
+            self.check_watchdog(deadline);
+            thread::sleep(Duration::from_millis(20));
+        };
+        let pid = self.child.id();
+        let run = Run {
+            pid,
+            stdout: self.out.join().expect("stdout reader"),
+            stderr: self.err.join().expect("stderr reader"),
+        };
+        assert!(
+            status.success(),
+            "example {} failed: {status}\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(
+            leftover_segments(pid),
+            Vec::<String>::new(),
+            "left in /dev/shm"
+        );
+        run
+    }
+}
+
+/// Runs example `name` with `args`, asserts that it exits successfully within the watchdog,
+/// and that no `/dev/shm/shmq-ex-*` segment named after its pid is left.
+fn run_example(name: &str, args: &[&str]) -> Run {
+    let started = Instant::now();
+    start_example(name, args).finish(started)
 }
 
 /// Names in /dev/shm that an example run as `pid` made (`shmq-ex-...-PID`).
@@ -297,6 +336,63 @@ fn queue_pool() {
     assert_eq!(results, [2, 12, 30], "{lines:?}");
     // ...and are listed in submission order.
     assert_eq!(lines[3], "All results: [2, 12, 30]", "{lines:?}");
+}
+
+#[test]
+fn pipe_pool() {
+    let run = run_example("pipe_pool", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{lines:?}\nstderr:\n{}", run.stderr);
+    // Results arrive in the order the pool finishes them...
+    let mut results = numbers(&lines[..3], "Received result: ");
+    results.sort();
+    assert_eq!(results, [2, 12, 30], "{lines:?}");
+    // ...and are listed in submission order.
+    assert_eq!(lines[3], "All results: [2, 12, 30]", "{lines:?}");
+}
+
+#[test]
+fn named_pipe() {
+    // The example starts the writer and the reader itself; only the reader prints.
+    let run = run_example("named_pipe", &[]);
+    assert_eq!(run.stdout, "Hello, receiver!\n", "stderr:\n{}", run.stderr);
+}
+
+/// Starts `named_pipe FIRST NAME`, waits until that process has created NAME, then runs
+/// `named_pipe SECOND NAME`: two processes started separately, the first one the creator.
+/// Returns what the reader printed.
+fn named_pipe_roles(first: &str, second: &str) -> String {
+    let name = format!("shmq-ex-fifo-test-{first}-first-{}", std::process::id());
+    let segment = PathBuf::from(format!("/dev/shm/{name}"));
+    let since = Instant::now();
+    let mut one = start_example("named_pipe", &[first, &name]);
+    while !segment.exists() {
+        if let Some(status) = one.child.try_wait().expect("try_wait") {
+            panic!("named_pipe {first} exited ({status}) before creating {name}");
+        }
+        one.check_watchdog(since + WATCHDOG);
+        thread::sleep(Duration::from_millis(2));
+    }
+    let two = run_example("named_pipe", &[second, &name]);
+    let one = one.finish(since);
+    assert!(!segment.exists(), "{} was left behind", segment.display());
+    let (reader, writer) = if first == "reader" {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    assert_eq!(writer.stdout, "", "the writer prints nothing");
+    reader.stdout
+}
+
+#[test]
+fn named_pipe_reader_first() {
+    assert_eq!(named_pipe_roles("reader", "writer"), "Hello, receiver!\n");
+}
+
+#[test]
+fn named_pipe_writer_first() {
+    assert_eq!(named_pipe_roles("writer", "reader"), "Hello, receiver!\n");
 }
 
 #[test]

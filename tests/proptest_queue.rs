@@ -28,7 +28,7 @@ use shmq::{ByteQueue, GetError, JoinableQueue, Loan, Message, PutError, Queue};
 const HOLES_COUNTED: bool = true;
 
 /// Known (minor): on a closed queue with nothing left, a get still says `Empty` (not
-/// `Disconnected`) while a guard from the slot's previous lap is held, because the slot
+/// `Closed`) while a guard from the slot's previous lap is held, because the slot
 /// is still `READING`.
 const HELD_GUARD_HIDES_CLOSE: bool = true;
 
@@ -60,7 +60,7 @@ enum Put {
 enum Got<T> {
     Item(usize, T),
     Empty,
-    Disconnected,
+    Closed,
 }
 
 /// The queue by positions: `enq` is the next position to fill, `deq` the next to take.
@@ -163,7 +163,7 @@ impl<T: Clone + PartialEq + std::fmt::Debug> Model<T> {
         }
         let prev_lap_held = self.enq >= self.slots && self.at[self.enq - self.slots] == Entry::Held;
         if self.closed && !(HELD_GUARD_HIDES_CLOSE && prev_lap_held) {
-            Got::Disconnected
+            Got::Closed
         } else {
             Got::Empty
         }
@@ -255,7 +255,7 @@ fn check_get<T: PartialEq + std::fmt::Debug>(
         (Ok(v), Got::Item(_, w)) => prop_assert_eq!(&v, w, "FIFO order"),
         (Err(GetError::Empty), Got::Empty) if !timeout => {}
         (Err(GetError::Timeout), Got::Empty) if timeout => {}
-        (Err(GetError::Disconnected), Got::Disconnected) => {}
+        (Err(GetError::Closed), Got::Closed) => {}
         (r, w) => prop_assert!(false, "get {r:?}, model {w:?} (timeout: {timeout})"),
     }
     Ok(())
@@ -340,13 +340,13 @@ fn queue_case(name: String, (capacity, ops): (usize, Vec<QOp>)) -> Result<(), Te
             }
         }
     }
-    // Close and drain: what is left comes out in order, then `Disconnected`.
+    // Close and drain: what is left comes out in order, then `Closed`.
     handles[0].close();
     model.closed = true;
     for (i, want) in model.queued().into_iter().enumerate() {
         prop_assert_eq!(handles[i % 3].try_get(), Ok(want), "drain");
     }
-    prop_assert_eq!(handles[1].try_get(), Err(GetError::Disconnected), "drained");
+    prop_assert_eq!(handles[1].try_get(), Err(GetError::Closed), "drained");
     prop_assert_eq!(handles[2].len(), 0, "len when drained");
     drop(handles);
     common::assert_gone(&name);
@@ -557,7 +557,7 @@ fn bytes_case(
     }
     prop_assert_eq!(
         a.try_get().map(|m| m.len()),
-        Err(GetError::Disconnected),
+        Err(GetError::Closed),
         "drained"
     );
     drop(guards);
@@ -727,5 +727,5 @@ fn held_guard_does_not_hide_close() {
     drop(m);
     drop(q);
     common::assert_gone(&name);
-    assert_eq!(r, Err(GetError::Disconnected), "closed and drained");
+    assert_eq!(r, Err(GetError::Closed), "closed and drained");
 }

@@ -58,7 +58,7 @@ fn consume(arg: &str) {
                 count += 1;
                 sum = sum.wrapping_add(x);
             }
-            Err(GetError::Disconnected) => break,
+            Err(GetError::Closed) => break,
             Err(e) => panic!("consumer: {e}"),
         }
     }

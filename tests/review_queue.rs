@@ -167,7 +167,7 @@ fn priority_put_never_commits_after_a_consumer_saw_disconnected() {
         loop {
             match q.get() {
                 Ok(_) => got += 1,
-                Err(GetError::Disconnected) => break,
+                Err(GetError::Closed) => break,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -309,14 +309,14 @@ fn queue_put_never_commits_after_a_consumer_saw_disconnected() {
         loop {
             match q.get() {
                 Ok(_) => got += 1,
-                Err(GetError::Disconnected) => break,
+                Err(GetError::Closed) => break,
                 Err(e) => panic!("{e}"),
             }
         }
         for k in kids {
             k.join().unwrap();
         }
-        assert_eq!(q.try_get(), Err(GetError::Disconnected));
+        assert_eq!(q.try_get(), Err(GetError::Closed));
         assert_eq!(got, ok.load(Ordering::SeqCst));
         drop(q);
         assert_gone(&name);

@@ -458,7 +458,7 @@ fn leftover_ring_of_a_killed_sender_is_replaced_unless_still_used() {
 fn a_ring_whose_stream_already_had_a_sender_is_refused() {
     let name = unique("used");
     let ring = shmq::Ring::create(name.as_str(), 4096).unwrap();
-    drop(ring.new_producer().unwrap()); // an earlier sender came and went
+    drop(ring.first_producer().unwrap()); // an earlier sender came and went
     let out = shmq()
         .args(["send", &name, "--timeout", "1s"])
         .stdin(Stdio::null())
@@ -470,7 +470,7 @@ fn a_ring_whose_stream_already_had_a_sender_is_refused() {
     );
     assert_one_line_error("send", &result, "already had a `shmq send`");
     assert!(matches!(
-        ring.new_producer(),
+        ring.first_producer(),
         Err(shmq::AttachError::RoleUsed { role: "producer" })
     ));
     drop(ring);

@@ -111,6 +111,20 @@ impl ByteQueue {
         Ok(ByteQueue { core, max })
     }
 
+    /// A second handle to the same queue, with a participant entry of its own for the same
+    /// [`Side`]. Not `Clone`, for the reasons given at
+    /// [`Queue::try_clone`](crate::Queue::try_clone); `ByteQueue` is `Sync`, so an
+    /// [`Arc`](std::sync::Arc) shares one handle instead.
+    ///
+    /// # Errors
+    /// [`OpenError::TooManyProcesses`] if every entry of the participant table is held.
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(ByteQueue {
+            core: self.core.try_clone()?,
+            max: self.max,
+        })
+    }
+
     /// Changes which [`Side`] of the queue this handle uses.
     pub fn set_side(&self, side: Side) {
         self.core.set_side(side);
@@ -271,7 +285,9 @@ impl ByteQueue {
     /// back to producers when the guard drops.
     ///
     /// # Errors
-    /// [`GetError::Disconnected`] once closed and drained, [`GetError::Corrupted`].
+    /// [`GetError::Closed`] once closed and drained; [`GetError::Disconnected`] once empty
+    /// with every other put-side handle gone ([`Side`]); [`GetError::Interrupted`];
+    /// [`GetError::Corrupted`].
     pub fn get(&self) -> Result<Message<'_>, GetError> {
         self.get_with(Waiting::Forever)
     }
@@ -325,8 +341,8 @@ impl ByteQueue {
         self.max
     }
 
-    /// Closes the queue: later puts fail; consumers drain, then get
-    /// [`GetError::Disconnected`].
+    /// Closes the queue: later puts fail with [`PutError::Closed`]; consumers drain, then get
+    /// [`GetError::Closed`].
     pub fn close(&self) {
         self.core.q().close();
     }

@@ -102,6 +102,12 @@ impl Event {
         self.raw().is_set()
     }
 
+    /// Whether the flag is set, without waiting: the `try_` form of [`Event::wait`] (the same
+    /// as [`Event::is_set`]).
+    pub fn try_wait(&self) -> bool {
+        self.is_set()
+    }
+
     /// Waits until the flag is set.
     ///
     /// # Errors

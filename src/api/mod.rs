@@ -4,6 +4,7 @@ pub(crate) mod array;
 pub(crate) mod byte_queue;
 pub(crate) mod event;
 pub(crate) mod interrupt;
+pub(crate) mod iter;
 pub(crate) mod janitor;
 pub(crate) mod mutex;
 pub(crate) mod pipe;

@@ -147,13 +147,27 @@ impl Pipe {
     }
 
     /// The sending direction, for zero-copy [`reserve`](Producer::reserve) and batches.
-    pub fn sender(&mut self) -> &mut Producer {
+    pub fn producer_mut(&mut self) -> &mut Producer {
         &mut self.tx
     }
 
     /// The receiving direction, for [`try_drain`](Consumer::try_drain) and friends.
-    pub fn receiver(&mut self) -> &mut Consumer {
+    pub fn consumer_mut(&mut self) -> &mut Consumer {
         &mut self.rx
+    }
+
+    /// The old name of [`Pipe::producer_mut`] (it returns a [`Producer`], not a
+    /// [`Sender`](crate::Sender)).
+    #[deprecated(since = "0.1.0", note = "renamed to `producer_mut`")]
+    pub fn sender(&mut self) -> &mut Producer {
+        self.producer_mut()
+    }
+
+    /// The old name of [`Pipe::consumer_mut`] (it returns a [`Consumer`], not a
+    /// [`Receiver`](crate::Receiver)).
+    #[deprecated(since = "0.1.0", note = "renamed to `consumer_mut`")]
+    pub fn receiver(&mut self) -> &mut Consumer {
+        self.consumer_mut()
     }
 
     /// Splits the end into its two directions, for use from two threads.
@@ -231,5 +245,38 @@ impl Pipe {
     /// As [`Pipe::recv`].
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         self.rx.recv_into(buf)
+    }
+
+    /// Copies the next message into `buf` if one is waiting; returns its length.
+    ///
+    /// # Errors
+    /// As [`Pipe::try_recv`].
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        self.rx.try_recv_into(buf)
+    }
+
+    /// Copies the next message into `buf`, waiting at most `timeout`; returns its length.
+    ///
+    /// # Errors
+    /// As [`Pipe::recv_timeout`].
+    pub fn recv_into_timeout(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.rx.recv_into_timeout(buf, timeout)
+    }
+
+    /// Copies the next message into `buf`, waiting until `deadline` at most; returns its
+    /// length.
+    ///
+    /// # Errors
+    /// As [`Pipe::recv_timeout`].
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        self.rx.recv_into_deadline(buf, deadline)
     }
 }

@@ -28,6 +28,7 @@
 use std::cmp::Ordering as Cmp;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -388,7 +389,8 @@ impl<'a, T: Pod + Ord> Heap<'a, T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct PriorityQueue<T: Pod + Ord> {
-    seg: Segment,
+    /// Shared with the handles [`PriorityQueue::try_clone`] makes.
+    seg: Arc<Segment>,
     g: Geometry,
     place: Place,
     mode: WaitMode,
@@ -478,7 +480,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
                 max: participants::MAX,
             })?;
         Ok(PriorityQueue {
-            seg,
+            seg: Arc::new(seg),
             g,
             place: Place::new(me, side),
             mode: WaitMode::default(),
@@ -506,6 +508,32 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             crate::api::type_info::<T>(),
         )?;
         Self::check(seg, side)
+    }
+
+    /// A second handle to the same queue, with a participant entry of its own for the same
+    /// [`Side`] (and wait mode). Not `Clone`, for the reasons given at
+    /// [`Queue::try_clone`](crate::Queue::try_clone); `PriorityQueue` is `Sync`, so an
+    /// [`Arc`](std::sync::Arc) shares one handle instead.
+    ///
+    /// # Errors
+    /// [`OpenError::TooManyProcesses`] if every entry of the participant table is held.
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        let table = self.table();
+        let side = self.side();
+        table.reap_dead(|_, _| {});
+        let me = table
+            .attach(side.bits())
+            .ok_or_else(|| OpenError::TooManyProcesses {
+                name: self.seg.name(),
+                max: participants::MAX,
+            })?;
+        Ok(PriorityQueue {
+            seg: Arc::clone(&self.seg),
+            g: self.g,
+            place: Place::new(me, side),
+            mode: self.mode,
+            _t: PhantomData,
+        })
     }
 
     /// Changes which [`Side`] of the queue this handle uses.
@@ -746,7 +774,9 @@ impl<T: Pod + Ord> PriorityQueue<T> {
     /// Takes the smallest item, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`GetError::Disconnected`] once closed and empty, [`GetError::Corrupted`].
+    /// [`GetError::Closed`] once closed and empty; [`GetError::Disconnected`] once empty with
+    /// every other put-side handle gone ([`Side`]); [`GetError::Interrupted`];
+    /// [`GetError::Corrupted`].
     pub fn get(&self) -> Result<T, GetError> {
         self.get_with(Waiting::Forever)
     }
@@ -798,8 +828,8 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         self.g.cap
     }
 
-    /// Closes the queue: later puts fail; consumers drain, then get
-    /// [`GetError::Disconnected`].
+    /// Closes the queue: later puts fail with [`PutError::Closed`]; consumers drain, then get
+    /// [`GetError::Closed`].
     pub fn close(&self) {
         self.u32(CLOSED).store(1, Ordering::SeqCst);
         self.wake_everyone();

@@ -4,8 +4,8 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::api::{Pod, Waiting, ensure};
@@ -109,7 +109,8 @@ impl Failed {
         match self {
             Failed::Busy => GetError::Empty,
             Failed::Timeout => GetError::Timeout,
-            Failed::Closed | Failed::Disconnected => GetError::Disconnected,
+            Failed::Closed => GetError::Closed,
+            Failed::Disconnected => GetError::Disconnected,
             Failed::Interrupted => GetError::Interrupted,
             Failed::Corrupted(reason) => GetError::Corrupted { reason },
         }
@@ -242,7 +243,9 @@ fn now_nanos() -> u64 {
 
 /// What the queue kinds share: the segment, this process's participant place, the wait mode.
 pub(crate) struct Core {
-    seg: Segment,
+    /// Shared with the handles [`Core::try_clone`] makes: one mapping, one participant
+    /// entry each.
+    seg: Arc<Segment>,
     cap: u64,
     stride: usize,
     limit: u64,
@@ -394,7 +397,7 @@ impl Core {
         }
         let joinable = seg.info().kind == Kind::JoinableQueue;
         Ok(Core {
-            seg,
+            seg: Arc::new(seg),
             cap,
             stride,
             limit,
@@ -402,6 +405,29 @@ impl Core {
             place: Place::new(me, side),
             next_deep: AtomicU64::new(0),
             mode: WaitMode::default(),
+        })
+    }
+
+    /// A second handle on the same mapping with a participant entry of its own, for the same
+    /// side(s) and wait mode.
+    pub(crate) fn try_clone(&self) -> Result<Core, OpenError> {
+        let q = self.q();
+        let side = self.side();
+        let me = q
+            .attach(side.bits())
+            .ok_or_else(|| OpenError::TooManyProcesses {
+                name: self.seg.name(),
+                max: mpmc::MAX_PARTICIPANTS,
+            })?;
+        Ok(Core {
+            seg: Arc::clone(&self.seg),
+            cap: self.cap,
+            stride: self.stride,
+            limit: self.limit,
+            joinable: self.joinable,
+            place: Place::new(me, side),
+            next_deep: AtomicU64::new(0),
+            mode: self.mode,
         })
     }
 
@@ -594,7 +620,7 @@ pub(crate) fn stride_for_size(size: usize) -> usize {
 /// assert_eq!(other.get_timeout(std::time::Duration::from_millis(10))?, 3);
 /// assert_eq!(other.try_get(), Err(shmq::GetError::Empty));
 /// q.close();
-/// assert_eq!(other.get(), Err(shmq::GetError::Disconnected));
+/// assert_eq!(other.get(), Err(shmq::GetError::Closed));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T: Pod> {
@@ -698,6 +724,43 @@ impl<T: Pod> Queue<T> {
         Queue::open_as(opts, Queue::<T>::kind(), side)
     }
 
+    /// A second handle to the same queue, in this process, with a participant entry of its
+    /// own for the same [`Side`] (and wait mode): it counts as one more putter or getter,
+    /// exactly like a handle another process opens. So a getter sees
+    /// [`GetError::Disconnected`] only once every other put-side handle, clones included, is
+    /// gone — crossbeam-channel's `Sender::clone`, across processes.
+    ///
+    /// Not `Clone`: the participant table is shared by every process attached to the queue
+    /// and holds at most 256 entries, so making a handle can fail for reasons outside the
+    /// caller's control, and `clone` could only panic. To share one handle (one entry) between
+    /// threads instead, put it in an [`Arc`](std::sync::Arc): `Queue` is `Sync`, and every
+    /// call takes `&self` (but a shared [`Side::Both`] handle never waits on itself; see
+    /// [`Side`]).
+    ///
+    /// ```
+    /// use shmq::{GetError, Queue, Side};
+    ///
+    /// let name = format!("doc-queue-clone-{}", std::process::id());
+    /// let q = Queue::<u32>::create(name.as_str(), 4)?;
+    /// let producer = q.try_clone()?;
+    /// producer.set_side(Side::Put);
+    /// q.set_side(Side::Get);
+    /// let t = std::thread::spawn(move || producer.put(7)); // the clone drops when done
+    /// assert_eq!(q.get()?, 7);
+    /// assert_eq!(q.get(), Err(GetError::Disconnected)); // the only putter is gone
+    /// t.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`OpenError::TooManyProcesses`] if every entry of the table is held by a live handle.
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        Ok(Queue {
+            core: self.core.try_clone()?,
+            _t: PhantomData,
+        })
+    }
+
     /// Changes which [`Side`] of the queue this handle uses (`create` makes a
     /// [`Side::Both`] handle).
     pub fn set_side(&self, side: Side) {
@@ -783,9 +846,10 @@ impl<T: Pod> Queue<T> {
     /// Takes the oldest item, waiting as long as it takes.
     ///
     /// # Errors
-    /// [`GetError::Disconnected`] once the queue is closed and drained, or empty with every
-    /// handle with the put side gone ([`Side`]); [`GetError::Interrupted`] if an
-    /// [`Interrupter`](crate::Interrupter) the thread watches fired; [`GetError::Corrupted`].
+    /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Disconnected`]
+    /// once it is empty with every other handle with the put side gone ([`Side`]);
+    /// [`GetError::Interrupted`] if an [`Interrupter`](crate::Interrupter) the thread
+    /// watches fired; [`GetError::Corrupted`].
     pub fn get(&self) -> Result<T, GetError> {
         self.get_with(Waiting::Forever)
     }
@@ -835,7 +899,7 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Closes the queue for every process: later puts fail with [`PutError::Closed`];
-    /// consumers take what is left, then get [`GetError::Disconnected`]. Sleepers wake.
+    /// consumers take what is left, then get [`GetError::Closed`]. Sleepers wake.
     pub fn close(&self) {
         self.core.q().close();
     }
@@ -988,6 +1052,38 @@ impl<T: Pod> JoinableQueue<T> {
     /// Items put and not yet marked done (in the queue, or taken and being worked on).
     pub fn unfinished(&self) -> u64 {
         self.queue.core.q().unfinished()
+    }
+
+    /// A second handle to the same joinable queue, with a participant entry of its own (see
+    /// [`Queue::try_clone`]): tasks it takes are owed by it.
+    ///
+    /// # Errors
+    /// As [`Queue::try_clone`].
+    pub fn try_clone(&self) -> Result<Self, OpenError> {
+        self.queue.try_clone().map(|queue| JoinableQueue { queue })
+    }
+
+    /// Whether every item put has been marked done, without waiting.
+    ///
+    /// # Errors
+    /// [`JoinError::Unfinished`] with the number still unfinished; [`JoinError::Lost`] if
+    /// every unfinished task was taken by a process that died before marking it done.
+    pub fn try_join(&self) -> Result<(), JoinError> {
+        let q = self.queue.core.q();
+        let unfinished = q.unfinished();
+        if unfinished == 0 {
+            return Ok(());
+        }
+        // Reads /proc per attached process: only when something is unfinished.
+        let lost = q.table().lost();
+        if unfinished <= lost {
+            Err(JoinError::Lost {
+                lost: unfinished,
+                unfinished,
+            })
+        } else {
+            Err(JoinError::Unfinished { unfinished })
+        }
     }
 
     /// Waits until every item put has been marked done.

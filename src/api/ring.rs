@@ -250,27 +250,46 @@ impl Ring {
         Consumer::attach(Arc::clone(&self.seg), self.raw())
     }
 
-    /// Claims the producer role only if no process ever held it: for a ring that carries
-    /// one stream, so a late producer never joins a stream that already ended.
+    /// Claims the producer role only if this is the ring's first producer (no process ever
+    /// held the role): for a ring that carries one stream, so a late producer never joins a
+    /// stream that already ended.
     ///
     /// # Errors
     /// [`AttachError::RoleTaken`] if a live process holds it, [`AttachError::RoleUsed`] if
     /// it was held before; [`AttachError::Corrupted`] as [`Ring::producer`].
-    pub fn new_producer(&self) -> Result<Producer, AttachError> {
+    pub fn first_producer(&self) -> Result<Producer, AttachError> {
         let raw = self.raw();
         claim_new(&raw, Side::Producer, "producer")?;
         Producer::claimed(Arc::clone(&self.seg), raw)
     }
 
-    /// Claims the consumer role only if no process ever held it (see
-    /// [`Ring::new_producer`]).
+    /// Claims the consumer role only if this is the ring's first consumer (see
+    /// [`Ring::first_producer`]).
     ///
     /// # Errors
-    /// As [`Ring::new_producer`].
-    pub fn new_consumer(&self) -> Result<Consumer, AttachError> {
+    /// As [`Ring::first_producer`].
+    pub fn first_consumer(&self) -> Result<Consumer, AttachError> {
         let raw = self.raw();
         claim_new(&raw, Side::Consumer, "consumer")?;
         Consumer::claimed(Arc::clone(&self.seg), raw)
+    }
+
+    /// The old name of [`Ring::first_producer`] (it reads like a constructor).
+    ///
+    /// # Errors
+    /// As [`Ring::first_producer`].
+    #[deprecated(since = "0.1.0", note = "renamed to `first_producer`")]
+    pub fn new_producer(&self) -> Result<Producer, AttachError> {
+        self.first_producer()
+    }
+
+    /// The old name of [`Ring::first_consumer`].
+    ///
+    /// # Errors
+    /// As [`Ring::first_producer`].
+    #[deprecated(since = "0.1.0", note = "renamed to `first_consumer`")]
+    pub fn new_consumer(&self) -> Result<Consumer, AttachError> {
+        self.first_consumer()
     }
 
     /// Buffer size in bytes (records take 8 bytes of header plus the payload rounded to 8).
@@ -308,13 +327,45 @@ impl Ring {
 }
 
 /// Internal outcome of a reserve/receive attempt, mapped to each method's error type.
-enum Fail {
+pub(crate) enum Fail {
     Empty,
     Timeout,
     Interrupted,
     TooLarge(usize, usize),
     Disconnected,
     Corrupted(String),
+}
+
+impl Fail {
+    /// The error of a non-waiting receive; `None`: nothing waiting.
+    pub(crate) fn try_recv(self) -> Option<TryRecvError> {
+        match self {
+            Fail::Empty | Fail::Timeout | Fail::Interrupted | Fail::TooLarge(..) => None,
+            Fail::Disconnected => Some(TryRecvError::Disconnected),
+            Fail::Corrupted(reason) => Some(TryRecvError::Corrupted { reason }),
+        }
+    }
+
+    /// The error of an unbounded receive (`recv`, `drain`).
+    pub(crate) fn recv(self) -> RecvError {
+        match self {
+            Fail::Corrupted(reason) => RecvError::Corrupted { reason },
+            Fail::Interrupted => RecvError::Interrupted,
+            Fail::Empty | Fail::Timeout | Fail::TooLarge(..) | Fail::Disconnected => {
+                RecvError::Disconnected
+            }
+        }
+    }
+
+    /// The error of a bounded receive (`recv_timeout`, `drain_deadline`, ...).
+    pub(crate) fn bounded_recv(self) -> RecvTimeoutError {
+        match self {
+            Fail::Empty | Fail::Timeout | Fail::TooLarge(..) => RecvTimeoutError::Timeout,
+            Fail::Interrupted => RecvTimeoutError::Interrupted,
+            Fail::Disconnected => RecvTimeoutError::Disconnected,
+            Fail::Corrupted(reason) => RecvTimeoutError::Corrupted { reason },
+        }
+    }
 }
 
 impl From<Corrupt> for Fail {
@@ -871,11 +922,7 @@ impl Consumer {
     pub fn try_recv(&mut self) -> Result<ReadGuard<'_>, TryRecvError> {
         match self.recv_inner(Waiting::No) {
             Ok(r) => Ok(self.guard(r)),
-            Err(Fail::Empty | Fail::Timeout | Fail::Interrupted | Fail::TooLarge(..)) => {
-                Err(TryRecvError::Empty)
-            }
-            Err(Fail::Disconnected) => Err(TryRecvError::Disconnected),
-            Err(Fail::Corrupted(reason)) => Err(TryRecvError::Corrupted { reason }),
+            Err(f) => Err(f.try_recv().unwrap_or(TryRecvError::Empty)),
         }
     }
 
@@ -888,9 +935,7 @@ impl Consumer {
     pub fn recv(&mut self) -> Result<ReadGuard<'_>, RecvError> {
         match self.recv_inner(Waiting::Forever) {
             Ok(r) => Ok(self.guard(r)),
-            Err(Fail::Corrupted(reason)) => Err(RecvError::Corrupted { reason }),
-            Err(Fail::Interrupted) => Err(RecvError::Interrupted),
-            Err(_) => Err(RecvError::Disconnected),
+            Err(f) => Err(f.recv()),
         }
     }
 
@@ -913,10 +958,7 @@ impl Consumer {
     fn recv_bounded(&mut self, waiting: Waiting) -> Result<ReadGuard<'_>, RecvTimeoutError> {
         match self.recv_inner(waiting) {
             Ok(r) => Ok(self.guard(r)),
-            Err(Fail::Empty | Fail::Timeout | Fail::TooLarge(..)) => Err(RecvTimeoutError::Timeout),
-            Err(Fail::Interrupted) => Err(RecvTimeoutError::Interrupted),
-            Err(Fail::Disconnected) => Err(RecvTimeoutError::Disconnected),
-            Err(Fail::Corrupted(reason)) => Err(RecvTimeoutError::Corrupted { reason }),
+            Err(f) => Err(f.bounded_recv()),
         }
     }
 
@@ -927,9 +969,16 @@ impl Consumer {
     /// As [`Consumer::recv`].
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
         let msg = self.recv()?;
-        buf.clear();
-        buf.extend_from_slice(&msg);
-        Ok(msg.len())
+        Ok(copy_into(&msg, buf))
+    }
+
+    /// Copies the next message into `buf` if one is waiting.
+    ///
+    /// # Errors
+    /// As [`Consumer::try_recv`].
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        let msg = self.try_recv()?;
+        Ok(copy_into(&msg, buf))
     }
 
     /// Copies the next message into `buf`, waiting at most `timeout`.
@@ -942,9 +991,64 @@ impl Consumer {
         timeout: Duration,
     ) -> Result<usize, RecvTimeoutError> {
         let msg = self.recv_timeout(timeout)?;
-        buf.clear();
-        buf.extend_from_slice(&msg);
-        Ok(msg.len())
+        Ok(copy_into(&msg, buf))
+    }
+
+    /// Copies the next message into `buf`, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn recv_into_deadline(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, RecvTimeoutError> {
+        let msg = self.recv_deadline(deadline)?;
+        Ok(copy_into(&msg, buf))
+    }
+
+    /// Releases the next message unread, if one is waiting; returns its length.
+    pub(crate) fn skip(&mut self) -> Result<usize, Fail> {
+        let r = self.recv_inner(Waiting::No)?;
+        Ok(self.guard(r).len())
+    }
+
+    /// Waits (as `waiting` allows) for a message, then hands it and every message after it
+    /// that is already there to `take`, in order, while `take` accepts them, and releases the
+    /// accepted ones with one store. Returns how many were accepted and whether `take`
+    /// refused one (it stays in the ring, first in line).
+    pub(crate) fn drain_with(
+        &mut self,
+        waiting: Waiting,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(usize, bool), Fail> {
+        let raw = self.raw;
+        let mut rec = self.recv_inner(waiting)?;
+        let (mut n, mut end) = (0, self.head);
+        let refused = loop {
+            // SAFETY: as in `ReadGuard::deref`: a published record inside the buffer (checked
+            // by `peek`) that the producer will not overwrite before we release it; `&mut
+            // self` makes us the only reader.
+            let msg = unsafe {
+                std::slice::from_raw_parts(raw.byte_ptr(rec.data).as_ptr(), rec.len as usize)
+            };
+            if !take(msg) {
+                break true;
+            }
+            n += 1;
+            end = rec.next;
+            match raw.peek(rec.next) {
+                // Never more than one ring's worth in a batch, even if a producer that ignores
+                // our head keeps writing ahead of us.
+                Ok(Some(next)) if next.next - self.head <= raw.capacity() => rec = next,
+                _ => break false,
+            }
+        };
+        if n > 0 {
+            self.head = end;
+            raw.release(end);
+        }
+        Ok((n, refused))
     }
 
     /// Hands every message waiting now to `f`, in order, then releases them all with one
@@ -954,33 +1058,72 @@ impl Consumer {
     /// `Disconnected` when the producer is gone and nothing is left; `Corrupted` if the first
     /// record fails its checks (a later bad record ends the batch; the next call reports it).
     pub fn try_drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, TryRecvError> {
-        let first = match self.recv_inner(Waiting::No) {
-            Ok(r) => r,
-            Err(Fail::Disconnected) => return Err(TryRecvError::Disconnected),
-            Err(Fail::Corrupted(reason)) => return Err(TryRecvError::Corrupted { reason }),
-            Err(_) => return Ok(0),
-        };
-        let raw = self.raw;
-        let mut rec = first;
-        let mut n = 0;
-        loop {
-            // SAFETY: as in `ReadGuard::deref`: a published record inside the buffer that the
-            // producer will not overwrite before we release it.
-            f(unsafe {
-                std::slice::from_raw_parts(raw.byte_ptr(rec.data).as_ptr(), rec.len as usize)
-            });
-            n += 1;
-            match raw.peek(rec.next) {
-                // Never more than one ring's worth in a batch, even if a producer that ignores
-                // our head keeps writing ahead of us.
-                Ok(Some(next)) if next.next - self.head <= raw.capacity() => rec = next,
-                _ => break,
-            }
+        match self.drain_with(Waiting::No, |m| {
+            f(m);
+            true
+        }) {
+            Ok((n, _)) => Ok(n),
+            Err(f) => f.try_recv().map_or(Ok(0), Err),
         }
-        self.head = rec.next;
-        raw.release(rec.next);
-        Ok(n)
     }
+
+    /// As [`Consumer::try_drain`], but first waits as long as needed for a message: returns
+    /// at least 1.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`].
+    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        self.drain_with(Waiting::Forever, |m| {
+            f(m);
+            true
+        })
+        .map(|(n, _)| n)
+        .map_err(Fail::recv)
+    }
+
+    /// As [`Consumer::drain`], waiting at most `timeout` for the first message.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn drain_timeout(
+        &mut self,
+        timeout: Duration,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvTimeoutError> {
+        self.drain_bounded(Waiting::For(timeout), f)
+    }
+
+    /// As [`Consumer::drain`], waiting until `deadline` at most for the first message.
+    ///
+    /// # Errors
+    /// As [`Consumer::recv_timeout`].
+    pub fn drain_deadline(
+        &mut self,
+        deadline: Instant,
+        f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvTimeoutError> {
+        self.drain_bounded(Waiting::Until(deadline), f)
+    }
+
+    fn drain_bounded(
+        &mut self,
+        waiting: Waiting,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, RecvTimeoutError> {
+        self.drain_with(waiting, |m| {
+            f(m);
+            true
+        })
+        .map(|(n, _)| n)
+        .map_err(Fail::bounded_recv)
+    }
+}
+
+/// Replaces `buf`'s contents with `msg`; returns its length.
+fn copy_into(msg: &[u8], buf: &mut Vec<u8>) -> usize {
+    buf.clear();
+    buf.extend_from_slice(msg);
+    msg.len()
 }
 
 impl Drop for Consumer {

@@ -1003,7 +1003,7 @@ fn queue_peer<const N: usize>(echo: bool, endpoint: &str) -> Result<(), String> 
                 Ok(item) => rep
                     .put_timeout(item, PEER_PATIENCE)
                     .map_err(|e| e.to_string())?,
-                Err(GetError::Disconnected) => return Ok(()),
+                Err(GetError::Closed | GetError::Disconnected) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             }
         }

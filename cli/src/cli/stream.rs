@@ -128,7 +128,7 @@ pub(crate) fn send(args: &SendArgs) -> Result<(), String> {
     let stdin = own(io::stdin().as_fd(), "standard input")?;
     let ring = attach_ring(&args.name, args.capacity)?;
     let producer = ring
-        .new_producer()
+        .first_producer()
         .map_err(|e| role_error(&e, &args.name, "send"))?;
     let mut tx = Tx {
         name: &args.name,
@@ -390,7 +390,7 @@ pub(crate) fn recv(args: &RecvArgs) -> Result<(), String> {
     let stdout = own(io::stdout().as_fd(), "standard output")?;
     let ring = attach_ring(&args.name, args.capacity)?;
     let consumer = ring
-        .new_consumer()
+        .first_consumer()
         .map_err(|e| role_error(&e, &args.name, "recv"))?;
     let mut rx = Rx {
         name: &args.name,
