@@ -41,7 +41,6 @@ use std::error::Error;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use shmq::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmq::{Pipe, Receiver, Semaphore, Sender, TryRecvError};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +48,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_SIZE: usize = 2;
 
 /// A submitted task: multiply `a` by `b`. `id` is its submission index.
-#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy, Debug)]
+#[derive(shmq::Pod, Clone, Copy, Debug)]
 #[repr(C)]
 struct Task {
     id: u64,
@@ -58,7 +57,7 @@ struct Task {
 }
 
 /// A finished task: the product for task `id`.
-#[derive(FromBytes, IntoBytes, Immutable, Clone, Copy, Debug)]
+#[derive(shmq::Pod, Clone, Copy, Debug)]
 #[repr(C)]
 struct Done {
     id: u64,

@@ -250,7 +250,7 @@ fn bells_record_the_threads_asleep_on_them() {
     let sem = shmq::Semaphore::create(sn.as_str(), 0).unwrap();
     let ev = shmq::Event::create(en.as_str()).unwrap();
     let ring = shmq::Ring::create(rn.as_str(), 4096).unwrap();
-    let mut producer = ring.new_producer().unwrap();
+    let mut producer = ring.first_producer().unwrap();
     for (name, bell) in [(&sn, "count"), (&en, "flag"), (&rn, "consumer")] {
         await_sleepers(name, bell, 0);
     }
@@ -271,7 +271,7 @@ fn bells_record_the_threads_asleep_on_them() {
 
         s.spawn(|| {
             let ring = shmq::Ring::open(rn.as_str()).unwrap();
-            let mut consumer = ring.new_consumer().unwrap();
+            let mut consumer = ring.first_consumer().unwrap();
             assert_eq!(&*consumer.recv_timeout(patience).unwrap(), b"wake up");
         });
         await_sleepers(&rn, "consumer", 1);

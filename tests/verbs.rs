@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{assert_gone, role, spawn, unique, wait};
-use shmq::zerocopy::{FromBytes, Immutable, IntoBytes};
 use shmq::{
     AttachError, ByteQueue, Event, GetError, Interrupter, JoinError, JoinableQueue, OpenError,
     Pipe, PriorityQueue, PutError, Queue, Receiver, RecvError, RecvTimeoutError, Ring, Sender,
@@ -684,7 +683,7 @@ fn first_producer_and_first_consumer_claim_only_an_unused_role() {
 
 /// A cache line: aligned to 64, so a ring record (8-aligned, 72 bytes with its header) is
 /// aligned for it only now and then; the others take the copying path.
-#[derive(FromBytes, IntoBytes, Immutable, Debug, PartialEq, Clone, Copy)]
+#[derive(shmq::Pod, Debug, PartialEq, Clone, Copy)]
 #[repr(C, align(64))]
 struct Line {
     words: [u64; 8],

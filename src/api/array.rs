@@ -558,7 +558,7 @@ impl<T: Pod> Deref for ArrayGuard<'_, T> {
     fn deref(&self) -> &[T] {
         // SAFETY: `ptr` points at `len` elements inside the mapping (validated at open),
         // aligned for T (page-aligned mapping, offset a multiple of align_of::<T>()), every bit
-        // pattern is a valid T (T: FromBytes), and we hold the lock, so no process following
+        // pattern is a valid T (T: Pod), and we hold the lock, so no process following
         // the protocol writes them while this borrow lives.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.array.len) }
     }

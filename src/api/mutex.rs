@@ -210,7 +210,7 @@ impl<T: Pod> Deref for MutexGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: `ptr` is inside the mapping (checked at open), aligned for T (the mapping is
         // page-aligned and the offset is a multiple of align_of::<T>()), and holds *some* bit
-        // pattern, all of which are valid T (T: FromBytes). We hold the lock, so no process
+        // pattern, all of which are valid T (T: Pod). We hold the lock, so no process
         // that follows the protocol writes it while this borrow lives.
         unsafe { self.ptr.as_ref() }
     }

@@ -22,19 +22,14 @@ fn in_place<T: Pod>(msg: &[u8]) -> Option<&T> {
     }
     // SAFETY: `ptr` is aligned for `T` and points at `size_of::<T>()` bytes that `msg`
     // borrows, so they stay valid for the returned lifetime; any bit pattern is a valid `T`
-    // (`T: FromBytes`), and `T` has no interior mutability (`T: Immutable`), so a shared
+    // (`T: Pod`), and `T` has no interior mutability (also `Pod`'s contract), so a shared
     // reference over bytes that are only read while `msg` lives is sound.
     Some(unsafe { &*ptr })
 }
 
 /// A copy of the `T` in `msg`, at any alignment, if `msg` is exactly one `T`.
 fn copied<T: Pod>(msg: &[u8]) -> Option<T> {
-    if msg.len() != size_of::<T>() {
-        return None;
-    }
-    // SAFETY: `msg` holds `size_of::<T>()` readable bytes; `read_unaligned` needs no
-    // alignment; any bit pattern is a valid `T` (`T: FromBytes`).
-    Some(unsafe { std::ptr::read_unaligned(msg.as_ptr().cast::<T>()) })
+    T::read_from_bytes(msg).ok()
 }
 
 /// Calls `f` with the `T` in `msg` (exactly one `T`): in place if aligned, else a copy.
@@ -224,7 +219,7 @@ impl<T: Pod> Deref for TypedGrant<'_, T> {
             Some(v) => v,
             // SAFETY: `local` is `None` only if the grant (exactly `size_of::<T>()` bytes, as
             // reserved) is aligned for `T` (checked in `new`); its bytes are exclusively ours
-            // while the grant lives; any bit pattern is a valid `T` (`T: FromBytes`).
+            // while the grant lives; any bit pattern is a valid `T` (`T: Pod`).
             None => unsafe { &*self.grant.as_ptr().cast::<T>() },
         }
     }
@@ -490,7 +485,7 @@ impl<T: Pod> Deref for TypedGuard<'_, T> {
             Some(v) => v,
             // SAFETY: `local` is `None` only if the message (exactly `size_of::<T>()` bytes,
             // checked in `typed`) is aligned for `T`; it stays ours until the guard drops, and
-            // any bit pattern is a valid `T` (`T: FromBytes`).
+            // any bit pattern is a valid `T` (`T: Pod`).
             None => unsafe { &*self.guard.as_ptr().cast::<T>() },
         }
     }

@@ -108,7 +108,7 @@ fn to_word<T: Pod>(v: &T) -> u64 {
 
 fn from_word<T: Pod>(w: u64) -> T {
     let b = w.to_ne_bytes();
-    // Exactly size_of::<T>() bytes and T: FromBytes, so this cannot fail; zero is a fallback
+    // Exactly size_of::<T>() bytes and T: Pod, so this cannot fail; zero is a fallback
     // that keeps the code panic-free.
     T::read_from_bytes(&b[..size_of::<T>()]).unwrap_or_else(|_| T::new_zeroed())
 }
