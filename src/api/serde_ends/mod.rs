@@ -69,8 +69,9 @@ pub(crate) fn identity<T: ?Sized>(tag: Option<&str>, schema: u32) -> String {
 ///
 /// let name = format!("doc-serde-options-{}", std::process::id());
 /// let opts = SerdeOptions::new(name.as_str()).schema(2);
-/// let tx = SerdeSender::<Vec<u32>>::create(opts.clone(), 1024)?;
-/// assert_eq!(opts.schema_version(), 2);
+/// let _tx = SerdeSender::<Vec<u32>>::create(&opts, 1024)?;
+/// assert!(opts.identity::<Vec<u32>>().ends_with("Vec<u32>#2")); // the type name, version 2
+/// assert_eq!(opts.tag("metrics").identity::<Vec<u32>>(), "metrics");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,14 +105,11 @@ impl SerdeOptions {
         self
     }
 
-    /// The schema version.
-    pub fn schema_version(&self) -> u32 {
-        self.schema
-    }
-
-    /// The tag, if one was given.
-    pub fn type_tag(&self) -> Option<&str> {
-        self.tag.as_deref()
+    /// The identity an end carrying `T` is checked by: the tag if one was given, else `T`'s
+    /// type name and the schema version (`"my_app::Job#2"`). A [`SerdePipe<S, R>`]'s creator
+    /// carries `(S, R)`, its opener the same pair.
+    pub fn identity<T: ?Sized>(&self) -> String {
+        identity::<T>(self.tag.as_deref(), self.schema)
     }
 
     /// The segment options.
@@ -121,7 +119,7 @@ impl SerdeOptions {
 
     /// The segment options for an end carrying `T`, with its identity.
     pub(crate) fn for_type<T: ?Sized>(&self) -> Options {
-        let id = identity::<T>(self.tag.as_deref(), self.schema);
+        let id = self.identity::<T>();
         let _ = id; // LEAD: opts.type_tag(identity) once Options::type_tag exists
         self.options.clone()
     }
@@ -203,6 +201,32 @@ pub(crate) fn decode<T: DeserializeOwned>(msg: &[u8]) -> Result<T, DecodeError> 
         )),
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// The iterator behind every serde `iter` / `try_iter`: calls `next` until the transport
+/// says `end` (quietly) or fails otherwise (yielded once, then the end). Decode errors are
+/// yielded and the iteration goes on: the bad message was consumed.
+pub(crate) fn until_end<T, E>(
+    mut next: impl FnMut() -> Result<T, SerdeRecvError<E>>,
+    end: impl Fn(&E) -> bool,
+) -> impl Iterator<Item = Result<T, SerdeRecvError<E>>> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match next() {
+            Err(SerdeRecvError::Recv(e)) if end(&e) => {
+                done = true;
+                None
+            }
+            Err(e @ SerdeRecvError::Recv(_)) => {
+                done = true;
+                Some(Err(e))
+            }
+            other => Some(other),
+        }
+    })
 }
 
 #[cfg(test)]

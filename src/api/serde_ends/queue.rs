@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::ring::until_end;
-use super::{SerdeOptions, SerdeRecvError, SerdeSendError, decode, encode_into, encoded_len};
+use super::{
+    SerdeOptions, SerdeRecvError, SerdeSendError, decode, encode_into, encoded_len, until_end,
+};
 use crate::api::Waiting;
 use crate::api::byte_queue::ByteQueue;
 use crate::api::queue::Side;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{SerdeOptions, SerdeRecvError, SerdeSendError, decode, encode_into, encoded_len};
+use super::{
+    SerdeOptions, SerdeRecvError, SerdeSendError, decode, encode_into, encoded_len, until_end,
+};
 use crate::api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteGrant};
 use crate::error::{
     AttachError, CreateError, OpenError, OpenOrCreateError, RecvError, RecvTimeoutError, SendError,
@@ -408,30 +410,4 @@ impl<T: DeserializeOwned> SerdeReceiver<T> {
     pub fn into_inner(self) -> Consumer {
         self.inner
     }
-}
-
-/// The iterator behind every serde `iter` / `try_iter`: calls `next` until the transport
-/// says `end` (quietly) or fails otherwise (yielded once, then the end). Decode errors are
-/// yielded and the iteration goes on: the bad message was consumed.
-pub(super) fn until_end<T, E>(
-    mut next: impl FnMut() -> Result<T, SerdeRecvError<E>>,
-    end: impl Fn(&E) -> bool,
-) -> impl Iterator<Item = Result<T, SerdeRecvError<E>>> {
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match next() {
-            Err(SerdeRecvError::Recv(e)) if end(&e) => {
-                done = true;
-                None
-            }
-            Err(e @ SerdeRecvError::Recv(_)) => {
-                done = true;
-                Some(Err(e))
-            }
-            other => Some(other),
-        }
-    })
 }
