@@ -708,3 +708,23 @@ fn a_hostile_deeply_nested_message_is_a_decode_error_not_a_stack_overflow() {
     }
     assert_gone(&name);
 }
+
+#[test]
+fn errors_and_ends_cross_threads() {
+    fn error<E: std::error::Error + Send + Sync + 'static>() {}
+    error::<shmq::DecodeError>();
+    error::<shmq::EncodeError>();
+    error::<SerdeSendError<shmq::SendError>>();
+    error::<SerdeSendError<shmq::TrySendError>>();
+    error::<SerdeSendError<shmq::SendTimeoutError>>();
+    error::<SerdeSendError<shmq::PutError>>();
+    error::<SerdeRecvError<RecvError>>();
+    error::<SerdeRecvError<TryRecvError>>();
+    error::<SerdeRecvError<RecvTimeoutError>>();
+    error::<SerdeRecvError<GetError>>();
+    fn send<T: Send>() {}
+    send::<SerdeSender<Msg>>();
+    send::<SerdeReceiver<Msg>>();
+    send::<SerdePipe<Msg, Reply>>();
+    send::<SerdeQueue<Msg>>();
+}
