@@ -126,6 +126,9 @@
 //!   [`Consumer`], [`WriteGrant`] / [`ReadGuard`], [`WriteBatch`], typed [`Sender`] /
 //!   [`Receiver`]) and [`Pipe`] (duplex, two rings). [`WaitMode`] picks busy-poll, blocking or
 //!   hybrid waiting.
+//! - Serde messages (feature `serde`, off by default): `SerdeSender` / `SerdeReceiver` (a
+//!   ring), `SerdePipe` and `SerdeQueue` move any `Serialize + DeserializeOwned` type, encoded
+//!   with postcard in place; `SerdeOptions` names what an end carries.
 //! - Queues (any number of producer and consumer processes): [`Queue`] of [`Pod`] items,
 //!   [`ByteQueue`] of variable-size messages (zero-copy [`Loan`] / [`Message`]),
 //!   [`JoinableQueue`] (`task_done` / `join`), [`PriorityQueue`] (smallest first). Queue
@@ -188,6 +191,11 @@ pub use api::queue::{JoinableQueue, Queue, Side};
 pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
+#[cfg(feature = "serde")]
+pub use api::serde_ends::{
+    DecodeError, EncodeError, SerdeOptions, SerdePipe, SerdeQueue, SerdeReceiver, SerdeRecvError,
+    SerdeSendError, SerdeSender,
+};
 pub use api::survey::{Bell, Capacity, Peeked, Process, Survey};
 pub use api::value::{Integer, Number, Value};
 pub use error::{ArrayError, ValueError};

@@ -14,6 +14,8 @@ pub(crate) mod queue;
 pub(crate) mod ring;
 pub(crate) mod ring_typed;
 pub(crate) mod semaphore;
+#[cfg(feature = "serde")]
+pub(crate) mod serde_ends;
 pub(crate) mod survey;
 pub(crate) mod value;
 
