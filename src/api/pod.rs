@@ -49,6 +49,17 @@
 //!
 //! No spaces anywhere. Size and alignment are compared separately, so `#[repr(align(16))]`
 //! matters too. [`layout_of`] returns a type's text and [`fingerprint_of`] its fingerprint.
+//! A peer in another language computes it in a few lines; in Python:
+//!
+//! ```text
+//! def fnv1a(data: bytes) -> int:
+//!     h = 0xcbf29ce484222325
+//!     for b in data:
+//!         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+//!     return h
+//!
+//! fnv1a(b"{px:0:f64,qty:8:u32,side:12:u8,pad:13:[u8;3]}")  # 0x4be13b2691684a42, the Tick above
+//! ```
 //!
 //! # Tags
 //!
@@ -381,6 +392,16 @@ mod tests {
         ] {
             assert_eq!(fnv1a(text.as_bytes()), fp, "{text}");
         }
+        // The worked example in the module docs, computed there by the Python snippet.
+        #[derive(crate::Pod)]
+        #[repr(C)]
+        struct Tick {
+            px: f64,
+            qty: u32,
+            side: u8,
+            pad: [u8; 3],
+        }
+        assert_eq!(fingerprint_of::<Tick>(), 0x4be1_3b26_9168_4a42);
         // A known vector of FNV-1a 64: the empty string hashes to the offset basis.
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
