@@ -132,23 +132,24 @@ impl Kind {
         }
     }
 
+    /// Every kind, in code order (`shmq ls --kind` offers these).
+    pub const ALL: &'static [Kind] = &[
+        Kind::Raw,
+        Kind::Value,
+        Kind::Array,
+        Kind::Mutex,
+        Kind::Semaphore,
+        Kind::Event,
+        Kind::Ring,
+        Kind::Pipe,
+        Kind::Queue,
+        Kind::ByteQueue,
+        Kind::JoinableQueue,
+        Kind::PriorityQueue,
+    ];
+
     pub(crate) fn from_code(code: u32) -> Option<Kind> {
-        [
-            Kind::Raw,
-            Kind::Value,
-            Kind::Array,
-            Kind::Mutex,
-            Kind::Semaphore,
-            Kind::Event,
-            Kind::Ring,
-            Kind::Pipe,
-            Kind::Queue,
-            Kind::ByteQueue,
-            Kind::JoinableQueue,
-            Kind::PriorityQueue,
-        ]
-        .into_iter()
-        .find(|k| k.code() == code)
+        Kind::ALL.iter().copied().find(|k| k.code() == code)
     }
 
     /// Lower-case name, as `shmq ls` shows it.

@@ -21,27 +21,12 @@ use crate::cli::units::{age, duration, parse_duration, size, when};
 /// Where named segments live.
 const SHM_DIR: &str = "/dev/shm";
 
-/// Every kind, for `--kind`.
-const KINDS: [Kind; 12] = [
-    Kind::Raw,
-    Kind::Value,
-    Kind::Array,
-    Kind::Mutex,
-    Kind::Semaphore,
-    Kind::Event,
-    Kind::Ring,
-    Kind::Pipe,
-    Kind::Queue,
-    Kind::ByteQueue,
-    Kind::JoinableQueue,
-    Kind::PriorityQueue,
-];
-
 /// `--kind NAME`, checked against the kinds' names (clap lists them in the help).
 fn kind_parser() -> impl TypedValueParser<Value = Kind> {
-    PossibleValuesParser::new(KINDS.map(Kind::name)).map(|name| {
-        KINDS
-            .into_iter()
+    PossibleValuesParser::new(Kind::ALL.iter().map(|k| k.name())).map(|name| {
+        Kind::ALL
+            .iter()
+            .copied()
             .find(|k| k.name() == name)
             .unwrap_or(Kind::Raw)
     })
