@@ -16,6 +16,7 @@ use crate::error::{
     SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::ring::wait::WaitMode;
+use crate::segment::Options;
 
 /// A role claim that failed on an opened ring, as the open's error.
 pub(super) fn open_error(name: String, e: AttachError) -> OpenError {
@@ -34,6 +35,32 @@ pub(super) fn create_error(name: String, e: AttachError) -> CreateError {
         name,
         source: std::io::Error::other(e.to_string()),
     }
+}
+
+/// Creates the ring and claims a role (`Ring::producer` or `Ring::consumer`) in it.
+fn created<R>(
+    opts: &Options,
+    capacity: usize,
+    role: fn(&Ring) -> Result<R, AttachError>,
+) -> Result<R, CreateError> {
+    let ring = Ring::create(opts, capacity)?;
+    role(&ring).map_err(|e| create_error(opts.label(), e))
+}
+
+/// Opens the ring and claims a role in it.
+fn opened<R>(opts: &Options, role: fn(&Ring) -> Result<R, AttachError>) -> Result<R, OpenError> {
+    let ring = Ring::open(opts)?;
+    role(&ring).map_err(|e| open_error(ring.name(), e))
+}
+
+/// Opens or creates the ring and claims a role in it.
+fn opened_or_created<R>(
+    opts: &Options,
+    capacity: usize,
+    role: fn(&Ring) -> Result<R, AttachError>,
+) -> Result<R, OpenOrCreateError> {
+    let ring = Ring::open_or_create(opts, capacity)?;
+    Ok(role(&ring).map_err(|e| open_error(ring.name(), e))?)
 }
 
 /// Sends values of `T` over a [`Ring`], each encoded with postcard straight into the ring
@@ -120,10 +147,7 @@ impl<T: Serialize> SerdeSender<T> {
         opts: impl Into<SerdeOptions>,
         capacity: usize,
     ) -> Result<SerdeSender<T>, CreateError> {
-        let opts = opts.into().for_type::<T>();
-        let ring = Ring::create(&opts, capacity)?;
-        let inner = ring.producer().map_err(|e| create_error(opts.label(), e))?;
-        Ok(SerdeSender::new(inner))
+        created(&opts.into().for_type::<T>(), capacity, Ring::producer).map(SerdeSender::new)
     }
 
     /// Opens a ring created for `T` (by either end) and claims its producer role.
@@ -131,10 +155,7 @@ impl<T: Serialize> SerdeSender<T> {
     /// # Errors
     /// As [`Ring::open`]; [`OpenError::Busy`] if a live process holds the producer role.
     pub fn open(opts: impl Into<SerdeOptions>) -> Result<SerdeSender<T>, OpenError> {
-        let opts = opts.into().for_type::<T>();
-        let ring = Ring::open(&opts)?;
-        let inner = ring.producer().map_err(|e| open_error(ring.name(), e))?;
-        Ok(SerdeSender::new(inner))
+        opened(&opts.into().for_type::<T>(), Ring::producer).map(SerdeSender::new)
     }
 
     /// Opens the ring, creating it (as [`SerdeSender::create`]) if it does not exist, and
@@ -146,10 +167,8 @@ impl<T: Serialize> SerdeSender<T> {
         opts: impl Into<SerdeOptions>,
         capacity: usize,
     ) -> Result<SerdeSender<T>, OpenOrCreateError> {
-        let opts = opts.into().for_type::<T>();
-        let ring = Ring::open_or_create(&opts, capacity)?;
-        let inner = ring.producer().map_err(|e| open_error(ring.name(), e))?;
-        Ok(SerdeSender::new(inner))
+        opened_or_created(&opts.into().for_type::<T>(), capacity, Ring::producer)
+            .map(SerdeSender::new)
     }
 
     /// Encodes and sends `value`, waiting for room as long as needed.
@@ -290,10 +309,7 @@ impl<T: DeserializeOwned> SerdeReceiver<T> {
         opts: impl Into<SerdeOptions>,
         capacity: usize,
     ) -> Result<SerdeReceiver<T>, CreateError> {
-        let opts = opts.into().for_type::<T>();
-        let ring = Ring::create(&opts, capacity)?;
-        let inner = ring.consumer().map_err(|e| create_error(opts.label(), e))?;
-        Ok(SerdeReceiver::new(inner))
+        created(&opts.into().for_type::<T>(), capacity, Ring::consumer).map(SerdeReceiver::new)
     }
 
     /// Opens a ring created for `T` (by either end) and claims its consumer role.
@@ -301,10 +317,7 @@ impl<T: DeserializeOwned> SerdeReceiver<T> {
     /// # Errors
     /// As [`Ring::open`]; [`OpenError::Busy`] if a live process holds the consumer role.
     pub fn open(opts: impl Into<SerdeOptions>) -> Result<SerdeReceiver<T>, OpenError> {
-        let opts = opts.into().for_type::<T>();
-        let ring = Ring::open(&opts)?;
-        let inner = ring.consumer().map_err(|e| open_error(ring.name(), e))?;
-        Ok(SerdeReceiver::new(inner))
+        opened(&opts.into().for_type::<T>(), Ring::consumer).map(SerdeReceiver::new)
     }
 
     /// Opens the ring, creating it (as [`SerdeReceiver::create`]) if it does not exist, and
@@ -316,10 +329,8 @@ impl<T: DeserializeOwned> SerdeReceiver<T> {
         opts: impl Into<SerdeOptions>,
         capacity: usize,
     ) -> Result<SerdeReceiver<T>, OpenOrCreateError> {
-        let opts = opts.into().for_type::<T>();
-        let ring = Ring::open_or_create(&opts, capacity)?;
-        let inner = ring.consumer().map_err(|e| open_error(ring.name(), e))?;
-        Ok(SerdeReceiver::new(inner))
+        opened_or_created(&opts.into().for_type::<T>(), capacity, Ring::consumer)
+            .map(SerdeReceiver::new)
     }
 
     /// The next value, waiting as long as needed (also for a sender that has not attached
