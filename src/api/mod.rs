@@ -170,6 +170,7 @@ mod tests {
     use crate::region::{Region, heap};
 
     /// What `MutexGuard`/`ArrayGuard` do on drop, over a heap region.
+    #[derive(Debug)]
     struct Held<'a> {
         raw: RawMutex<'a>,
         poison: PoisonOnPanic,
@@ -207,12 +208,12 @@ mod tests {
     fn a_guard_dropped_while_panicking_poisons_and_unlocks() {
         let buf = heap(16);
         let raw = RawMutex::at(Region::from_words(&buf), 0).unwrap();
-        drop(Held::take(raw).ok().expect("clean lock"));
+        drop(Held::take(raw).expect("clean lock"));
         assert!(!raw.is_poisoned(), "a normal drop poisoned");
 
         std::thread::scope(|s| {
             let r = s.spawn(|| {
-                let _held = Held::take(raw).ok().expect("clean lock");
+                let _held = Held::take(raw).expect("clean lock");
                 panic!("poisoning on purpose");
             });
             assert!(r.join().is_err());
@@ -228,7 +229,7 @@ mod tests {
             "dropping the Poisoned guard cleared the mark"
         );
         raw.clear_poison();
-        drop(Held::take(raw).ok().expect("clean after clear_poison"));
+        drop(Held::take(raw).expect("clean after clear_poison"));
 
         // A lock taken and dropped inside a Drop during unwinding: not the holder's panic.
         std::thread::scope(|s| {
