@@ -384,7 +384,8 @@ macro_rules! lock_error_impls {
             /// The guard, if the lock was acquired after all (`OwnerDied` or `Poisoned`:
             /// the data may be inconsistent); otherwise the error back. The guard is the
             /// error's own, so nothing is unlocked or leaked on the way:
-            /// `lock().or_else(LockError::into_guard)?` goes on whatever poisoned the lock.
+            /// `m.lock().or_else(LockError::into_guard)?` (or `try_lock` with `TryLockError`, ...)
+            /// goes on whatever poisoned the lock.
             ///
             /// # Errors
             /// `self` when no lock is held (the other variants).

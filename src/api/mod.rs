@@ -156,9 +156,11 @@ impl PoisonOnPanic {
         }
     }
 
-    /// To call as the guard is dropped, before unlocking.
+    /// To call as the guard is dropped, before unlocking. Poisons only a lock this process
+    /// holds: a forked child dropping a guard it inherited leaves its parent's lock alone,
+    /// as `unlock` does.
     pub(crate) fn done(self, raw: RawMutex<'_>) {
-        if !self.panicking_at_lock && std::thread::panicking() {
+        if !self.panicking_at_lock && std::thread::panicking() && raw.held_by_us() {
             raw.poison();
         }
     }
@@ -168,6 +170,7 @@ impl PoisonOnPanic {
 mod tests {
     use super::*;
     use crate::region::{Region, heap};
+    use std::sync::atomic::Ordering;
 
     /// What `MutexGuard`/`ArrayGuard` do on drop, over a heap region.
     #[derive(Debug)]
@@ -240,6 +243,27 @@ mod tests {
             assert!(r.join().is_err());
         });
         assert!(!raw.is_poisoned(), "a guard taken while unwinding poisoned");
+    }
+
+    #[test]
+    fn a_panicking_drop_of_another_process_lock_poisons_nothing() {
+        // As in a forked child dropping a guard of its parent's.
+        let buf = heap(16);
+        let region = Region::from_words(&buf);
+        let raw = RawMutex::at(region, 0).unwrap();
+        region.u32_at(0).unwrap().store(1 << 30, Ordering::Relaxed);
+        std::thread::scope(|s| {
+            let r = s.spawn(|| {
+                let _held = Held {
+                    raw,
+                    poison: PoisonOnPanic::new(),
+                };
+                panic!("dropping a guard we do not hold");
+            });
+            assert!(r.join().is_err());
+        });
+        assert!(!raw.is_poisoned());
+        assert_eq!(raw.holder(), Some(1 << 30));
     }
 
     #[test]

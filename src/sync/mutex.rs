@@ -121,6 +121,12 @@ impl<'a> RawMutex<'a> {
         self.poison.store(POISONED, Ordering::Relaxed);
     }
 
+    /// Whether the state word names this process as the holder (a forked child that
+    /// inherited a guard does not hold its parent's lock).
+    pub(crate) fn held_by_us(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & OWNER_MASK == process::current().pid
+    }
+
     /// Marks the lock clean again.
     pub(crate) fn clear_poison(&self) {
         self.poison.store(CLEAN, Ordering::Relaxed);
