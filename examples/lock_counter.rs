@@ -51,7 +51,7 @@ fn parent(iterations: u64) -> Result<(), Box<dyn Error>> {
         }
     }
 
-    let count = *counter.lock().map_err(|e| e.to_string())?;
+    let count = *counter.lock()?;
     println!("count = {count}");
     if count != 2 * iterations {
         return Err(format!("expected {}, got {count}", 2 * iterations).into());
@@ -63,9 +63,9 @@ fn parent(iterations: u64) -> Result<(), Box<dyn Error>> {
 fn increment(name: &str, iterations: u64) -> Result<(), Box<dyn Error>> {
     let counter = Mutex::<u64>::open(name)?;
     for _ in 0..iterations {
-        // `OwnerDied` means the other child died holding the lock: the total can no longer
-        // come out right, so give up (turned into a String: the error borrows `counter`).
-        let mut count = counter.lock().map_err(|e| e.to_string())?;
+        // `OwnerDied` (or `Poisoned`) means the other child died (or panicked) holding the
+        // lock: the total can no longer come out right, so give up.
+        let mut count = counter.lock()?;
         *count += 1;
     }
     Ok(())

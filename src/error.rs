@@ -1,4 +1,8 @@
 //! Error types, one per operation.
+//!
+//! Every one is `Send + Sync + 'static` (the generic ones when their parameter is), so `?`
+//! turns any of them into a `Box<dyn Error + Send + Sync>` or an `anyhow::Error`;
+//! `tests/errors_send_sync.rs` checks each.
 
 use std::fmt;
 use std::io;
@@ -228,7 +232,21 @@ pub struct OutOfBounds {
 ///
 /// The guard inside gives access all the same; the protected data may be half-updated by the
 /// dead holder, so check or repair it before relying on it. Like `EOWNERDEAD` for robust
-/// pthread mutexes; only the first locker after the death is told.
+/// pthread mutexes. Only the first locker after the death is told `OwnerDied`; taking the lock
+/// over also *poisons* it, so every later locker, in any process, gets [`Poisoned`] until
+/// someone calls `clear_poison` ([`Mutex::clear_poison`](crate::Mutex::clear_poison),
+/// [`Array::clear_poison`](crate::Array::clear_poison)) — the way a robust pthread mutex
+/// unlocked without `pthread_mutex_consistent` turns `ENOTRECOVERABLE`, except that a poisoned
+/// lock still works. So the news is not lost when the first locker gives up, is killed, or
+/// hands this error up with `?`.
+///
+/// # Converting with `?`
+/// `OwnerDied` (and every lock error holding it) is an `Error + Send + Sync + 'static` whenever
+/// the guard is, which [`MutexGuard`](crate::MutexGuard) and [`ArrayGuard`](crate::ArrayGuard)
+/// are for `Send + Sync` data: `?` turns it into a `Box<dyn Error + Send + Sync>` or an
+/// `anyhow::Error`. The boxed error still owns the guard, so the lock stays held until that
+/// error is dropped (never leaked, never released behind your back), and the poison mark
+/// stays in shared memory after that.
 pub struct OwnerDied<G> {
     guard: G,
 }
@@ -263,32 +281,94 @@ impl<G> fmt::Debug for OwnerDied<G> {
 impl<G> fmt::Display for OwnerDied<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(
-            "the previous lock holder died while holding the lock; the data may be inconsistent",
+            "the previous lock holder died while holding the lock; the data may be inconsistent: check it, then call clear_poison()",
         )
     }
 }
 
 impl<G> std::error::Error for OwnerDied<G> {}
 
-/// `try_lock` did not get the lock.
+/// A lock was acquired, but it is *poisoned*: a holder, in this or another process, panicked
+/// while holding it (its guard was dropped during unwinding), or died holding it (the first
+/// locker after that got [`OwnerDied`]), and nobody has cleared the mark since.
+///
+/// Like std's `PoisonError`: the guard inside gives access all the same
+/// ([`Poisoned::into_inner`]); the data may be half-updated, so check or repair it, then call
+/// `clear_poison` ([`Mutex::clear_poison`](crate::Mutex::clear_poison),
+/// [`Array::clear_poison`](crate::Array::clear_poison)) so later lockers get a plain guard.
+/// The mark lives in shared memory beside the lock word, so every process learns of it, and
+/// dropping this error (or its guard) leaves it set. It converts with `?` as [`OwnerDied`]
+/// does (see there); the boxed error owns the guard and so keeps the lock until dropped.
+pub struct Poisoned<G> {
+    guard: G,
+}
+
+impl<G> Poisoned<G> {
+    pub(crate) fn new(guard: G) -> Self {
+        Poisoned { guard }
+    }
+
+    /// The guard: the lock is held.
+    pub fn into_inner(self) -> G {
+        self.guard
+    }
+
+    /// Borrows the guard.
+    pub fn get_ref(&self) -> &G {
+        &self.guard
+    }
+
+    /// Mutably borrows the guard.
+    pub fn get_mut(&mut self) -> &mut G {
+        &mut self.guard
+    }
+}
+
+impl<G> fmt::Debug for Poisoned<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Poisoned").finish_non_exhaustive()
+    }
+}
+
+impl<G> fmt::Display for Poisoned<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the lock is poisoned: a holder panicked or died while holding it; the data may be inconsistent: check it, then call clear_poison()",
+        )
+    }
+}
+
+impl<G> std::error::Error for Poisoned<G> {}
+
+/// `try_lock` did not get the lock cleanly.
+///
+/// `Send + Sync + 'static` when the guard `G` is, so `?` converts it (see [`OwnerDied`]).
 #[non_exhaustive]
 pub enum TryLockError<G> {
     /// Another live holder has it.
     WouldBlock,
     /// Acquired, but the previous holder died holding it.
     OwnerDied(OwnerDied<G>),
+    /// Acquired, but the lock is poisoned.
+    Poisoned(Poisoned<G>),
 }
 
 /// `lock` did not get the lock cleanly.
+///
+/// `Send + Sync + 'static` when the guard `G` is, so `?` converts it (see [`OwnerDied`]).
 #[non_exhaustive]
 pub enum LockError<G> {
     /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
     Interrupted,
     /// Acquired, but the previous holder died holding it.
     OwnerDied(OwnerDied<G>),
+    /// Acquired, but the lock is poisoned.
+    Poisoned(Poisoned<G>),
 }
 
 /// `lock_timeout` / `lock_deadline` did not get the lock cleanly.
+///
+/// `Send + Sync + 'static` when the guard `G` is, so `?` converts it (see [`OwnerDied`]).
 #[non_exhaustive]
 pub enum LockTimeoutError<G> {
     /// A live holder kept it past the deadline.
@@ -297,15 +377,35 @@ pub enum LockTimeoutError<G> {
     Interrupted,
     /// Acquired, but the previous holder died holding it.
     OwnerDied(OwnerDied<G>),
+    /// Acquired, but the lock is poisoned.
+    Poisoned(Poisoned<G>),
 }
 
 macro_rules! lock_error_impls {
     ($t:ident, $($other:ident => $msg:expr),+) => {
+        impl<G> $t<G> {
+            /// The guard, if the lock was acquired after all (`OwnerDied` or `Poisoned`:
+            /// the data may be inconsistent); otherwise the error back. The guard is the
+            /// error's own, so nothing is unlocked or leaked on the way:
+            /// `m.lock().or_else(LockError::into_guard)?` (or `try_lock` with `TryLockError`, ...)
+            /// goes on whatever poisoned the lock.
+            ///
+            /// # Errors
+            /// `self` when no lock is held (the other variants).
+            pub fn into_guard(self) -> Result<G, Self> {
+                match self {
+                    $t::OwnerDied(e) => Ok(e.into_inner()),
+                    $t::Poisoned(e) => Ok(e.into_inner()),
+                    other => Err(other),
+                }
+            }
+        }
         impl<G> fmt::Debug for $t<G> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
                     $($t::$other => f.write_str(stringify!($other)),)+
                     $t::OwnerDied(e) => fmt::Debug::fmt(e, f),
+                    $t::Poisoned(e) => fmt::Debug::fmt(e, f),
                 }
             }
         }
@@ -314,6 +414,7 @@ macro_rules! lock_error_impls {
                 match self {
                     $($t::$other => f.write_str($msg),)+
                     $t::OwnerDied(e) => fmt::Display::fmt(e, f),
+                    $t::Poisoned(e) => fmt::Display::fmt(e, f),
                 }
             }
         }
@@ -321,6 +422,11 @@ macro_rules! lock_error_impls {
         impl<G> From<OwnerDied<G>> for $t<G> {
             fn from(e: OwnerDied<G>) -> Self {
                 $t::OwnerDied(e)
+            }
+        }
+        impl<G> From<Poisoned<G>> for $t<G> {
+            fn from(e: Poisoned<G>) -> Self {
+                $t::Poisoned(e)
             }
         }
     };

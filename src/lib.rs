@@ -16,13 +16,13 @@
 //! let done = Event::create(format!("doc-done-{id}"))?;
 //!
 //! // In another process: Mutex::<u64>::open(...) and Event::open(...) by the same names.
-//! *counter.lock().map_err(|e| e.to_string())? += 1;
+//! *counter.lock()? += 1;
 //! done.set();
 //!
-//! assert_eq!(*counter.lock().map_err(|e| e.to_string())?, 1);
+//! assert_eq!(*counter.lock()?, 1);
 //! assert!(done.is_set());
 //! // Dropping the last handles removes the names from /dev/shm.
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 //!
 //! ## When to use it, and when not
@@ -84,12 +84,13 @@
 //! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `put`, `loan` | room | `try_`, `_timeout`, `_deadline` | every getter gone: `Disconnected` |
 //! | [`Queue`], [`ByteQueue`], [`PriorityQueue`] `get` | an item | `try_`, `_timeout`, `_deadline` | every putter gone: `Disconnected` (closed and drained: `Closed`) |
 //! | [`JoinableQueue::join`] | every task done | `try_`, `_timeout`, `_deadline` | taker died: `JoinError::Lost` |
-//! | [`Mutex::lock`], [`Array::lock`] | the lock | `try_`, `_timeout`, `_deadline` (Mutex) | holder died: `OwnerDied` |
+//! | [`Mutex::lock`], [`Array::lock`] | the lock | `try_`, `_timeout`, `_deadline` | holder died: `OwnerDied`, then `Poisoned` |
 //! | [`Semaphore::acquire`] | a permit | `try_`, `_timeout`, `_deadline` | no (permits are not owned) |
 //! | [`Event::wait`] | the flag | `try_`, `_timeout`, `_deadline` | no (the flag is not owned) |
 //! | [`Value`] `store`/`swap`/`update`/`compare_exchange` (over 8 bytes) | the writer lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
 //! | [`Value::load`] (over 8 bytes) | a consistent copy | `load_timeout`, `load_deadline`; `load` itself gives up after 1 s | — |
 //! | [`Array`] `get`/`set`/`read_into`/`write_from`/`to_vec` | the lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
+//! | [`RawArray`] (any call) | nothing: no lock | — | — |
 //!
 //! A live process that holds a lock (or a peer that forged a lock word to name one) delays
 //! the unbounded forms as long as it lives; the bounded forms end at their bound. Nothing a
@@ -99,9 +100,14 @@
 //! - **Data under a guard trusts the protocol.** A [`MutexGuard`], an [`ArrayGuard`] or a
 //!   ring grant hands out `&T` / `&mut [u8]` over shared memory; that is sound while every
 //!   process follows the locking (or ring) protocol. A peer that writes those bytes without
-//!   holding the lock can change the values you see (any bit pattern is a valid [`Pod`]),
-//!   but that is a data race by Rust's rules, so only share segments with code you trust to
-//!   follow the protocol.
+//!   holding the lock (a buggy one, or a [`RawArray`] writing an array that someone holds a
+//!   guard on) can change the values you see (any bit pattern is a valid [`Pod`]), but that
+//!   is a data race by Rust's rules, so only share segments with code you trust to follow
+//!   the protocol.
+//! - **Poisoning.** A guard dropped while its thread panics, or a lock taken over from a
+//!   dead holder, poisons a [`Mutex`] or [`Array`] lock for every process until
+//!   `clear_poison` ([`Poisoned`], [`OwnerDied`]). A process that dies by `panic = "abort"`
+//!   or a signal drops nothing; its death is noticed instead.
 //! - **Truncation.** A process with write access to the file can shrink it; touching the lost
 //!   pages then raises SIGBUS in every process that maps it. Named shared memory cannot be
 //!   sealed against this; keep segment permissions tight (the default is `0o600`).
@@ -136,8 +142,10 @@
 //! - Iteration: every receiving end has `iter()` (blocking, ends when nothing more can
 //!   come), `try_iter()` (what is there now) and `for` over a borrowed end: [`Iter`],
 //!   [`TryIter`].
-//! - Objects: [`Value`], [`Array`], [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw
-//!   [`Segment`]s of bytes.
+//! - Objects: [`Value`], [`Array`] (and [`RawArray`], the same array without the lock),
+//!   [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw [`Segment`]s of bytes
+//!   (copied with `read`/`write`, or seen as a slice with the `unsafe`
+//!   [`Segment::as_slice`]).
 //! - Tools: [`Survey`] reads any segment without attaching or writing (header, capacity,
 //!   fill, recorded processes and whether each lives, the first waiting messages); the
 //!   `shmq` command's `ls`, `inspect` and `gc` are built on it. [`Peer`] says where the other
@@ -146,8 +154,10 @@
 //! - Payloads: [`Pod`] and `#[derive(shmq::Pod)]`, the layout fingerprint ([`pod`]).
 //! - Naming and options: [`Options`] (name or file path, permissions, persistence, open
 //!   timeout, type tag). Every constructor takes `impl Into<Options>`, so a `&str` name works.
-//! - Errors: one type per operation — [`CreateError`], [`OpenError`], [`OpenOrCreateError`],
-//!   [`OwnerDied`], [`TryLockError`], [`LockTimeoutError`], [`SemaphoreFull`],
+//! - Errors: one type per operation, each `Send + Sync + 'static` so that `?` turns it into
+//!   a `Box<dyn Error + Send + Sync>` or an `anyhow::Error` — [`CreateError`], [`OpenError`],
+//!   [`OpenOrCreateError`], [`OwnerDied`], [`Poisoned`], [`LockError`], [`TryLockError`],
+//!   [`LockTimeoutError`], [`SemaphoreFull`], [`Interrupted`],
 //!   [`OutOfBounds`], [`AttachError`], [`TrySendError`], [`SendError`], [`SendTimeoutError`],
 //!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
 //!   item back), [`GetError`], [`TaskDoneError`], [`JoinError`]; for the bounded calls of
@@ -188,6 +198,7 @@ pub use api::mutex::{Lock, Mutex, MutexGuard};
 pub use api::pipe::Pipe;
 pub use api::priority::PriorityQueue;
 pub use api::queue::{JoinableQueue, Queue, Side};
+pub use api::raw_array::RawArray;
 pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
@@ -201,9 +212,9 @@ pub use api::value::{Integer, Number, Value};
 pub use error::{ArrayError, ValueError};
 pub use error::{
     AttachError, CreateError, GetError, Interrupted, JoinError, LockError, LockTimeoutError,
-    OpenError, OpenOrCreateError, OutOfBounds, OwnerDied, PutError, RecvError, RecvTimeoutError,
-    SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, TryLockError, TryRecvError,
-    TrySendError,
+    OpenError, OpenOrCreateError, OutOfBounds, OwnerDied, Poisoned, PutError, RecvError,
+    RecvTimeoutError, SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, TryLockError,
+    TryRecvError, TrySendError,
 };
 pub use ring::wait::WaitMode;
 pub use segment::{Kind, Options, Segment, SegmentInfo};

@@ -8,7 +8,7 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 /// A window of shared memory, valid for `'a`, 8-byte aligned, accessed only atomically.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +148,81 @@ impl<'a> Region<'a> {
     }
 }
 
+/// The widest atomic access (8, 4, 2 or 1 bytes) that tiles a `T`: the largest power of two
+/// up to 8 dividing `size_of::<T>()`. Elements of a `T` array placed at a multiple of 8 are
+/// all aligned for it.
+pub(crate) const fn unit_of<T>() -> usize {
+    let size = std::mem::size_of::<T>();
+    if size % 8 == 0 {
+        8
+    } else if size % 4 == 0 {
+        4
+    } else if size % 2 == 0 {
+        2
+    } else {
+        1
+    }
+}
+
+impl Region<'_> {
+    /// Copies `dst.len()` bytes from `offset` with relaxed atomic loads of exactly `unit`
+    /// bytes each (1, 2, 4 or 8). Code that always copies the same bytes with the same unit
+    /// never makes mixed-size atomic accesses, and reads a `unit`-sized element whole.
+    /// `None` (with `dst` untouched) if the range leaves the region, or `offset` or the length
+    /// is not a multiple of `unit`.
+    pub(crate) fn read_units(&self, offset: usize, dst: &mut [u8], unit: usize) -> Option<()> {
+        self.units_ok(offset, dst.len(), unit)?;
+        for (i, chunk) in dst.chunks_exact_mut(unit).enumerate() {
+            let at = offset + i * unit;
+            match unit {
+                8 => chunk.copy_from_slice(&self.u64_at(at)?.load(Ordering::Relaxed).to_ne_bytes()),
+                4 => chunk.copy_from_slice(&self.u32_at(at)?.load(Ordering::Relaxed).to_ne_bytes()),
+                2 => chunk.copy_from_slice(&self.u16_at(at)?.load(Ordering::Relaxed).to_ne_bytes()),
+                _ => chunk[0] = self.u8_at(at)?.load(Ordering::Relaxed),
+            }
+        }
+        Some(())
+    }
+
+    /// Copies `src` to `offset` with relaxed atomic stores of exactly `unit` bytes each; see
+    /// [`Region::read_units`]. `None` (nothing written) on a bad range or unit.
+    pub(crate) fn write_units(&self, offset: usize, src: &[u8], unit: usize) -> Option<()> {
+        self.units_ok(offset, src.len(), unit)?;
+        for (i, chunk) in src.chunks_exact(unit).enumerate() {
+            let at = offset + i * unit;
+            match unit {
+                8 => self.u64_at(at)?.store(
+                    u64::from_ne_bytes(chunk.try_into().ok()?),
+                    Ordering::Relaxed,
+                ),
+                4 => self.u32_at(at)?.store(
+                    u32::from_ne_bytes(chunk.try_into().ok()?),
+                    Ordering::Relaxed,
+                ),
+                2 => self.u16_at(at)?.store(
+                    u16::from_ne_bytes(chunk.try_into().ok()?),
+                    Ordering::Relaxed,
+                ),
+                _ => self.u8_at(at)?.store(chunk[0], Ordering::Relaxed),
+            }
+        }
+        Some(())
+    }
+
+    /// Whether `len` bytes at `offset` lie inside and are tiled by aligned `unit`s.
+    fn units_ok(&self, offset: usize, len: usize, unit: usize) -> Option<()> {
+        let fits = offset.checked_add(len)? <= self.len;
+        let tiled = matches!(unit, 1 | 2 | 4 | 8) && offset % unit == 0 && len % unit == 0;
+        (fits && tiled).then_some(())
+    }
+
+    fn u16_at(&self, offset: usize) -> Option<&AtomicU16> {
+        let p = self.checked::<AtomicU16>(offset)?;
+        // SAFETY: as in `u32_at`.
+        Some(unsafe { p.as_ref() })
+    }
+}
+
 /// A heap buffer of zeroed atomic words, for tests and fuzzing.
 #[cfg(test)]
 pub(crate) fn heap(len: usize) -> Box<[AtomicU64]> {
@@ -174,6 +249,31 @@ mod tests {
         assert!(r.sub(usize::MAX, 2).is_none());
         assert!(r.read(60, &mut [0; 5]).is_none());
         assert!(r.write(usize::MAX, &[1]).is_none());
+    }
+
+    #[test]
+    fn unit_copies_round_trip_and_check_their_unit() {
+        let buf = heap(64);
+        let r = Region::from_words(&buf);
+        // Each unit on bytes of its own: Miri's weak-memory emulation does not take
+        // mixed-size accesses to the same bytes (see below).
+        for (i, unit) in [1, 2, 4, 8].into_iter().enumerate() {
+            let src: Vec<u8> = (0..16).map(|b| b + unit as u8).collect();
+            r.write_units(i * 16, &src, unit).unwrap();
+            let mut dst = vec![0; 16];
+            r.read_units(i * 16, &mut dst, unit).unwrap();
+            assert_eq!(dst, src, "unit {unit}");
+        }
+        assert!(r.read_units(4, &mut [0; 8], 8).is_none(), "misaligned");
+        assert!(r.read_units(8, &mut [0; 6], 4).is_none(), "not tiled");
+        assert!(r.write_units(8, &[0; 3], 3).is_none(), "not a unit");
+        assert!(r.write_units(56, &[0; 16], 8).is_none(), "out of range");
+        assert!(r.read_units(usize::MAX - 1, &mut [0; 2], 2).is_none());
+        assert_eq!(unit_of::<u8>(), 1);
+        assert_eq!(unit_of::<[u8; 6]>(), 2);
+        assert_eq!(unit_of::<[u32; 3]>(), 4);
+        assert_eq!(unit_of::<[u16; 4]>(), 8);
+        assert_eq!(unit_of::<()>(), 8);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! Layouts (offsets from the payload, which the header's `payload_offset` locates):
 //! - seqlock `Value` (`src/cell/seqlock.rs`): writer lock state `u32` at 0 and owner `u64` at
 //!   8, `active` `u32` at 16, buffer 0's `seq` `u64` at 64, buffer 1's at `64 + stride`;
-//! - `Array` and `Mutex`: lock state `u32` at 0, owner `u64` at 8 (`src/sync/mutex.rs`);
+//! - `Array` and `Mutex`: lock state `u32` at 0, poison `u32` at 4, owner `u64` at 8
+//!   (`src/sync/mutex.rs`);
 //! - `Semaphore`: `count` `u32` at 0, `waiters` `u32` at 4 (`src/sync/semaphore.rs`);
 //! - `Event`: `flag` `u32` at 0, `waiters` `u32` at 4 (`src/sync/event.rs`).
 
@@ -463,7 +464,26 @@ fn mutex_with_forged_words_never_hangs_a_bounded_lock() {
                 Ok(_) => panic!("lock word {word:#x}: taken over without OwnerDied"),
             }
         }
-        assert!(m.try_lock().is_ok(), "the lock was not released");
+        // Released, and poisoned by the takeovers.
+        assert!(
+            matches!(m.try_lock(), Err(TryLockError::Poisoned(_))),
+            "the lock was not released, or not poisoned"
+        );
+        m.clear_poison();
+        assert!(m.try_lock().is_ok());
+        // A forged poison word (at 4): any value but 0 reads as poisoned; the lock works.
+        for word in [1, 2, 1 << 31, u32::MAX] {
+            forge_u32(&name, 4, word);
+            assert!(m.is_poisoned(), "poison word {word:#x}");
+            match m.lock_timeout(SHORT) {
+                Err(LockTimeoutError::Poisoned(g)) => assert_eq!(*g.into_inner(), 5),
+                Err(e) => panic!("poison word {word:#x}: {e}"),
+                Ok(_) => panic!("poison word {word:#x}: locked without Poisoned"),
+            }
+            assert_eq!(read_u32(&name, 0), 0, "the lock was not released");
+        }
+        m.clear_poison();
+        assert_eq!(read_u32(&name, 4), 0);
     });
     assert_gone(&name);
 }

@@ -6,25 +6,30 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::SliceBytes;
 
-use super::{Pod, Waiting, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
+use super::{
+    Pod, PoisonOnPanic, Waiting, data_offset, ensure, lock_result, timeout_lock_result,
+    try_lock_result,
+};
 use crate::error::{
     ArrayError, CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError,
     OutOfBounds, TryLockError,
 };
-use crate::region::Region;
+use crate::region::{Region, unit_of};
 use crate::segment::{Kind, Layout, Options, Segment};
-use crate::sync::mutex::{RawMutex, Stopped};
+use crate::sync::mutex::{Locked, RawMutex, Stopped};
 use crate::sync::park::deadline_after;
 use crate::sys::interrupt::uninterruptible;
 
 /// A fixed-length array of plain-data `T` shared by name, like `multiprocessing.Array` with
 /// its default `lock=True`: every access takes the array's robust lock, so element reads and
 /// writes are never torn while every process follows the protocol, and [`Array::lock`] gives
-/// whole-array access as a slice.
+/// whole-array access as a slice. For access without the lock (`Array(lock=False)`,
+/// `RawArray`), open the same array as a [`RawArray`](crate::RawArray).
 ///
 /// # Blocking and bounds
 ///
@@ -44,11 +49,22 @@ use crate::sys::interrupt::uninterruptible;
 /// [`ArrayError::Interrupted`] when an [`Interrupter`](crate::Interrupter) the thread
 /// watches fires.
 ///
+/// # Poisoning
+/// The lock is poisoned, for every process, when an [`ArrayGuard`] is dropped while its
+/// thread panics, or when any call takes the lock over from a dead holder. From then on
+/// [`lock`](Array::lock) and its `try_`/`_timeout`/`_deadline` forms return their `Poisoned`
+/// error, which holds the guard, until [`Array::clear_poison`]; the first `lock` after a death
+/// returns `OwnerDied` instead. This is for callers who keep invariants *across* elements
+/// under a guard, as with [`Mutex`](crate::Mutex#poisoning). The element calls copy whole
+/// elements under the lock and run no code of yours while holding it; they neither report
+/// nor clear the mark.
+///
 /// # Crash safety
 /// Element accesses ([`get`](Array::get), [`set`](Array::set), [`to_vec`](Array::to_vec),
 /// ...) take over the lock of a dead holder and carry on: whatever the dead process had
 /// written stays (any bit pattern is a valid `T`). [`Array::lock`] reports such a takeover as
-/// [`OwnerDied`](crate::OwnerDied) so that callers who update several elements together can repair them.
+/// [`OwnerDied`](crate::OwnerDied), then as [`Poisoned`](crate::Poisoned), so that callers
+/// who update several elements together can repair them.
 ///
 /// # Examples
 /// ```
@@ -58,14 +74,15 @@ use crate::sys::interrupt::uninterruptible;
 /// assert_eq!(a.get(0), Some(10));
 /// assert_eq!(a.get(4), None);
 /// {
-///     let mut all = a.lock().map_err(|e| e.to_string())?;
+///     let mut all = a.lock()?;
 ///     all.reverse();
 /// }
 /// assert_eq!(a.to_vec(), vec![3, 2, 1, 10]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 /// ```
 pub struct Array<T: Pod> {
-    seg: Segment,
+    /// Shared with every guard, which keeps the mapping alive and so needs no lifetime.
+    seg: Arc<Segment>,
     len: usize,
     _t: PhantomData<fn() -> T>,
 }
@@ -83,25 +100,157 @@ impl<T: Pod> fmt::Debug for Array<T> {
     }
 }
 
+/// The segment layout of an array of `len` elements of `T`.
+fn layout<T: Pod>(len: usize, name: &Options) -> Result<Layout, CreateError> {
+    let bytes = len
+        .checked_mul(size_of::<T>())
+        .and_then(|b| b.checked_add(data_offset::<T>()));
+    let Some(payload_size) = bytes else {
+        return Err(CreateError::InvalidSize {
+            name: name.label(),
+            reason: format!("{len} elements overflow"),
+        });
+    };
+    Ok(Layout {
+        kind: Kind::Array,
+        align: std::mem::align_of::<T>(),
+        ty: crate::api::type_info::<T>(),
+        payload_size,
+        param0: len as u64,
+        param1: data_offset::<T>() as u64,
+    })
+}
+
+/// Creates an array segment holding a copy of `init`. Shared by [`Array`] and
+/// [`RawArray`](crate::RawArray), which open the same segments.
+pub(crate) fn create<T: Pod>(opts: &Options, init: &[T]) -> Result<(Segment, usize), CreateError> {
+    let seg = Segment::create_kind(opts, &layout::<T>(init.len(), opts)?, |r| {
+        r.write(data_offset::<T>(), init.as_bytes());
+    })?;
+    Ok((seg, init.len()))
+}
+
+/// Creates an array segment of `len` zeroed elements.
+pub(crate) fn create_zeroed<T: Pod>(
+    opts: &Options,
+    len: usize,
+) -> Result<(Segment, usize), CreateError> {
+    let seg = Segment::create_kind(opts, &layout::<T>(len, opts)?, |_| {})?;
+    Ok((seg, len))
+}
+
+/// Opens an array segment of `T` and validates its geometry; returns it with its length.
+pub(crate) fn open<T: Pod>(opts: &Options) -> Result<(Segment, usize), OpenError> {
+    check::<T>(Segment::open_kind(
+        opts,
+        Kind::Array,
+        crate::api::type_info::<T>(),
+    )?)
+}
+
+/// Opens the array segment, creating it from `init` if it does not exist.
+pub(crate) fn open_or_create<T: Pod>(
+    opts: &Options,
+    init: &[T],
+) -> Result<(Segment, usize), OpenOrCreateError> {
+    let seg = Segment::open_or_create_kind(opts, &layout::<T>(init.len(), opts)?, |r| {
+        r.write(data_offset::<T>(), init.as_bytes());
+    })?;
+    Ok(check::<T>(seg)?)
+}
+
+/// Checks that the elements the header promises fit the payload, aligned; returns the
+/// segment with its element count.
+fn check<T: Pod>(seg: Segment) -> Result<(Segment, usize), OpenError> {
+    let info = seg.info();
+    ensure(&seg, info.param1 == data_offset::<T>() as u64, || {
+        format!("data offset {}", info.param1)
+    })?;
+    let misaligned =
+        (info.payload_offset as usize + data_offset::<T>()) % std::mem::align_of::<T>();
+    ensure(&seg, misaligned == 0, || {
+        format!("payload offset {} misaligns the data", info.payload_offset)
+    })?;
+    let len = usize::try_from(info.param0).unwrap_or(usize::MAX);
+    let need = len
+        .checked_mul(size_of::<T>())
+        .and_then(|b| b.checked_add(data_offset::<T>()));
+    ensure(
+        &seg,
+        need.is_some_and(|n| n as u64 <= info.payload_size),
+        || {
+            format!(
+                "{len} elements of {} bytes do not fit in {} bytes",
+                size_of::<T>(),
+                info.payload_size
+            )
+        },
+    )?;
+    Ok((seg, len))
+}
+
+/// The elements of a validated array segment of `len` elements.
+pub(crate) fn data<T>(seg: &Segment, len: usize) -> Region<'_> {
+    seg.payload()
+        .sub(data_offset::<T>(), len * size_of::<T>())
+        .expect("array area size validated at open")
+}
+
+/// `start..start + n` as an element range of an array of `len`, if it fits.
+pub(crate) fn check_range(start: usize, n: usize, len: usize) -> Result<(), OutOfBounds> {
+    match start.checked_add(n) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(OutOfBounds {
+            start,
+            end: start.saturating_add(n),
+            len,
+        }),
+    }
+}
+
+/// Copies elements `start..` of `data` (an array of `len`) into `out`, one atomic load per `unit_of::<T>()`
+/// bytes: every element access shmq makes (locked or not) uses that same unit, so an
+/// element of up to 8 bytes (a power of two) is read and written whole.
+pub(crate) fn copy_out<T: Pod>(
+    data: Region<'_>,
+    len: usize,
+    start: usize,
+    out: &mut [T],
+) -> Result<(), OutOfBounds> {
+    check_range(start, out.len(), len)?;
+    let oob = OutOfBounds {
+        start,
+        end: start + out.len(),
+        len,
+    };
+    data.read_units(start * size_of::<T>(), out.as_mut_bytes(), unit_of::<T>())
+        .ok_or(oob)
+}
+
+/// Copies `values` into elements `start..` of `data`; see [`copy_out`].
+pub(crate) fn copy_in<T: Pod>(
+    data: Region<'_>,
+    len: usize,
+    start: usize,
+    values: &[T],
+) -> Result<(), OutOfBounds> {
+    check_range(start, values.len(), len)?;
+    let oob = OutOfBounds {
+        start,
+        end: start + values.len(),
+        len,
+    };
+    data.write_units(start * size_of::<T>(), values.as_bytes(), unit_of::<T>())
+        .ok_or(oob)
+}
+
 impl<T: Pod> Array<T> {
-    fn layout(len: usize, name: &Options) -> Result<Layout, CreateError> {
-        let bytes = len
-            .checked_mul(size_of::<T>())
-            .and_then(|b| b.checked_add(data_offset::<T>()));
-        let Some(payload_size) = bytes else {
-            return Err(CreateError::InvalidSize {
-                name: name.label(),
-                reason: format!("{len} elements overflow"),
-            });
-        };
-        Ok(Layout {
-            kind: Kind::Array,
-            align: std::mem::align_of::<T>(),
-            ty: crate::api::type_info::<T>(),
-            payload_size,
-            param0: len as u64,
-            param1: data_offset::<T>() as u64,
-        })
+    fn from_parts((seg, len): (Segment, usize)) -> Self {
+        Array {
+            seg: Arc::new(seg),
+            len,
+            _t: PhantomData,
+        }
     }
 
     /// Creates an array holding a copy of `init` (its length is fixed from then on).
@@ -109,15 +258,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// [`CreateError`]: invalid name, it exists, no space, permissions.
     pub fn create(opts: impl Into<Options>, init: &[T]) -> Result<Self, CreateError> {
-        let opts = opts.into();
-        let seg = Segment::create_kind(&opts, &Self::layout(init.len(), &opts)?, |r| {
-            r.write(data_offset::<T>(), init.as_bytes());
-        })?;
-        Ok(Array {
-            seg,
-            len: init.len(),
-            _t: PhantomData,
-        })
+        create(&opts.into(), init).map(Self::from_parts)
     }
 
     /// Creates an array of `len` zeroed elements.
@@ -125,13 +266,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// As [`Array::create`].
     pub fn create_zeroed(opts: impl Into<Options>, len: usize) -> Result<Self, CreateError> {
-        let opts = opts.into();
-        let seg = Segment::create_kind(&opts, &Self::layout(len, &opts)?, |_| {})?;
-        Ok(Array {
-            seg,
-            len,
-            _t: PhantomData,
-        })
+        create_zeroed::<T>(&opts.into(), len).map(Self::from_parts)
     }
 
     /// Opens an existing array of `T`.
@@ -139,11 +274,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// [`OpenError`]: not found, not an array, created for another element type, corrupted.
     pub fn open(opts: impl Into<Options>) -> Result<Self, OpenError> {
-        Self::check(Segment::open_kind(
-            &opts.into(),
-            Kind::Array,
-            crate::api::type_info::<T>(),
-        )?)
+        open::<T>(&opts.into()).map(Self::from_parts)
     }
 
     /// Opens the array, creating it from `init` if it does not exist. The length is the
@@ -152,44 +283,7 @@ impl<T: Pod> Array<T> {
     /// # Errors
     /// As [`Array::create`] and [`Array::open`].
     pub fn open_or_create(opts: impl Into<Options>, init: &[T]) -> Result<Self, OpenOrCreateError> {
-        let opts = opts.into();
-        let layout = Self::layout(init.len(), &opts)?;
-        let seg = Segment::open_or_create_kind(&opts, &layout, |r| {
-            r.write(data_offset::<T>(), init.as_bytes());
-        })?;
-        Ok(Self::check(seg)?)
-    }
-
-    fn check(seg: Segment) -> Result<Self, OpenError> {
-        let info = seg.info();
-        ensure(&seg, info.param1 == data_offset::<T>() as u64, || {
-            format!("data offset {}", info.param1)
-        })?;
-        let misaligned =
-            (info.payload_offset as usize + data_offset::<T>()) % std::mem::align_of::<T>();
-        ensure(&seg, misaligned == 0, || {
-            format!("payload offset {} misaligns the data", info.payload_offset)
-        })?;
-        let len = usize::try_from(info.param0).unwrap_or(usize::MAX);
-        let need = len
-            .checked_mul(size_of::<T>())
-            .and_then(|b| b.checked_add(data_offset::<T>()));
-        ensure(
-            &seg,
-            need.is_some_and(|n| n as u64 <= info.payload_size),
-            || {
-                format!(
-                    "{len} elements of {} bytes do not fit in {} bytes",
-                    size_of::<T>(),
-                    info.payload_size
-                )
-            },
-        )?;
-        Ok(Array {
-            seg,
-            len,
-            _t: PhantomData,
-        })
+        open_or_create(&opts.into(), init).map(Self::from_parts)
     }
 
     /// Number of elements.
@@ -203,27 +297,30 @@ impl<T: Pod> Array<T> {
     }
 
     fn raw(&self) -> RawMutex<'_> {
-        RawMutex::at(self.seg.payload(), 0).expect("array area size validated at open")
+        super::mutex::raw(&self.seg)
     }
 
     fn data(&self) -> Region<'_> {
-        self.seg
-            .payload()
-            .sub(data_offset::<T>(), self.len * size_of::<T>())
-            .expect("array area size validated at open")
+        data::<T>(&self.seg, self.len)
     }
 
     /// Takes the lock as `wait` allows, taking over from a dead holder if need be (whatever
-    /// the dead process had written stays: any bit pattern is a valid `T`).
+    /// the dead process had written stays: any bit pattern is a valid `T`; the takeover
+    /// poisons the lock for [`Array::lock`]'s callers).
     fn acquire(&self, wait: Waiting) -> Result<(), ArrayError> {
         let raw = self.raw();
-        match wait.deadline() {
-            None => raw.try_lock().map(drop).ok_or(ArrayError::WouldBlock(())),
-            Some(deadline) => raw.lock(deadline).map(drop).map_err(|s| match s {
+        let how = match wait.deadline() {
+            None => raw.try_lock().ok_or(ArrayError::WouldBlock(()))?,
+            Some(deadline) => raw.lock(deadline).map_err(|s| match s {
                 Stopped::TimedOut => ArrayError::Timeout(()),
                 Stopped::Interrupted => ArrayError::Interrupted(()),
-            }),
+            })?,
+        };
+        if how == Locked::OwnerDied {
+            // We hold the lock: our unlock's Release publishes the mark.
+            raw.poison();
         }
+        Ok(())
     }
 
     /// Runs `f` with the lock held, taken as `wait` allows.
@@ -252,14 +349,7 @@ impl<T: Pod> Array<T> {
     }
 
     fn check_range(&self, start: usize, n: usize) -> Result<(), OutOfBounds> {
-        match start.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            _ => Err(OutOfBounds {
-                start,
-                end: start.saturating_add(n),
-                len: self.len,
-            }),
-        }
+        check_range(start, n, self.len)
     }
 
     /// Element `index`, or `None` if out of bounds. Waits for the lock as long as a live
@@ -268,7 +358,8 @@ impl<T: Pod> Array<T> {
     pub fn get(&self, index: usize) -> Option<T> {
         self.check_range(index, 1).ok()?;
         let mut v = T::new_zeroed();
-        self.with_lock_forever(|d| d.read(index * size_of::<T>(), v.as_mut_bytes()));
+        self.with_lock_forever(|d| copy_out(d, self.len, index, std::slice::from_mut(&mut v)))
+            .ok()?;
         Some(v)
     }
 
@@ -369,8 +460,7 @@ impl<T: Pod> Array<T> {
     /// [`OutOfBounds`] if the range leaves the array.
     pub fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), OutOfBounds> {
         self.check_range(start, out.len())?;
-        self.with_lock_forever(|d| d.read(start * size_of::<T>(), out.as_mut_bytes()));
-        Ok(())
+        self.with_lock_forever(|d| copy_out(d, self.len, start, out))
     }
 
     /// Copies elements `start..start + out.len()` into `out` under one lock, waiting at
@@ -404,8 +494,8 @@ impl<T: Pod> Array<T> {
 
     fn read_with(&self, start: usize, out: &mut [T], wait: Waiting) -> Result<(), ArrayError> {
         self.check_range(start, out.len()).map_err(out_of_bounds)?;
-        self.with_lock(wait, |d| d.read(start * size_of::<T>(), out.as_mut_bytes()))?;
-        Ok(())
+        self.with_lock(wait, |d| copy_out(d, self.len, start, out))?
+            .map_err(out_of_bounds)
     }
 
     /// Copies `values` into elements `start..start + values.len()`, all under one lock,
@@ -460,25 +550,28 @@ impl<T: Pod> Array<T> {
     fn write_with(&self, start: usize, values: &[T], wait: Waiting) -> Result<(), ArrayError> {
         self.check_range(start, values.len())
             .map_err(out_of_bounds)?;
-        self.with_lock(wait, |d| d.write(start * size_of::<T>(), values.as_bytes()))?;
-        Ok(())
+        self.with_lock(wait, |d| copy_in(d, self.len, start, values))?
+            .map_err(out_of_bounds)
     }
 
     /// A copy of the whole array, under one lock, as [`Array::read_into`];
     /// [`Array::read_into_timeout`] is the bounded form.
     pub fn to_vec(&self) -> Vec<T> {
         let mut v: Vec<T> = (0..self.len).map(|_| T::new_zeroed()).collect();
-        self.with_lock_forever(|d| d.read(0, v.as_mut_slice().as_mut_bytes()));
+        // Cannot fail: `v` has exactly `len` elements.
+        let _ = self.with_lock_forever(|d| copy_out(d, self.len, 0, &mut v));
         v
     }
 
-    /// The guard for a lock this thread has just acquired.
-    fn guard(&self) -> ArrayGuard<'_, T> {
+    /// The guard for a lock this thread has just acquired. Made before anything else is
+    /// done with the lock, so that it is released even if what follows panicked.
+    fn guard(&self) -> ArrayGuard<T> {
         let ptr = self.data().as_ptr().cast::<T>();
         ArrayGuard {
-            array: self,
+            seg: Arc::clone(&self.seg),
             ptr,
-            _not_send: PhantomData,
+            len: self.len,
+            poison: PoisonOnPanic::new(),
         }
     }
 
@@ -486,31 +579,37 @@ impl<T: Pod> Array<T> {
     /// derefs to `[T]`.
     ///
     /// # Errors
-    /// [`LockError::OwnerDied`] (holding the guard) if the previous holder died holding the
-    /// lock; [`LockError::Interrupted`] if an [`Interrupter`](crate::Interrupter) the thread
-    /// watches fired while it waited.
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        lock_result(self.raw().lock(None), || self.guard())
+    /// Two errors hold the guard (the lock *is* taken; see [Poisoning](Array#poisoning)):
+    /// [`LockError::OwnerDied`] if the previous holder died holding the lock,
+    /// [`LockError::Poisoned`] if the lock is poisoned. [`LockError::Interrupted`] if an
+    /// [`Interrupter`](crate::Interrupter) the thread watches fired while it waited.
+    pub fn lock(&self) -> Result<ArrayGuard<T>, LockError<ArrayGuard<T>>> {
+        let raw = self.raw();
+        lock_result(raw.lock(None), raw, || self.guard())
     }
 
     /// Locks the whole array if no live holder has it.
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`], or [`TryLockError::OwnerDied`] as for [`Array::lock`].
-    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        try_lock_result(self.raw().try_lock(), || self.guard())
+    /// [`TryLockError::WouldBlock`]; [`TryLockError::OwnerDied`] and
+    /// [`TryLockError::Poisoned`] as for [`Array::lock`].
+    pub fn try_lock(&self) -> Result<ArrayGuard<T>, TryLockError<ArrayGuard<T>>> {
+        let raw = self.raw();
+        try_lock_result(raw.try_lock(), raw, || self.guard())
     }
 
     /// Locks the whole array, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError::Timeout`], or [`LockTimeoutError::OwnerDied`] as for
+    /// [`LockTimeoutError::Timeout`]; [`LockTimeoutError::Interrupted`];
+    /// [`LockTimeoutError::OwnerDied`] and [`LockTimeoutError::Poisoned`] as for
     /// [`Array::lock`].
     pub fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        timeout_lock_result(self.raw().lock(deadline_after(timeout)), || self.guard())
+    ) -> Result<ArrayGuard<T>, LockTimeoutError<ArrayGuard<T>>> {
+        let raw = self.raw();
+        timeout_lock_result(raw.lock(deadline_after(timeout)), raw, || self.guard())
     }
 
     /// Locks the whole array, waiting until `deadline` at most.
@@ -520,8 +619,21 @@ impl<T: Pod> Array<T> {
     pub fn lock_deadline(
         &self,
         deadline: Instant,
-    ) -> Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        timeout_lock_result(self.raw().lock(Some(deadline)), || self.guard())
+    ) -> Result<ArrayGuard<T>, LockTimeoutError<ArrayGuard<T>>> {
+        let raw = self.raw();
+        timeout_lock_result(raw.lock(Some(deadline)), raw, || self.guard())
+    }
+
+    /// Whether the lock is poisoned (see [Poisoning](Array#poisoning)). Another process may
+    /// change that at any moment; a locker learns it reliably from [`Array::lock`]'s result.
+    pub fn is_poisoned(&self) -> bool {
+        self.raw().is_poisoned()
+    }
+
+    /// Clears the poison mark, for every process, once the elements are checked or
+    /// repaired: later lockers get a plain guard.
+    pub fn clear_poison(&self) {
+        self.raw().clear_poison();
     }
 
     /// The segment's name.
@@ -545,39 +657,55 @@ fn give_back<T>(e: ArrayError, v: T) -> ArrayError<T> {
     }
 }
 
-/// Holds an [`Array`] locked; derefs to `[T]`; unlocks on drop.
+/// Holds an [`Array`] locked; derefs to `[T]`; unlocks on drop, poisoning the lock first if
+/// the thread is panicking.
+///
+/// `'static` (it shares the handle's segment, keeping it mapped) and `Send` when `T` is, as
+/// [`MutexGuard`](crate::MutexGuard) (see [Guards and threads](crate::Mutex#guards-and-threads)).
 #[must_use = "if unused the Array will immediately unlock"]
-pub struct ArrayGuard<'a, T: Pod> {
-    array: &'a Array<T>,
+pub struct ArrayGuard<T: Pod> {
+    seg: Arc<Segment>,
     ptr: NonNull<T>,
-    _not_send: PhantomData<*const ()>,
+    len: usize,
+    poison: PoisonOnPanic,
 }
 
-impl<T: Pod> Deref for ArrayGuard<'_, T> {
+// SAFETY: as for `MutexGuard`: the lock is the process's (the state word holds only its pid)
+// and `RawMutex::unlock` may run on any of its threads, publishing the writes made under the
+// lock; sending the guard moves the exclusive access to the elements, hence `T: Send`. The
+// `Arc` keeps the mapping alive.
+unsafe impl<T: Pod + Send> Send for ArrayGuard<T> {}
+// SAFETY: a shared `&ArrayGuard` gives only `&[T]` (hence `T: Sync`) and cannot unlock.
+unsafe impl<T: Pod + Sync> Sync for ArrayGuard<T> {}
+
+impl<T: Pod> Deref for ArrayGuard<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        // SAFETY: `ptr` points at `len` elements inside the mapping (validated at open),
-        // aligned for T (page-aligned mapping, offset a multiple of align_of::<T>()), every bit
-        // pattern is a valid T (T: Pod), and we hold the lock, so no process following
-        // the protocol writes them while this borrow lives.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.array.len) }
+        // SAFETY: `ptr` points at `len` elements inside the mapping (validated at open), which
+        // the guard's `Arc` keeps alive, aligned for T (page-aligned mapping, offset a
+        // multiple of align_of::<T>()), every bit pattern is a valid T (T: Pod), and we
+        // hold the lock, so no process following the protocol writes them while this borrow
+        // lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+impl<T: Pod> DerefMut for ArrayGuard<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`; `&mut self` makes this the only borrow through this guard.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.array.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: Pod> Drop for ArrayGuard<'_, T> {
+impl<T: Pod> Drop for ArrayGuard<T> {
     fn drop(&mut self) {
-        self.array.raw().unlock();
+        let raw = super::mutex::raw(&self.seg);
+        self.poison.done(raw);
+        raw.unlock();
     }
 }
 
-impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }

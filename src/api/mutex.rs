@@ -5,9 +5,12 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Pod, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result};
+use super::{
+    Pod, PoisonOnPanic, data_offset, ensure, lock_result, timeout_lock_result, try_lock_result,
+};
 use crate::error::{
     CreateError, LockError, LockTimeoutError, OpenError, OpenOrCreateError, TryLockError,
 };
@@ -18,28 +21,76 @@ use crate::sync::park::deadline_after;
 /// A mutual-exclusion lock across processes, guarding a `T` that lives in the segment.
 ///
 /// Robust: if the process holding it dies, the next locker gets the lock together with an
-/// [`OwnerDied`](crate::OwnerDied) error that holds the guard, like `EOWNERDEAD` for robust pthread mutexes,
-/// instead of waiting forever. A waiter sleeps on a futex after a short spin and uses no CPU
-/// while it waits, apart from a liveness check of the holder every 50 ms at most.
+/// [`OwnerDied`](crate::OwnerDied) error that holds the guard, like `EOWNERDEAD` for robust
+/// pthread mutexes, instead of waiting forever. A waiter sleeps on a futex after a short spin
+/// and uses no CPU while it waits, apart from a liveness check of the holder every 50 ms at
+/// most.
+///
+/// # Poisoning
+/// As with std's `Mutex`, a guard dropped while its thread panics marks the lock *poisoned*,
+/// and so does taking it over from a holder that died. The mark lives in the segment, so
+/// every process sees it: each later `lock`, `try_lock`, `lock_timeout` and `lock_deadline`
+/// returns its `Poisoned` error, which holds the guard ([`Poisoned::into_inner`](crate::Poisoned::into_inner)),
+/// until someone calls [`Mutex::clear_poison`]. The first locker after a death is told
+/// [`OwnerDied`](crate::OwnerDied) instead (it holds the guard too); both mean "the data may
+/// be half-updated: check it". Handing either error up with `?` keeps the lock until the
+/// error is dropped, and leaves the mark for the next locker.
+///
+/// ```
+/// let name = format!("doc-mutex-poison-{}", std::process::id());
+/// let m = shmq::Mutex::<u64>::create(name.as_str(), 0)?;
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let mut n = m.lock().unwrap();
+///         *n = 1; // half of an update...
+///         panic!("...that never completes");
+///     })
+///     .join()
+///     .unwrap_err();
+/// });
+/// assert!(m.is_poisoned());
+/// let n = match m.lock() {
+///     Err(shmq::LockError::Poisoned(p)) => {
+///         let mut n = p.into_inner(); // the lock is held
+///         *n = 0; // repaired
+///         m.clear_poison();
+///         n
+///     }
+///     other => other?,
+/// };
+/// assert_eq!(*n, 0);
+/// drop(n);
+/// assert!(m.lock().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+///
+/// # Guards and threads
+/// The lock belongs to the *process*: the lock word records the holder's pid, never a
+/// thread, so a [`MutexGuard`] may be sent to and dropped by another thread of the process
+/// (it is `Send` when `T` is, and `'static`: it keeps the segment mapped). That is also what
+/// lets every lock error convert with `?` into `Box<dyn Error + Send + Sync>` or
+/// `anyhow::Error` while still owning its guard.
 ///
 /// # Crash safety
 /// A holder killed mid-update leaves `T` as it was at that instant (any bit pattern is a valid
-/// `T`); the first locker after the death learns of it through [`OwnerDied`](crate::OwnerDied). A waiter killed
-/// while waiting leaves nothing behind.
+/// `T`); the first locker after the death learns of it through
+/// [`OwnerDied`](crate::OwnerDied), and later ones through [`Poisoned`](crate::Poisoned) until
+/// the mark is cleared. A waiter killed while waiting leaves nothing behind.
 ///
 /// # Examples
 /// ```
 /// let name = format!("doc-mutex-{}", std::process::id());
 /// let m = shmq::Mutex::<u64>::create(name.as_str(), 0)?;
 /// {
-///     let mut n = m.lock().map_err(|e| e.to_string())?;
+///     let mut n = m.lock()?;
 ///     *n += 1;
 /// } // unlocked here
-/// assert_eq!(*m.lock().map_err(|e| e.to_string())?, 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// assert_eq!(*m.lock()?, 1);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 /// ```
 pub struct Mutex<T: Pod> {
-    seg: Segment,
+    /// Shared with every guard, which keeps the mapping alive and so needs no lifetime.
+    seg: Arc<Segment>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -56,6 +107,7 @@ impl<T: Pod> fmt::Debug for Mutex<T> {
         f.debug_struct("Mutex")
             .field("name", &self.seg.name())
             .field("holder_pid", &self.raw().holder())
+            .field("poisoned", &self.raw().is_poisoned())
             .finish()
     }
 }
@@ -85,7 +137,7 @@ impl<T: Pod> Mutex<T> {
     pub fn create(opts: impl Into<Options>, init: T) -> Result<Self, CreateError> {
         let seg = Segment::create_kind(&opts.into(), &Self::layout(), Self::init(&init))?;
         Ok(Mutex {
-            seg,
+            seg: Arc::new(seg),
             _t: PhantomData,
         })
     }
@@ -126,57 +178,78 @@ impl<T: Pod> Mutex<T> {
             format!("payload offset {} misaligns the data", info.payload_offset)
         })?;
         Ok(Mutex {
-            seg,
+            seg: Arc::new(seg),
             _t: PhantomData,
         })
     }
 
     fn raw(&self) -> RawMutex<'_> {
-        RawMutex::at(self.seg.payload(), 0).expect("mutex area size validated at open")
+        raw(&self.seg)
     }
 
-    /// The guard for a lock this thread has just acquired.
-    fn guard(&self) -> MutexGuard<'_, T> {
+    /// The guard for a lock this thread has just acquired. Made before anything else is
+    /// done with the lock, so that it is released even if what follows panicked.
+    fn guard(&self) -> MutexGuard<T> {
         let data = self.seg.payload().as_ptr();
         // SAFETY: data_offset::<T>() + size_of::<T>() <= payload size (validated at open), so
         // the pointer stays inside the payload.
         let ptr = unsafe { data.add(data_offset::<T>()) }.cast::<T>();
         MutexGuard {
-            mutex: self,
+            seg: Arc::clone(&self.seg),
             ptr,
-            _not_send: PhantomData,
+            poison: PoisonOnPanic::new(),
         }
+    }
+
+    /// Whether the lock is poisoned: a holder, in any process, panicked or died holding it
+    /// and nobody has called [`Mutex::clear_poison`] since. Another process may change that
+    /// at any moment; a locker learns it reliably from [`Mutex::lock`]'s result.
+    pub fn is_poisoned(&self) -> bool {
+        self.raw().is_poisoned()
+    }
+
+    /// Clears the poison mark, for every process: later lockers get a plain guard. Call it
+    /// once the data is checked or repaired (usually while holding the guard that a
+    /// `Poisoned` or `OwnerDied` error handed you, as std's `Mutex::clear_poison`).
+    pub fn clear_poison(&self) {
+        self.raw().clear_poison();
     }
 
     /// Locks, waiting as long as a live holder keeps it.
     ///
     /// # Errors
-    /// [`LockError::OwnerDied`] (holding the guard: the lock *is* taken) if the previous
-    /// holder died; [`LockError::Interrupted`] if an [`Interrupter`](crate::Interrupter) the
-    /// thread watches fired while it waited.
-    pub fn lock(&self) -> Result<MutexGuard<'_, T>, LockError<MutexGuard<'_, T>>> {
-        lock_result(self.raw().lock(None), || self.guard())
+    /// Two errors hold the guard (the lock *is* taken, but the data may be inconsistent; see
+    /// [Poisoning](Mutex#poisoning)): [`LockError::OwnerDied`] if the previous holder died,
+    /// [`LockError::Poisoned`] if the lock is poisoned.
+    /// [`LockError::Interrupted`] if an [`Interrupter`](crate::Interrupter) the thread
+    /// watches fired while it waited.
+    pub fn lock(&self) -> Result<MutexGuard<T>, LockError<MutexGuard<T>>> {
+        let raw = self.raw();
+        lock_result(raw.lock(None), raw, || self.guard())
     }
 
     /// Locks if that needs no waiting (or the holder is dead).
     ///
     /// # Errors
-    /// [`TryLockError::WouldBlock`] if a live holder has it; [`TryLockError::OwnerDied`] as
-    /// for [`Mutex::lock`].
-    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>, TryLockError<MutexGuard<'_, T>>> {
-        try_lock_result(self.raw().try_lock(), || self.guard())
+    /// [`TryLockError::WouldBlock`] if a live holder has it; [`TryLockError::OwnerDied`] and
+    /// [`TryLockError::Poisoned`] as for [`Mutex::lock`].
+    pub fn try_lock(&self) -> Result<MutexGuard<T>, TryLockError<MutexGuard<T>>> {
+        let raw = self.raw();
+        try_lock_result(raw.try_lock(), raw, || self.guard())
     }
 
     /// Locks, waiting at most `timeout`.
     ///
     /// # Errors
-    /// [`LockTimeoutError::Timeout`], or [`LockTimeoutError::OwnerDied`] as for
+    /// [`LockTimeoutError::Timeout`]; [`LockTimeoutError::Interrupted`];
+    /// [`LockTimeoutError::OwnerDied`] and [`LockTimeoutError::Poisoned`] as for
     /// [`Mutex::lock`].
     pub fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        timeout_lock_result(self.raw().lock(deadline_after(timeout)), || self.guard())
+    ) -> Result<MutexGuard<T>, LockTimeoutError<MutexGuard<T>>> {
+        let raw = self.raw();
+        timeout_lock_result(raw.lock(deadline_after(timeout)), raw, || self.guard())
     }
 
     /// Locks, waiting until `deadline` at most.
@@ -186,8 +259,9 @@ impl<T: Pod> Mutex<T> {
     pub fn lock_deadline(
         &self,
         deadline: Instant,
-    ) -> Result<MutexGuard<'_, T>, LockTimeoutError<MutexGuard<'_, T>>> {
-        timeout_lock_result(self.raw().lock(Some(deadline)), || self.guard())
+    ) -> Result<MutexGuard<T>, LockTimeoutError<MutexGuard<T>>> {
+        let raw = self.raw();
+        timeout_lock_result(raw.lock(Some(deadline)), raw, || self.guard())
     }
 
     /// The segment's name.
@@ -196,27 +270,46 @@ impl<T: Pod> Mutex<T> {
     }
 }
 
-/// Holds a [`Mutex`] locked; derefs to the guarded `T`; unlocks on drop.
-#[must_use = "if unused the Mutex will immediately unlock"]
-pub struct MutexGuard<'a, T: Pod> {
-    mutex: &'a Mutex<T>,
-    ptr: NonNull<T>,
-    /// Not Send, like std's guard: it is released by the thread that took it.
-    _not_send: PhantomData<*const ()>,
+/// The mutex words at the start of a `Mutex` or `Array` payload.
+pub(crate) fn raw(seg: &Segment) -> RawMutex<'_> {
+    RawMutex::at(seg.payload(), 0).expect("lock area size validated at open")
 }
 
-impl<T: Pod> Deref for MutexGuard<'_, T> {
+/// Holds a [`Mutex`] locked; derefs to the guarded `T`; unlocks on drop, poisoning the lock
+/// first if the thread is panicking.
+///
+/// `'static` (it shares the handle's segment, keeping it mapped) and `Send` when `T` is: the
+/// lock is the process's, so any thread of it may drop the guard. See [Guards and
+/// threads](Mutex#guards-and-threads).
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct MutexGuard<T: Pod> {
+    seg: Arc<Segment>,
+    ptr: NonNull<T>,
+    poison: PoisonOnPanic,
+}
+
+// SAFETY: the lock is held by the process, not by a thread: the state word records only the
+// holder's pid, and `RawMutex::unlock` releases it from any thread whose pid that is (it
+// checks nothing else), with a Release that publishes the writes made under the lock. Sending
+// the guard (which needs a synchronizing hand-over) moves the exclusive access to `T` to
+// another thread, hence `T: Send`; the `Arc` keeps the mapping alive wherever the guard goes.
+unsafe impl<T: Pod + Send> Send for MutexGuard<T> {}
+// SAFETY: a shared `&MutexGuard` gives only `&T` (hence `T: Sync`) and cannot unlock.
+unsafe impl<T: Pod + Sync> Sync for MutexGuard<T> {}
+
+impl<T: Pod> Deref for MutexGuard<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: `ptr` is inside the mapping (checked at open), aligned for T (the mapping is
-        // page-aligned and the offset is a multiple of align_of::<T>()), and holds *some* bit
-        // pattern, all of which are valid T (T: Pod). We hold the lock, so no process
-        // that follows the protocol writes it while this borrow lives.
+        // SAFETY: `ptr` is inside the mapping (checked at open), which the guard's `Arc`
+        // keeps alive, aligned for T (the mapping is page-aligned and the offset is a
+        // multiple of align_of::<T>()), and holds *some* bit pattern, all of which are valid
+        // T (T: Pod). We hold the lock, so no process that follows the protocol writes
+        // it while this borrow lives.
         unsafe { self.ptr.as_ref() }
     }
 }
 
-impl<T: Pod> DerefMut for MutexGuard<'_, T> {
+impl<T: Pod> DerefMut for MutexGuard<T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; the `&mut self` borrow makes this the only reference made
         // through this guard, and the lock excludes every other guard.
@@ -224,13 +317,15 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
     }
 }
 
-impl<T: Pod> Drop for MutexGuard<'_, T> {
+impl<T: Pod> Drop for MutexGuard<T> {
     fn drop(&mut self) {
-        self.mutex.raw().unlock();
+        let raw = raw(&self.seg);
+        self.poison.done(raw);
+        raw.unlock();
     }
 }
 
-impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }

@@ -386,6 +386,98 @@ impl Segment {
             .ok_or(self.oob(offset, data.len()))
     }
 
+    /// The segment's usable bytes as a slice, like Python's `SharedMemory.buf`: for parsing
+    /// in place, `memchr`, hashing, handing to an API that wants `&[u8]`. For plain copies,
+    /// [`Segment::read`] is safe and costs one copy.
+    ///
+    /// # Safety
+    /// The slice says "these bytes do not change while I live", and the compiler relies on
+    /// it, but any process that maps the segment can write them at any time. For as long as
+    /// the returned slice lives:
+    /// - nothing may write any byte of the segment: not another process, not another thread
+    ///   (through this handle's [`write`](Segment::write), [`atomic_u32`](Segment::atomic_u32)
+    ///   or [`atomic_u64`](Segment::atomic_u64), or another handle or mapping of the same
+    ///   segment), not a program writing the file under `/dev/shm`. A concurrent write is a
+    ///   data race, which is undefined behaviour, not merely stale or torn bytes. Readers are
+    ///   fine (including atomic loads).
+    /// - Usually that means every process follows a protocol that shuts writers out, e.g.
+    ///   writes only while holding a [`Lock`](crate::Lock) that the reader holds too, or
+    ///   writes once before signalling an [`Event`](crate::Event) and never again.
+    ///
+    /// The slice is valid memory for `&self`'s lifetime either way (the mapping lives as long
+    /// as the handle); only its contents are at stake. A process with write access can still
+    /// shrink the file, which raises SIGBUS on access (see the crate's known limits).
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-segment-slice-{}", std::process::id());
+    /// let seg = shmq::Segment::create(name.as_str(), 16)?;
+    /// let lock = shmq::Lock::create(format!("{name}-lock"), ())?;
+    /// {
+    ///     let _held = lock.lock()?; // every writer of `seg` takes `lock` first
+    ///     seg.write(0, b"hello")?;
+    /// }
+    /// let _held = lock.lock()?;
+    /// // SAFETY: every process writes `seg` only while holding `lock`, which we hold until
+    /// // the slice is gone.
+    /// let bytes = unsafe { seg.as_slice() };
+    /// assert_eq!(&bytes[..5], b"hello");
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        let payload = self.payload();
+        // SAFETY:
+        // - the pointer is non-null, and valid for reads of `payload.len()` bytes for the
+        //   borrow of `self`: the mapping covers the payload (validated when the handle was
+        //   made) and lives as long as `self`;
+        // - the bytes are initialized (a mapped file reads as its contents, or zeros);
+        // - `payload.len()` is at most the validated segment size, far below `isize::MAX`;
+        // - no writes during the slice's life: the caller's contract (`# Safety`).
+        unsafe { std::slice::from_raw_parts(payload.as_ptr().as_ptr(), payload.len()) }
+    }
+
+    /// The segment's usable bytes as a mutable slice, for filling or updating in place (see
+    /// [`Segment::as_slice`]). `&mut self` keeps this handle's other accessors away while it
+    /// lives; [`Segment::write`] is the safe way to copy in.
+    ///
+    /// # Safety
+    /// For as long as the returned slice lives, nothing else may read or write any byte of
+    /// the segment: not another process, not another handle or mapping of the same segment
+    /// in this process, not a program reading or writing the file under `/dev/shm`. Anything
+    /// else that touches the bytes meanwhile is a data race (undefined behaviour). Usually
+    /// every process follows a protocol that gives one of them the bytes at a time, such as
+    /// a [`Lock`](crate::Lock) held around every access.
+    ///
+    /// # Examples
+    /// ```
+    /// let name = format!("doc-segment-mut-slice-{}", std::process::id());
+    /// let mut seg = shmq::Segment::create(name.as_str(), 16)?;
+    /// let lock = shmq::Lock::create(format!("{name}-lock"), ())?;
+    /// {
+    ///     let _held = lock.lock()?;
+    ///     // SAFETY: every process touches `seg` only while holding `lock`, which we hold
+    ///     // until the slice is gone.
+    ///     let bytes = unsafe { seg.as_mut_slice() };
+    ///     bytes[..4].copy_from_slice(&7u32.to_le_bytes());
+    ///     bytes[4..8].fill(0xff);
+    /// }
+    /// let mut word = [0; 4];
+    /// seg.read(0, &mut word)?;
+    /// assert_eq!(u32::from_le_bytes(word), 7);
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        let payload = self.payload();
+        // SAFETY:
+        // - the pointer is non-null, valid for reads and writes of `payload.len()` bytes for
+        //   the borrow of `self` (the mapping is read-write, covers the payload, and lives as
+        //   long as `self`), and initialized;
+        // - `payload.len()` is far below `isize::MAX`;
+        // - within this process, `&mut self` excludes every other access through this
+        //   handle; every other access is excluded by the caller's contract (`# Safety`).
+        unsafe { std::slice::from_raw_parts_mut(payload.as_ptr().as_ptr(), payload.len()) }
+    }
+
     /// The 4-byte word at `offset`, for building your own lock-free protocol in a raw
     /// segment; `None` unless `offset + 4 <= len()` and `offset` is a multiple of 4.
     ///

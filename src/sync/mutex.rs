@@ -14,7 +14,19 @@
 //! | `pid`              | held by process `pid`, nobody sleeping               |
 //! | `pid \| CONTENDED` | held by `pid`, somebody may be sleeping on the word  |
 //!
-//! Beside it, `owner` (`u64`) holds `pid << 40 | start time` of the holder (0 while unknown),
+//! Poison word (`u32`, at offset 4), read and written only by the holder except for
+//! [`RawMutex::clear_poison`], which anyone may call (as std's `Mutex::clear_poison`):
+//!
+//! | value          | meaning                                                          |
+//! |----------------|------------------------------------------------------------------|
+//! | `CLEAN` (0)    | the last holder let go normally                                  |
+//! | `POISONED` (1) | a holder panicked or died holding the lock; data may be torn     |
+//! | anything else  | forged or corrupted: read as poisoned, the cautious answer       |
+//!
+//! The poison word is only a flag for the layers above: the lock itself works the same
+//! whatever it holds.
+//!
+//! Beside them, `owner` (`u64`) holds `pid << 40 | start time` of the holder (0 while unknown),
 //! so a recycled pid is not taken for the dead holder. The holder writes it right after
 //! acquiring and clears it before releasing. A waiter trusts the start time only when the pid
 //! in `owner` matches the one in `state`; otherwise (a new holder that has not written it yet)
@@ -46,6 +58,11 @@ const FIRST_CHECK: Duration = Duration::from_millis(2);
 /// Longest sleep between two liveness checks.
 const MAX_CHECK: Duration = Duration::from_millis(50);
 
+/// The poison word's "clean" value; every other value reads as poisoned.
+const CLEAN: u32 = 0;
+/// The value written to poison the lock.
+const POISONED: u32 = 1;
+
 /// Bytes a `RawMutex` occupies in a region.
 pub(crate) const SIZE: usize = 16;
 
@@ -70,10 +87,11 @@ pub(crate) enum Stopped {
 /// Bits of the start time kept in `owner` (at 100 ticks/s, 348 years of uptime).
 const START_BITS: u32 = 40;
 
-/// The mutex words: `state` at offset 0, `owner` at offset 8.
+/// The mutex words: `state` at offset 0, `poison` at offset 4, `owner` at offset 8.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawMutex<'a> {
     state: &'a AtomicU32,
+    poison: &'a AtomicU32,
     owner: &'a AtomicU64,
 }
 
@@ -82,8 +100,36 @@ impl<'a> RawMutex<'a> {
     pub(crate) fn at(region: Region<'a>, offset: usize) -> Option<Self> {
         Some(RawMutex {
             state: region.u32_at(offset)?,
+            poison: region.u32_at(offset.checked_add(4)?)?,
             owner: region.u64_at(offset.checked_add(8)?)?,
         })
+    }
+
+    /// Whether the poison word says a holder panicked or died holding the lock. Any value
+    /// but `CLEAN` counts: the word is untrusted, and "poisoned" is the cautious reading.
+    ///
+    /// Relaxed: a locker reads it after its Acquire CAS on `state`, which pairs with the
+    /// Release that published the previous holder's `poison`; a reader without the lock
+    /// gets a hint, as with std's `Mutex::is_poisoned`.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poison.load(Ordering::Relaxed) != CLEAN
+    }
+
+    /// Marks the lock poisoned. Called by the holder (before `unlock`, whose Release
+    /// publishes it) or right after taking the lock over from a dead holder.
+    pub(crate) fn poison(&self) {
+        self.poison.store(POISONED, Ordering::Relaxed);
+    }
+
+    /// Whether the state word names this process as the holder (a forked child that
+    /// inherited a guard does not hold its parent's lock).
+    pub(crate) fn held_by_us(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & OWNER_MASK == process::current().pid
+    }
+
+    /// Marks the lock clean again.
+    pub(crate) fn clear_poison(&self) {
+        self.poison.store(CLEAN, Ordering::Relaxed);
     }
 
     fn took(&self, me: ProcessId) {
@@ -400,6 +446,36 @@ mod tests {
         m.unlock();
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn poison_word_survives_unlock_and_any_nonzero_value_is_poisoned() {
+        let buf = heap(16);
+        let m = RawMutex::at(Region::from_words(&buf), 0).unwrap();
+        assert!(!m.is_poisoned());
+        m.lock(None).unwrap();
+        m.poison();
+        m.unlock();
+        assert_eq!(m.holder(), None, "poisoning kept the lock held");
+        assert!(m.is_poisoned());
+        // Another thread's locker sees it (published by the unlock's Release).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(m.lock(None), Ok(Locked::Clean));
+                assert!(m.is_poisoned());
+                m.clear_poison();
+                m.unlock();
+            });
+        });
+        assert!(!m.is_poisoned());
+        for forged in [2, 0x8000_0000, u32::MAX] {
+            m.poison.store(forged, Ordering::Relaxed);
+            assert!(m.is_poisoned(), "poison word {forged:#x} read as clean");
+        }
+        // The poison word is beside the state word: the lock works whatever it holds.
+        assert_eq!(m.try_lock(), Some(Locked::Clean));
+        m.unlock();
+        assert_eq!(m.holder(), None);
     }
 
     #[test]
