@@ -777,3 +777,42 @@ fn an_uncommitted_over_aligned_grant_publishes_nothing() {
     }
     assert_gone(&name);
 }
+
+/// `Value` and `Array` have their `try_` forms too: a read that would wait for the lock
+/// says so instead.
+#[test]
+fn value_and_array_reads_have_try_forms() {
+    let name = unique("verbs-try-reads");
+    {
+        let a = shmq::Array::<u32>::create(format!("{name}-a").as_str(), &[5, 6, 7]).unwrap();
+        assert_eq!(a.try_get(1), Ok(6));
+        let mut out = [0u32; 2];
+        a.try_read_into(1, &mut out).unwrap();
+        assert_eq!(out, [6, 7]);
+        assert!(matches!(
+            a.try_get(3),
+            Err(shmq::ArrayError::OutOfBounds { .. })
+        ));
+        let held = a.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(a.try_get(0), Err(shmq::ArrayError::WouldBlock(())));
+                let mut out = [9u32; 1];
+                assert_eq!(
+                    a.try_read_into(0, &mut out),
+                    Err(shmq::ArrayError::WouldBlock(()))
+                );
+                assert_eq!(out, [9], "untouched");
+            });
+        });
+        drop(held);
+        assert_eq!(a.try_get(0), Ok(5));
+
+        // A word value and a seqlock value: no write under way, so both read at once.
+        let w = shmq::Value::<u64>::create(format!("{name}-w").as_str(), 11).unwrap();
+        assert_eq!(w.try_load(), Ok(11));
+        let big = shmq::Value::create(format!("{name}-big").as_str(), [3u64; 4]).unwrap();
+        assert_eq!(big.try_load(), Ok([3; 4]));
+    }
+    assert_gone(&format!("{name}-a"));
+}

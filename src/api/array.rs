@@ -363,6 +363,15 @@ impl<T: Pod> Array<T> {
         Some(v)
     }
 
+    /// Element `index`, read under the lock if that needs no waiting.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if `index >= len`; [`ArrayError::WouldBlock`] if another
+    /// live process or thread holds the lock now.
+    pub fn try_get(&self, index: usize) -> Result<T, ArrayError> {
+        self.get_with(index, Waiting::No)
+    }
+
     /// Element `index`, read under the lock, waiting at most `timeout` for it.
     ///
     /// # Errors
@@ -461,6 +470,16 @@ impl<T: Pod> Array<T> {
     pub fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), OutOfBounds> {
         self.check_range(start, out.len())?;
         self.with_lock_forever(|d| copy_out(d, self.len, start, out))
+    }
+
+    /// Copies elements `start..start + out.len()` into `out` under one lock, if that needs
+    /// no waiting.
+    ///
+    /// # Errors
+    /// [`ArrayError::OutOfBounds`] if the range leaves the array; [`ArrayError::WouldBlock`]
+    /// if another live process or thread holds the lock now (`out` is then untouched).
+    pub fn try_read_into(&self, start: usize, out: &mut [T]) -> Result<(), ArrayError> {
+        self.read_with(start, out, Waiting::No)
     }
 
     /// Copies elements `start..start + out.len()` into `out` under one lock, waiting at

@@ -229,6 +229,19 @@ impl<T: Pod> Value<T> {
         v
     }
 
+    /// The current value, if a consistent copy can be read without waiting.
+    ///
+    /// # Errors
+    /// [`ValueError::WouldBlock`] if a write was under way (seqlock values only: word values
+    /// never fail).
+    pub fn try_load(&self) -> Result<T, ValueError> {
+        self.load_until(|| Some(Instant::now()))
+            .map_err(|e| match e {
+                ValueError::Timeout(()) => ValueError::WouldBlock(()),
+                other => other,
+            })
+    }
+
     /// The current value, waiting at most `timeout` for a consistent copy.
     ///
     /// # Errors
