@@ -201,6 +201,9 @@ pub use api::queue::{JoinableQueue, Queue, Side};
 pub use api::raw_array::RawArray;
 pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
+#[doc(hidden)]
+pub use api::select::Reg;
+pub use api::select::{Select, SelectError, Selectable};
 pub use api::semaphore::{SEMAPHORE_MAX, Semaphore};
 #[cfg(feature = "serde")]
 pub use api::serde_ends::{

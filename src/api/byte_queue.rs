@@ -466,3 +466,9 @@ impl fmt::Debug for Message<'_> {
         f.debug_struct("Message").field("len", &self.len).finish()
     }
 }
+
+impl crate::api::select::Selectable for ByteQueue {
+    fn registration(&self, put: bool) -> crate::api::select::Reg<'_> {
+        self.core.registration(put)
+    }
+}

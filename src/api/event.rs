@@ -83,6 +83,17 @@ impl Event {
         Ok(Event { seg })
     }
 
+    /// The [`Select`](crate::Select) registration: ready when the event is set.
+    pub(crate) fn registration(&self) -> crate::api::select::Reg<'_> {
+        let raw = self.raw();
+        let (bell, waiters) = raw.words();
+        crate::api::select::Reg::new(
+            crate::ring::wait::Counted { bell, waiters },
+            move |_| raw.is_set(),
+            None,
+        )
+    }
+
     fn raw(&self) -> RawEvent<'_> {
         RawEvent::at(self.seg.payload(), 0).expect("event area size validated at open")
     }

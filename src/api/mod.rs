@@ -14,6 +14,7 @@ pub(crate) mod queue;
 pub(crate) mod raw_array;
 pub(crate) mod ring;
 pub(crate) mod ring_typed;
+pub(crate) mod select;
 pub(crate) mod semaphore;
 #[cfg(feature = "serde")]
 pub(crate) mod serde_ends;

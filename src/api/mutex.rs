@@ -183,6 +183,22 @@ impl<T: Pod> Mutex<T> {
         })
     }
 
+    /// The [`Select`](crate::Select) registration: ready when the lock is free or its holder
+    /// died. The select marks the held lock contended (as a blocked locker does), so its
+    /// unlock wakes the select; an unlock wakes one sleeper, so a select that returns
+    /// another registration wakes the next.
+    pub(crate) fn registration(&self) -> crate::api::select::Reg<'_> {
+        let raw = self.raw();
+        let word = raw.word();
+        crate::api::select::Reg::new(
+            Contending(raw),
+            move |deep| raw.would_not_wait(deep),
+            Some(Box::new(move || {
+                crate::sync::park::wake(word, 1);
+            })),
+        )
+    }
+
     fn raw(&self) -> RawMutex<'_> {
         raw(&self.seg)
     }
@@ -332,3 +348,20 @@ impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<T> {
 }
 
 const _: () = assert!(mutex::SIZE <= 64);
+
+/// How a [`Select`](crate::Select) sleeps on a mutex: on its lock word, after marking a held
+/// lock contended — again before every look, since an unlock and a new lock in between
+/// clear the mark.
+struct Contending<'a>(RawMutex<'a>);
+
+impl crate::ring::wait::Sleeper for Contending<'_> {
+    fn bell(&self) -> &std::sync::atomic::AtomicU32 {
+        self.0.word()
+    }
+    fn announce(&self) {}
+    fn barrier(&self) {
+        self.0.mark_contended();
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+    fn retract(&self) {}
+}

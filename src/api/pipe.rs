@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::ensure;
 use super::ring::{Consumer, Producer, ReadGuard, normalize_capacity, ring_of, ring_stride};
+use crate::api::select::Reg;
 use crate::error::{
     AttachError, CreateError, OpenError, OpenOrCreateError, RecvError, RecvTimeoutError, SendError,
     SendTimeoutError, TryRecvError, TrySendError,
@@ -173,6 +174,16 @@ impl Pipe {
     /// Splits the end into its two directions, for use from two threads.
     pub fn split(self) -> (Producer, Consumer) {
         (self.tx, self.rx)
+    }
+
+    /// The [`Select`](crate::Select) registration for receiving on this pipe.
+    pub(crate) fn readable(&self) -> Reg<'_> {
+        self.rx.readable()
+    }
+
+    /// The [`Select`](crate::Select) registration for sending a `len`-byte message.
+    pub(crate) fn writable(&self, len: usize) -> Reg<'_> {
+        self.tx.writable(len)
     }
 
     /// Sends a copy of `msg`, waiting for room. See [`Producer::send`].

@@ -861,6 +861,34 @@ impl<T: Pod + Ord> PriorityQueue<T> {
     }
 }
 
+impl<T: Pod + Ord> crate::api::select::Selectable for PriorityQueue<T> {
+    /// Ready when there is room or an item (counted without the lock), the queue is closed,
+    /// this handle lost its place, or nobody is left on the other side.
+    fn registration(&self, put: bool) -> crate::api::select::Reg<'_> {
+        crate::api::select::Reg::new(
+            self.sleeper(!put),
+            move |deep| {
+                let len = self.len();
+                if self.closed() || (put && len < self.g.cap) || (!put && len > 0) {
+                    return true;
+                }
+                let Ok(me) = self.me() else {
+                    return true;
+                };
+                let other = if put {
+                    participants::GET
+                } else {
+                    participants::PUT
+                };
+                !self
+                    .table()
+                    .other_side_may_come(other, me, self.place.seen(), deep)
+            },
+            Some(Box::new(move || self.ring(!put))),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

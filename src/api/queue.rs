@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::api::select::{Reg, Selectable};
 use crate::api::{Pod, Waiting, ensure};
 use crate::error::{
     CreateError, GetError, JoinError, OpenError, OpenOrCreateError, PutError, TaskDoneError,
@@ -526,6 +527,34 @@ impl Core {
         // We may have been woken for a slot we now leave: pass it on.
         q.pass_on(!put);
         Err(gave_up)
+    }
+
+    /// The [`Select`](crate::Select) registration of a put (`put`) or a get: ready when
+    /// there is room or an item, the queue is closed, this handle lost its place, or nobody
+    /// is left (or may still come) on the other side.
+    pub(crate) fn registration(&self, put: bool) -> Reg<'_> {
+        let q = self.q();
+        let limit = self.limit;
+        Reg::new(
+            q.sleeper(!put),
+            move |deep| {
+                let len = q.len();
+                if q.is_closed() || (put && len < limit) || (!put && len > 0) {
+                    return true;
+                }
+                let Ok(me) = self.me() else {
+                    return true;
+                };
+                let other = if put {
+                    participants::GET
+                } else {
+                    participants::PUT
+                };
+                !q.table()
+                    .other_side_may_come(other, me, self.place.seen(), deep)
+            },
+            Some(Box::new(move || q.pass_on(!put))),
+        )
     }
 
     /// Changes the sides this handle uses.
@@ -1141,5 +1170,17 @@ impl<T: Pod> JoinableQueue<T> {
             Err(Ended::Interrupted) => Err(JoinError::Interrupted),
             Err(_) => Err(JoinError::Timeout { unfinished }),
         }
+    }
+}
+
+impl<T: Pod> Selectable for Queue<T> {
+    fn registration(&self, put: bool) -> Reg<'_> {
+        self.core.registration(put)
+    }
+}
+
+impl<T: Pod> Selectable for JoinableQueue<T> {
+    fn registration(&self, put: bool) -> Reg<'_> {
+        self.queue.core.registration(put)
     }
 }

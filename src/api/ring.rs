@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::ensure;
 use crate::api::Waiting;
+use crate::api::select::Reg;
 use crate::error::{
     AttachError, CreateError, OpenError, OpenOrCreateError, RecvError, RecvTimeoutError, SendError,
     SendTimeoutError, TryRecvError, TrySendError,
@@ -471,6 +472,25 @@ impl Producer {
         self.raw.role_state(Side::Consumer).into()
     }
 
+    /// This producer's [`Select`](crate::Select) registration for a `len`-byte message:
+    /// ready when it fits now (or never can, or the ring is corrupt), or the consumer is gone.
+    pub(crate) fn writable(&self, len: usize) -> Reg<'_> {
+        let (raw, tail, cached) = (self.raw, self.tail, self.cached_head);
+        let (sleeping, bell) = raw.sleep_words(Side::Producer);
+        Reg::new(
+            wait::Flag { sleeping, bell },
+            move |deep| {
+                raw.peer_gone(Side::Consumer, false)
+                    || !matches!(
+                        raw.try_reserve(tail, &mut { cached }, len),
+                        Err(ReserveFail::Full)
+                    )
+                    || raw.peer_gone(Side::Consumer, deep)
+            },
+            None,
+        )
+    }
+
     fn reserve_inner(&mut self, len: usize, waiting: Waiting) -> Result<Reservation, Fail> {
         let raw = self.raw;
         if raw.peer_gone(Side::Consumer, false) {
@@ -865,6 +885,18 @@ impl Consumer {
     /// still be waiting). Costs a `/proc` read, like [`Producer::peer`].
     pub fn peer(&self) -> Peer {
         self.raw.role_state(Side::Producer).into()
+    }
+
+    /// This consumer's [`Select`](crate::Select) registration: ready when a message waits
+    /// (or the ring is corrupt), or the producer is gone.
+    pub(crate) fn readable(&self) -> Reg<'_> {
+        let (raw, head) = (self.raw, self.head);
+        let (sleeping, bell) = raw.sleep_words(Side::Consumer);
+        Reg::new(
+            wait::Flag { sleeping, bell },
+            move |deep| !matches!(raw.peek(head), Ok(None)) || raw.peer_gone(Side::Producer, deep),
+            None,
+        )
     }
 
     fn recv_inner(&mut self, waiting: Waiting) -> Result<Record, Fail> {

@@ -120,6 +120,20 @@ impl Semaphore {
         })
     }
 
+    /// The [`Select`](crate::Select) registration: ready when a permit is free. A release
+    /// wakes one sleeper, so a select that returns another registration wakes the next.
+    pub(crate) fn registration(&self) -> crate::api::select::Reg<'_> {
+        let raw = self.raw();
+        let (bell, waiters) = raw.words();
+        crate::api::select::Reg::new(
+            crate::ring::wait::Counted { bell, waiters },
+            move |_| raw.value() > 0,
+            Some(Box::new(move || {
+                crate::sync::park::wake(bell, 1);
+            })),
+        )
+    }
+
     fn raw(&self) -> RawSemaphore<'_> {
         RawSemaphore::at(self.seg.payload(), 0).expect("semaphore area size validated at open")
     }

@@ -223,3 +223,86 @@ fn stop_at<E>(
     }
     peer_gone(deep).then_some(Ended::PeerGone)
 }
+
+/// One registration of a multi-wait ([`wait_any`]): whether its operation would go ahead now,
+/// and (as a [`Sleeper`]) how to sleep until it may.
+pub(crate) trait Source: Sleeper {
+    /// Whether the operation would not block now: it would succeed, or fail for good (the
+    /// peer gone, closed, corrupted). `deep` asks for the liveness checks that cost a `/proc`
+    /// read (every [`CHECK_EVERY`]).
+    fn ready(&self, deep: bool) -> bool;
+    /// Hands on a wake-up this waiter may have taken from a bell that wakes one sleeper at a
+    /// time (queues, semaphores), when the waiter returns another registration instead.
+    fn pass_on(&self) {}
+}
+
+/// Whether [`wait_any`] can sleep on many words at once here (`futex_waitv`, Linux 5.16+).
+pub(crate) fn multi_wait_available() -> bool {
+    crate::sys::futex::waitv_available()
+}
+
+/// The most registrations one [`wait_any`] covers.
+pub(crate) const MAX_SOURCES: usize = crate::sys::futex::MAX_WORDS;
+
+/// Waits until one of `sources` is ready and returns the first ready one's index; one sleep
+/// (`futex_waitv`) covers every bell, so an idle multi-wait uses no CPU. The same protocol as
+/// [`wait`]'s parked phase, for each source: announce, then before every poll the barriers,
+/// the bells read, the polls, and a sleep only while every bell is unchanged; every
+/// [`CHECK_EVERY`] the polls look at liveness too, so a dead peer ends the wait. Ends with
+/// `TimedOut` at the deadline and `Interrupted` when an interrupt word fires.
+pub(crate) fn wait_any(
+    sources: &[&dyn Source],
+    deadline: Option<Instant>,
+) -> Result<usize, Ended<std::convert::Infallible>> {
+    let first = |deep: bool| sources.iter().position(|s| s.ready(deep));
+    let mut found = first(false);
+    if found.is_none() {
+        park::spin_until(|| {
+            found = first(false);
+            found.is_some()
+        });
+    }
+    if let Some(i) = found {
+        return Ok(i);
+    }
+    for s in sources {
+        s.announce();
+    }
+    let mut next_check = Instant::now();
+    let mut words = Vec::with_capacity(sources.len());
+    let result = loop {
+        words.clear();
+        for s in sources {
+            s.barrier();
+            // Acquire: pairs with the waker's Release increment of the bell.
+            words.push((s.bell(), s.bell().load(Ordering::Acquire)));
+        }
+        let now = Instant::now();
+        let deep = now >= next_check;
+        if deep {
+            next_check = now + CHECK_EVERY;
+        }
+        if let Some(i) = first(deep) {
+            break Ok(i);
+        }
+        if crate::sys::clock::passed(deadline, now) {
+            break Err(Ended::TimedOut);
+        }
+        if crate::sys::futex::wait_any(&words, park::earliest(deadline, Some(next_check)))
+            == park::Wake::Interrupted
+        {
+            break Err(Ended::Interrupted);
+        }
+    };
+    for s in sources {
+        s.retract();
+    }
+    if let Ok(chosen) = result {
+        for (i, s) in sources.iter().enumerate() {
+            if i != chosen && s.ready(false) {
+                s.pass_on();
+            }
+        }
+    }
+    result
+}

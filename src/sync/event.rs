@@ -49,6 +49,11 @@ impl<'a> RawEvent<'a> {
 
     /// Processes/threads announced asleep on the flag (a hint), for tools: a relaxed load,
     /// safe on a read-only mapping.
+    /// The flag (a multi-wait sleeps on it) and the waiter count (it counts itself there).
+    pub(crate) fn words(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        (self.flag, self.waiters)
+    }
+
     pub(crate) fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
     }

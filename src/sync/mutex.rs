@@ -331,6 +331,39 @@ impl<'a> RawMutex<'a> {
         (pid != 0).then_some(ProcessId { pid, start_time })
     }
 
+    /// The lock word: a multi-wait (`Select`) sleeps on it.
+    pub(crate) fn word(&self) -> &'a AtomicU32 {
+        self.state
+    }
+
+    /// Marks a held lock `CONTENDED`, so that its unlock wakes whoever sleeps on the word (a
+    /// multi-wait about to sleep on it, which does not lock).
+    pub(crate) fn mark_contended(&self) {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & OWNER_MASK != 0 && state & CONTENDED == 0 {
+            let _ = self.state.compare_exchange(
+                state,
+                state | CONTENDED,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Whether `lock` would go ahead without waiting: the lock is free, or (`deep`, which
+    /// costs a look at the holder's liveness) its holder is dead and would be taken over.
+    pub(crate) fn would_not_wait(&self, deep: bool) -> bool {
+        let holder = self.state.load(Ordering::Acquire) & OWNER_MASK;
+        if holder == 0 {
+            return true;
+        }
+        if !deep || holder == process::current().pid {
+            return false;
+        }
+        self.holder_process()
+            .is_some_and(|p| process::liveness(p) != Liveness::Alive)
+    }
+
     /// Whether the word says somebody may be sleeping on it (its `CONTENDED` bit). Relaxed
     /// load, for tools.
     pub(crate) fn contended(&self) -> bool {

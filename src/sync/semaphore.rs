@@ -53,6 +53,11 @@ impl<'a> RawSemaphore<'a> {
 
     /// Processes/threads announced asleep on the count (a hint), for tools: a relaxed load,
     /// safe on a read-only mapping.
+    /// The count (a multi-wait sleeps on it) and the waiter count (it counts itself there).
+    pub(crate) fn words(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        (self.count, self.waiters)
+    }
+
     pub(crate) fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
     }

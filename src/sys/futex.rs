@@ -117,6 +117,73 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
     }
 }
 
+/// The most words one [`wait_any`] sleeps on: futex_waitv's limit of 128, less the process's
+/// and the thread's interrupt words.
+pub(crate) const MAX_WORDS: usize = 126;
+
+/// Whether `futex_waitv` (Linux 5.16+) works here: asked once, by a wait on a word that
+/// does not hold the value given (which returns at once, `EAGAIN`, where the call exists).
+pub(crate) fn waitv_available() -> bool {
+    static ASKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ASKED.get_or_init(|| {
+        if WAITV_MISSING.load(Ordering::Relaxed) {
+            return false;
+        }
+        let word = AtomicU32::new(1);
+        match waitv(&[(&word, 0)], Some(Duration::ZERO)) {
+            Ok(()) | Err(Errno::AGAIN | Errno::TIMEDOUT | Errno::INTR) => true,
+            Err(_) => {
+                WAITV_MISSING.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    })
+}
+
+/// Sleeps while every `(word, expected)` pair holds (each `*word == expected`), at most until
+/// `deadline`: one `futex_waitv` over all of them and the interrupt words, so a change to
+/// any, or an interrupt, ends it. At most [`MAX_WORDS`] pairs, and only where
+/// [`waitv_available`] (callers check both first); otherwise it returns [`Wake::Retry`] at
+/// once, which costs the caller a spin but never a missed wake-up.
+pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Wake {
+    let masked = interrupt::masked();
+    let watched = if masked { None } else { interrupt::watched() };
+    let process = interrupt::PROCESS.load(Ordering::Acquire);
+    let thread = watched.as_deref().map(|w| w.load(Ordering::Acquire));
+    if !masked && (process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1)) {
+        return Wake::Interrupted;
+    }
+    if words.is_empty() || words.len() > MAX_WORDS || !waitv_available() {
+        return Wake::Retry;
+    }
+    let left = match deadline {
+        None => None,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Wake::TimedOut;
+            }
+            Some(left)
+        }
+    };
+    let mut all: Vec<(&AtomicU32, u32)> = Vec::with_capacity(words.len() + 2);
+    all.extend_from_slice(words);
+    if !masked {
+        all.push((&interrupt::PROCESS, process));
+        if let (Some(w), Some(t)) = (&watched, thread) {
+            all.push((w, t));
+        }
+    }
+    let result = waitv(&all, left);
+    if interrupt::pending() {
+        return Wake::Interrupted;
+    }
+    match (result, deadline) {
+        (Ok(()) | Err(Errno::TIMEDOUT), Some(d)) if Instant::now() >= d => Wake::TimedOut,
+        _ => Wake::Retry,
+    }
+}
+
 /// How long one sleep lasts where `futex_waitv` is missing and an interrupt could end it,
 /// between two looks at the interrupt words.
 pub(crate) const SLICE: Duration = Duration::from_millis(10);
@@ -125,10 +192,21 @@ pub(crate) const SLICE: Duration = Duration::from_millis(10);
 /// from then on.
 static WAITV_MISSING: AtomicBool = AtomicBool::new(cfg!(miri));
 
-/// `futex_waitv` over `(word, expected)` pairs, all shared 32-bit futexes, for at most
-/// `left`. `Ok(())` when woken, `Err(TIMEDOUT)` when the time ran out.
+/// `futex_waitv` over `(word, expected)` pairs (at most `MAX_WORDS + 2`), all shared 32-bit
+/// futexes, for at most `left`. `Ok(())` when woken, `Err(TIMEDOUT)` when the time ran out.
 fn waitv(waiters: &[(&AtomicU32, u32)], left: Option<Duration>) -> Result<(), Errno> {
-    let mut list = [futex::Wait::new(); 3];
+    if waiters.len() > MAX_WORDS + 2 {
+        return Err(Errno::INVAL);
+    }
+    // A single object's wait (the hot one) stays on the stack; a multi-wait allocates.
+    let mut small = [futex::Wait::new(); 3];
+    let mut large = Vec::new();
+    let list: &mut [futex::Wait] = if waiters.len() <= small.len() {
+        &mut small[..waiters.len()]
+    } else {
+        large.resize(waiters.len(), futex::Wait::new());
+        &mut large
+    };
     for (slot, (word, expected)) in list.iter_mut().zip(waiters) {
         slot.val = u64::from(*expected);
         slot.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
@@ -141,7 +219,7 @@ fn waitv(waiters: &[(&AtomicU32, u32)], left: Option<Duration>) -> Result<(), Er
         timespec(now.saturating_add(l))
     });
     futex::waitv(
-        &list[..waiters.len()],
+        list,
         futex::WaitvFlags::empty(),
         timeout.as_ref(),
         futex::ClockId::Monotonic,
