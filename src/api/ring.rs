@@ -485,7 +485,7 @@ impl Producer {
                         raw.try_reserve(tail, &mut { cached }, len),
                         Err(ReserveFail::Full)
                     )
-                    || raw.peer_gone(Side::Consumer, deep)
+                    || (deep && raw.peer_gone_recorded(Side::Consumer))
             },
             None,
         )
@@ -894,7 +894,11 @@ impl Consumer {
         let (sleeping, bell) = raw.sleep_words(Side::Consumer);
         Reg::new(
             wait::Flag { sleeping, bell },
-            move |deep| !matches!(raw.peek(head), Ok(None)) || raw.peer_gone(Side::Producer, deep),
+            move |deep| {
+                !matches!(raw.peek(head), Ok(None))
+                    || raw.peer_gone(Side::Producer, false)
+                    || (deep && raw.peer_gone_recorded(Side::Producer))
+            },
             None,
         )
     }

@@ -373,6 +373,31 @@ impl<'a> RawRing<'a> {
         }
     }
 
+    /// [`RawRing::peer_gone`] with `deep`, and if the holder on `side` is dead, records that
+    /// in the role word (as if it had let go: `DETACHED`, by a compare-exchange from the dead
+    /// holder's pid, so a process that claimed the role since is left alone), so every later
+    /// cheap check on either side sees it too. For readiness checks (`Select`), whose caller
+    /// then makes a non-waiting call that looks only at the cheap flag.
+    pub(crate) fn peer_gone_recorded(&self, side: Side) -> bool {
+        let (role, owner) = self.role_words(side);
+        match role.load(Ordering::Acquire) {
+            NEVER => false,
+            DETACHED => true,
+            pid => {
+                let dead = process::liveness(Self::holder_of(pid, owner.load(Ordering::Relaxed)))
+                    == Liveness::Dead;
+                if dead
+                    && role
+                        .compare_exchange(pid, DETACHED, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    self.ring_bell(side.other());
+                }
+                dead
+            }
+        }
+    }
+
     /// Whether the role on `side` was never taken, is held by a live process, or was let go
     /// (or its holder died).
     pub(crate) fn role_state(&self, side: Side) -> RoleState {
