@@ -88,9 +88,10 @@
 //! | [`Semaphore::acquire`] | a permit | `try_`, `_timeout`, `_deadline` | no (permits are not owned) |
 //! | [`Event::wait`] | the flag | `try_`, `_timeout`, `_deadline` | no (the flag is not owned) |
 //! | [`Value`] `store`/`swap`/`update`/`compare_exchange` (over 8 bytes) | the writer lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
-//! | [`Value::load`] (over 8 bytes) | a consistent copy | `load_timeout`, `load_deadline`; `load` itself gives up after 1 s | — |
+//! | [`Value::load`] (over 8 bytes) | a consistent copy | `try_load`, `load_timeout`, `load_deadline`; `load` itself gives up after 1 s | — |
 //! | [`Array`] `get`/`set`/`read_into`/`write_from`/`to_vec` | the lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
 //! | [`RawArray`] (any call) | nothing: no lock | — | — |
+//! | [`Select::select`] | any registration ready | `try_select`, `select_timeout`, `select_deadline` | the peer's registration becomes ready (the `try_` call then says `Disconnected`) |
 //!
 //! A live process that holds a lock (or a peer that forged a lock word to name one) delays
 //! the unbounded forms as long as it lives; the bounded forms end at their bound. Nothing a
@@ -142,6 +143,8 @@
 //! - Iteration: every receiving end has `iter()` (blocking, ends when nothing more can
 //!   come), `try_iter()` (what is there now) and `for` over a borrowed end: [`Iter`],
 //!   [`TryIter`].
+//! - Waiting on many: [`Select`] returns the first ready of any mix of ring and pipe ends,
+//!   queue sides, events, semaphores and mutexes, with one `futex_waitv` sleep.
 //! - Objects: [`Value`], [`Array`] (and [`RawArray`], the same array without the lock),
 //!   [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw [`Segment`]s of bytes
 //!   (copied with `read`/`write`, or seen as a slice with the `unsafe`
