@@ -39,7 +39,7 @@ use crate::ring::wait::{self, CHECK_EVERY, Ended, MAX_SOURCES, Sleeper, Source};
 /// A registration is ready when its operation would not wait: a message or an item is there,
 /// there is room, the event is set, a permit is free, the lock is free — or the operation
 /// would fail at once for good: the peer is gone (a producer, consumer, every putter or
-/// getter, also one killed with SIGKILL, noticed within [`CHECK_EVERY`]), the queue is
+/// getter, also one killed with SIGKILL, noticed within about 40 ms), the queue is
 /// closed, the memory is corrupt. Then the `try_` call tells which. Another process (or
 /// thread) may take the item, the room, the permit or the lock between the select and the
 /// call: the `try_` call then says `Empty`/`Full`/`WouldBlock`, and the caller selects again.
