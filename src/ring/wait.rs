@@ -268,7 +268,8 @@ pub(crate) fn wait_any(
     for s in sources {
         s.announce();
     }
-    let mut next_check = Instant::now();
+    // The caller looked at liveness just now if it was due: the next look in CHECK_EVERY.
+    let mut next_check = Instant::now() + CHECK_EVERY;
     let mut words = Vec::with_capacity(sources.len());
     let result = loop {
         words.clear();
