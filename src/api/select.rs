@@ -78,7 +78,13 @@ use crate::ring::wait::{self, CHECK_EVERY, Ended, MAX_SOURCES, Sleeper, Source};
 /// same by taking it or selecting again soon.
 pub struct Select<'a> {
     regs: Vec<Reg<'a>>,
-    next_deep: Cell<Instant>,
+}
+
+thread_local! {
+    /// When this thread's selects next look at liveness (a `/proc` read per registration
+    /// with a peer): shared by every `Select` of the thread, so one rebuilt per loop turn
+    /// does not look each time.
+    static NEXT_DEEP: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 impl fmt::Debug for Select<'_> {
@@ -132,10 +138,7 @@ impl<'a> Select<'a> {
         if !wait::multi_wait_available() {
             return Err(SelectError::Unsupported);
         }
-        Ok(Select {
-            regs: Vec::new(),
-            next_deep: Cell::new(Instant::now()),
-        })
+        Ok(Select { regs: Vec::new() })
     }
 
     fn add(&mut self, reg: Reg<'a>) -> usize {
@@ -250,10 +253,13 @@ impl<'a> Select<'a> {
         }
         // The liveness checks (a `/proc` read each) run at most every CHECK_EVERY here too.
         let now = Instant::now();
-        let deep = now >= self.next_deep.get();
-        if deep {
-            self.next_deep.set(now + CHECK_EVERY);
-        }
+        let deep = NEXT_DEEP.with(|next| {
+            let due = next.get().is_none_or(|at| now >= at);
+            if due {
+                next.set(Some(now + CHECK_EVERY));
+            }
+            due
+        });
         if let Some(i) = self.regs.iter().position(|r| r.ready(deep)) {
             return Ok(i);
         }
