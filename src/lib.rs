@@ -145,6 +145,8 @@
 //!   [`TryIter`].
 //! - Waiting on many: [`Select`] returns the first ready of any mix of ring and pipe ends,
 //!   queue sides, events, semaphores and mutexes, with one `futex_waitv` sleep.
+//! - Event loops: [`Readiness`] is a file descriptor that is readable while any of its
+//!   registrations (the same kinds) is ready, for epoll, mio, tokio's `AsyncFd` or `selectors`.
 //! - Objects: [`Value`], [`Array`] (and [`RawArray`], the same array without the lock),
 //!   [`Mutex`] and [`Lock`], [`Semaphore`], [`Event`], and raw [`Segment`]s of bytes
 //!   (copied with `read`/`write`, or seen as a slice with the `unsafe`
@@ -202,6 +204,9 @@ pub use api::pipe::Pipe;
 pub use api::priority::PriorityQueue;
 pub use api::queue::{JoinableQueue, Queue, Side};
 pub use api::raw_array::RawArray;
+#[doc(hidden)]
+pub use api::readiness::OwnedReg;
+pub use api::readiness::{Readiness, ReadinessError};
 pub use api::ring::{Consumer, Peer, Producer, ReadGuard, Ring, WriteBatch, WriteGrant};
 pub use api::ring_typed::{Receiver, Sender, TypedGrant, TypedGuard};
 #[doc(hidden)]

@@ -471,4 +471,7 @@ impl crate::api::select::Selectable for ByteQueue {
     fn registration(&self, put: bool) -> crate::api::select::Reg<'_> {
         self.core.registration(put)
     }
+    fn registration_owned(&self, put: bool) -> crate::api::readiness::OwnedReg {
+        self.core.registration_owned(put)
+    }
 }

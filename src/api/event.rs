@@ -1,5 +1,6 @@
 //! `Event`: a flag processes wait on (`multiprocessing.Event`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ensure;
@@ -26,7 +27,8 @@ use crate::sync::park::deadline_after;
 /// ```
 #[derive(Debug)]
 pub struct Event {
-    seg: Segment,
+    /// Shared with the [`Readiness`](crate::Readiness) registrations made of it.
+    seg: Arc<Segment>,
 }
 
 impl Event {
@@ -47,7 +49,7 @@ impl Event {
     /// [`CreateError`]: invalid name, it exists, no space, permissions.
     pub fn create(opts: impl Into<Options>) -> Result<Self, CreateError> {
         Ok(Event {
-            seg: Segment::create_kind(&opts.into(), &Self::layout(), |_| {})?,
+            seg: Arc::new(Segment::create_kind(&opts.into(), &Self::layout(), |_| {})?),
         })
     }
 
@@ -80,22 +82,22 @@ impl Event {
         ensure(&seg, size >= event::SIZE as u64, || {
             "event area too small".into()
         })?;
-        Ok(Event { seg })
+        Ok(Event { seg: Arc::new(seg) })
     }
 
     /// The [`Select`](crate::Select) registration: ready when the event is set.
     pub(crate) fn registration(&self) -> crate::api::select::Reg<'_> {
-        let raw = self.raw();
-        let (bell, waiters) = raw.words();
-        crate::api::select::Reg::new(
-            crate::ring::wait::Counted { bell, waiters },
-            move |_| raw.is_set(),
-            None,
-        )
+        registration_in(&self.seg, &())
+    }
+
+    /// The same registration for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment.
+    pub(crate) fn registration_owned(&self) -> crate::api::readiness::OwnedReg {
+        crate::api::readiness::OwnedReg::new(Arc::clone(&self.seg), (), registration_in)
     }
 
     fn raw(&self) -> RawEvent<'_> {
-        RawEvent::at(self.seg.payload(), 0).expect("event area size validated at open")
+        raw(&self.seg)
     }
 
     /// Sets the flag and wakes every waiter.
@@ -151,4 +153,20 @@ impl Event {
     pub fn name(&self) -> String {
         self.seg.name()
     }
+}
+
+/// The event in an event segment (whose size was checked when its handle was made).
+fn raw(seg: &Segment) -> RawEvent<'_> {
+    RawEvent::at(seg.payload(), 0).expect("event area size validated at open")
+}
+
+/// An event's registration: ready when it is set.
+fn registration_in<'s>(seg: &'s Segment, _: &'s ()) -> crate::api::select::Reg<'s> {
+    let raw = raw(seg);
+    let (bell, waiters) = raw.words();
+    crate::api::select::Reg::new(
+        crate::ring::wait::Counted { bell, waiters },
+        move |_| raw.is_set(),
+        None,
+    )
 }

@@ -12,6 +12,7 @@ pub mod pod;
 pub(crate) mod priority;
 pub(crate) mod queue;
 pub(crate) mod raw_array;
+pub(crate) mod readiness;
 pub(crate) mod ring;
 pub(crate) mod ring_typed;
 pub(crate) mod select;

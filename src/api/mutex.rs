@@ -188,15 +188,13 @@ impl<T: Pod> Mutex<T> {
     /// unlock wakes the select; an unlock wakes one sleeper, so a select that returns
     /// another registration wakes the next.
     pub(crate) fn registration(&self) -> crate::api::select::Reg<'_> {
-        let raw = self.raw();
-        let word = raw.word();
-        crate::api::select::Reg::new(
-            Contending(raw),
-            move |deep| raw.would_not_wait(deep),
-            Some(Box::new(move || {
-                crate::sync::park::wake(word, 1);
-            })),
-        )
+        registration_in(&self.seg, &())
+    }
+
+    /// The same registration for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment.
+    pub(crate) fn registration_owned(&self) -> crate::api::readiness::OwnedReg {
+        crate::api::readiness::OwnedReg::new(Arc::clone(&self.seg), (), registration_in)
     }
 
     fn raw(&self) -> RawMutex<'_> {
@@ -287,6 +285,19 @@ impl<T: Pod> Mutex<T> {
 }
 
 /// The mutex words at the start of a `Mutex` or `Array` payload.
+/// A mutex's registration: ready when the lock is free or its holder died.
+fn registration_in<'s>(seg: &'s Segment, _: &'s ()) -> crate::api::select::Reg<'s> {
+    let raw = raw(seg);
+    let word = raw.word();
+    crate::api::select::Reg::new(
+        Contending(raw),
+        move |deep| raw.would_not_wait(deep),
+        Some(Box::new(move || {
+            crate::sync::park::wake(word, 1);
+        })),
+    )
+}
+
 pub(crate) fn raw(seg: &Segment) -> RawMutex<'_> {
     RawMutex::at(seg.payload(), 0).expect("lock area size validated at open")
 }

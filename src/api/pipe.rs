@@ -186,6 +186,16 @@ impl Pipe {
         self.tx.writable(len)
     }
 
+    /// [`Pipe::readable`] for a [`Readiness`](crate::Readiness) (owning what it reads).
+    pub(crate) fn readable_owned(&self) -> crate::api::readiness::OwnedReg {
+        self.rx.readable_owned()
+    }
+
+    /// [`Pipe::writable`] for a [`Readiness`](crate::Readiness) (owning what it reads).
+    pub(crate) fn writable_owned(&self, len: usize) -> crate::api::readiness::OwnedReg {
+        self.tx.writable_owned(len)
+    }
+
     /// Sends a copy of `msg`, waiting for room. See [`Producer::send`].
     ///
     /// # Errors

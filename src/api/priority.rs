@@ -887,6 +887,78 @@ impl<T: Pod + Ord> crate::api::select::Selectable for PriorityQueue<T> {
             Some(Box::new(move || self.ring(!put))),
         )
     }
+
+    fn registration_owned(&self, put: bool) -> crate::api::readiness::OwnedReg {
+        let owned = OwnedPriority {
+            cap: self.g.cap,
+            me: self.me().ok(),
+            seen: self.place.seen(),
+            put,
+        };
+        crate::api::readiness::OwnedReg::new(Arc::clone(&self.seg), owned, OwnedPriority::reg)
+    }
+}
+
+/// What a priority queue's owned registration (for a [`Readiness`](crate::Readiness)) keeps
+/// of the handle: its capacity (checked against the segment when the handle was made) and
+/// its place, copied.
+struct OwnedPriority {
+    cap: usize,
+    /// The handle's participant index; `None` if it had none (then always ready).
+    me: Option<usize>,
+    seen: participants::Seen,
+    put: bool,
+}
+
+impl OwnedPriority {
+    /// The registration over `seg`, as `Selectable::registration` builds it from a handle.
+    fn reg<'s>(seg: &'s Segment, o: &'s OwnedPriority) -> crate::api::select::Reg<'s> {
+        let r = seg.payload();
+        let u32_at = |off| {
+            r.u32_at(off)
+                .expect("control words inside (geometry checked)")
+        };
+        let len = r
+            .u64_at(LEN)
+            .expect("control words inside (geometry checked)");
+        let closed = u32_at(CLOSED);
+        let table = r
+            .sub(TABLE, participants::SIZE)
+            .and_then(Participants::new)
+            .expect("table inside (geometry checked)");
+        let (put, cap) = (o.put, o.cap as u64);
+        let sleeper = if put {
+            Counted {
+                bell: u32_at(SPACE_BELL),
+                waiters: u32_at(SPACE_WAITERS),
+            }
+        } else {
+            Counted {
+                bell: u32_at(ITEMS_BELL),
+                waiters: u32_at(ITEMS_WAITERS),
+            }
+        };
+        let (bell, waiters) = (sleeper.bell, sleeper.waiters);
+        crate::api::select::Reg::new(
+            sleeper,
+            move |deep| {
+                let len = len.load(Ordering::Relaxed).min(cap);
+                if closed.load(Ordering::SeqCst) != 0 || (put && len < cap) || (!put && len > 0) {
+                    return true;
+                }
+                let Some(me) = o.me else {
+                    return true;
+                };
+                let other = if put {
+                    participants::GET
+                } else {
+                    participants::PUT
+                };
+                !table.other_side_may_come(other, me, o.seen, deep)
+            },
+            Some(Box::new(move || wait::ring_counted(bell, waiters, false))),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::api::readiness::OwnedReg;
 use crate::api::select::{Reg, Selectable};
 use crate::api::{Pod, Waiting, ensure};
 use crate::error::{
@@ -233,6 +234,48 @@ pub(crate) fn other_side_gone<'a>(
         }
         departures = now;
         !table.other_side_may_come(other, me, seen, deep)
+    }
+}
+
+/// What a queue's owned registration ([`Core::registration_owned`]) keeps of the handle: the
+/// geometry (checked when the handle was made) and the handle's place, copied.
+struct OwnedQueue {
+    cap: u64,
+    stride: usize,
+    limit: u64,
+    /// The handle's participant index; `None` if it had none (the registration is then
+    /// always ready, so the handle's own call reports why).
+    me: Option<usize>,
+    seen: Seen,
+    put: bool,
+}
+
+impl OwnedQueue {
+    /// The registration over `seg`, as [`Core::registration`] builds it.
+    fn reg<'s>(seg: &'s Segment, o: &'s OwnedQueue) -> Reg<'s> {
+        let q = Mpmc::new(seg.payload(), o.cap, o.stride)
+            .expect("geometry validated when the handle was made")
+            .with_limit(o.limit);
+        let put = o.put;
+        Reg::new(
+            q.sleeper(!put),
+            move |deep| {
+                let len = q.len();
+                if q.is_closed() || (put && len < o.limit) || (!put && len > 0) {
+                    return true;
+                }
+                let Some(me) = o.me else {
+                    return true;
+                };
+                let other = if put {
+                    participants::GET
+                } else {
+                    participants::PUT
+                };
+                !q.table().other_side_may_come(other, me, o.seen, deep)
+            },
+            Some(Box::new(move || q.pass_on(!put))),
+        )
     }
 }
 
@@ -555,6 +598,21 @@ impl Core {
             },
             Some(Box::new(move || q.pass_on(!put))),
         )
+    }
+
+    /// [`Core::registration`] for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment and copies of the handle's place (taken now, attaching first in a forked
+    /// child), so it needs nothing of the handle later.
+    pub(crate) fn registration_owned(&self, put: bool) -> OwnedReg {
+        let owned = OwnedQueue {
+            cap: self.cap,
+            stride: self.stride,
+            limit: self.limit,
+            me: self.me().ok(),
+            seen: self.place.seen(),
+            put,
+        };
+        OwnedReg::new(Arc::clone(&self.seg), owned, OwnedQueue::reg)
     }
 
     /// Changes the sides this handle uses.
@@ -1177,10 +1235,16 @@ impl<T: Pod> Selectable for Queue<T> {
     fn registration(&self, put: bool) -> Reg<'_> {
         self.core.registration(put)
     }
+    fn registration_owned(&self, put: bool) -> OwnedReg {
+        self.core.registration_owned(put)
+    }
 }
 
 impl<T: Pod> Selectable for JoinableQueue<T> {
     fn registration(&self, put: bool) -> Reg<'_> {
         self.queue.core.registration(put)
+    }
+    fn registration_owned(&self, put: bool) -> OwnedReg {
+        self.queue.core.registration_owned(put)
     }
 }

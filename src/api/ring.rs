@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::ensure;
 use crate::api::Waiting;
+use crate::api::readiness::OwnedReg;
 use crate::api::select::Reg;
 use crate::error::{
     AttachError, CreateError, OpenError, OpenOrCreateError, RecvError, RecvTimeoutError, SendError,
@@ -47,9 +48,10 @@ pub(crate) fn ring_of(
 ) -> Option<RawRing<'static>> {
     let payload = seg.payload();
     // SAFETY: the payload lies inside the segment's mapping, which stays mapped while any
-    // `Arc<Segment>` lives. Every `RawRing<'static>` made here is stored in a handle next to
-    // a clone of that Arc and is never handed out with a lifetime longer than a borrow of that
-    // handle, so the memory outlives every use. Access is atomic or through exclusive grants.
+    // `Arc<Segment>` lives. Every `RawRing<'static>` made here is stored in a handle (or an
+    // `OwnedReg`) next to a clone of that Arc and is never handed out with a lifetime longer
+    // than a borrow of that handle, so the memory outlives every use. Access is atomic or
+    // through exclusive grants.
     let region: Region<'static> = unsafe { Region::from_raw(payload.as_ptr(), payload.len()) };
     ring_in(region, index, cap, max)
 }
@@ -491,6 +493,13 @@ impl Producer {
         )
     }
 
+    /// [`Producer::writable`] for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment and reads the positions from the ring's shared words (the producer's own
+    /// copies stay in the handle, which may be gone by the time it looks).
+    pub(crate) fn writable_owned(&self, len: usize) -> OwnedReg {
+        OwnedReg::new(Arc::clone(&self.seg), (self.raw, len), writable_shared)
+    }
+
     fn reserve_inner(&mut self, len: usize, waiting: Waiting) -> Result<Reservation, Fail> {
         let raw = self.raw;
         if raw.peer_gone(Side::Consumer, false) {
@@ -675,6 +684,55 @@ impl Drop for Producer {
     fn drop(&mut self) {
         self.raw.detach(Side::Producer);
     }
+}
+
+/// The registration of [`Producer::writable_owned`]: ready when a `len`-byte message fits
+/// after the shared tail (or never can, or a shared word is corrupt), or the consumer is gone.
+/// The `'static` ring is shortened to the borrow of the [`OwnedReg`] that holds it next to
+/// its segment.
+fn writable_shared<'s>(_: &'s Segment, &(raw, len): &'s (RawRing<'static>, usize)) -> Reg<'s> {
+    let raw: RawRing<'s> = raw;
+    let (sleeping, bell) = raw.sleep_words(Side::Producer);
+    Reg::new(
+        wait::Flag { sleeping, bell },
+        move |deep| {
+            let fits = || {
+                // A forged tail is "ready": the producer's own calls then say what they see.
+                let Some(tail) = raw.shared_tail() else {
+                    return true;
+                };
+                // No cached head: `try_reserve` reads the shared one (and checks it).
+                let mut head = tail.saturating_sub(raw.capacity());
+                !matches!(
+                    raw.try_reserve(tail, &mut head, len),
+                    Err(ReserveFail::Full)
+                )
+            };
+            raw.peer_gone(Side::Consumer, false)
+                || fits()
+                || (deep && raw.peer_gone_recorded(Side::Consumer))
+        },
+        None,
+    )
+}
+
+/// The registration of [`Consumer::readable_owned`]: ready when a record is published at the
+/// shared head (or the ring is corrupt), or the producer is gone. The `'static` ring is
+/// shortened as in [`writable_shared`].
+fn readable_shared<'s>(_: &'s Segment, &raw: &'s RawRing<'static>) -> Reg<'s> {
+    let raw: RawRing<'s> = raw;
+    let (sleeping, bell) = raw.sleep_words(Side::Consumer);
+    Reg::new(
+        wait::Flag { sleeping, bell },
+        move |deep| {
+            // A forged head is "ready": the consumer's own calls then say what they see.
+            raw.shared_head()
+                .is_none_or(|head| !matches!(raw.peek(head), Ok(None)))
+                || raw.peer_gone(Side::Producer, false)
+                || (deep && raw.peer_gone_recorded(Side::Producer))
+        },
+        None,
+    )
 }
 
 /// Room for one message inside the ring; derefs to `&mut [u8]` of exactly the reserved length.
@@ -901,6 +959,14 @@ impl Consumer {
             },
             None,
         )
+    }
+
+    /// [`Consumer::readable`] for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment and reads the head from the ring's shared word (the consumer's own copy stays
+    /// in the handle, which may be gone by the time it looks; the two are equal whenever no
+    /// call of the consumer is running).
+    pub(crate) fn readable_owned(&self) -> OwnedReg {
+        OwnedReg::new(Arc::clone(&self.seg), self.raw, readable_shared)
     }
 
     fn recv_inner(&mut self, waiting: Waiting) -> Result<Record, Fail> {

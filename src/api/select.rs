@@ -283,6 +283,9 @@ impl<'a> Select<'a> {
 pub trait Selectable {
     #[doc(hidden)]
     fn registration(&self, put: bool) -> Reg<'_>;
+    /// The same registration for a [`Readiness`](crate::Readiness), owning what it reads.
+    #[doc(hidden)]
+    fn registration_owned(&self, put: bool) -> crate::api::readiness::OwnedReg;
 }
 
 /// One registration: how to sleep on the object, whether its operation would go ahead, and

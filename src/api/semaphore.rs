@@ -1,5 +1,6 @@
 //! `Semaphore`: a counting semaphore across processes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ensure;
@@ -32,7 +33,8 @@ pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
 /// ```
 #[derive(Debug)]
 pub struct Semaphore {
-    seg: Segment,
+    /// Shared with the [`Readiness`](crate::Readiness) registrations made of it.
+    seg: Arc<Segment>,
     max: u32,
 }
 
@@ -77,7 +79,10 @@ impl Semaphore {
                 s.init(value);
             }
         })?;
-        Ok(Semaphore { seg, max })
+        Ok(Semaphore {
+            seg: Arc::new(seg),
+            max,
+        })
     }
 
     /// Opens an existing semaphore.
@@ -116,26 +121,24 @@ impl Semaphore {
         })?;
         Ok(Semaphore {
             max: max.unwrap_or(1),
-            seg,
+            seg: Arc::new(seg),
         })
     }
 
     /// The [`Select`](crate::Select) registration: ready when a permit is free. A release
     /// wakes one sleeper, so a select that returns another registration wakes the next.
     pub(crate) fn registration(&self) -> crate::api::select::Reg<'_> {
-        let raw = self.raw();
-        let (bell, waiters) = raw.words();
-        crate::api::select::Reg::new(
-            crate::ring::wait::Counted { bell, waiters },
-            move |_| raw.value() > 0,
-            Some(Box::new(move || {
-                crate::sync::park::wake(bell, 1);
-            })),
-        )
+        registration_in(&self.seg, &())
+    }
+
+    /// The same registration for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment.
+    pub(crate) fn registration_owned(&self) -> crate::api::readiness::OwnedReg {
+        crate::api::readiness::OwnedReg::new(Arc::clone(&self.seg), (), registration_in)
     }
 
     fn raw(&self) -> RawSemaphore<'_> {
-        RawSemaphore::at(self.seg.payload(), 0).expect("semaphore area size validated at open")
+        raw(&self.seg)
     }
 
     /// Takes a permit, waiting as long as needed.
@@ -195,4 +198,23 @@ impl Semaphore {
     pub fn name(&self) -> String {
         self.seg.name()
     }
+}
+
+/// The semaphore in a semaphore segment (whose size was checked when its handle was made).
+fn raw(seg: &Segment) -> RawSemaphore<'_> {
+    RawSemaphore::at(seg.payload(), 0).expect("semaphore area size validated at open")
+}
+
+/// A semaphore's registration: ready when a permit is free; a wake-up it took and leaves is
+/// handed to the next sleeper.
+fn registration_in<'s>(seg: &'s Segment, _: &'s ()) -> crate::api::select::Reg<'s> {
+    let raw = raw(seg);
+    let (bell, waiters) = raw.words();
+    crate::api::select::Reg::new(
+        crate::ring::wait::Counted { bell, waiters },
+        move |_| raw.value() > 0,
+        Some(Box::new(move || {
+            crate::sync::park::wake(bell, 1);
+        })),
+    )
 }

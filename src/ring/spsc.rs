@@ -262,6 +262,18 @@ impl<'a> RawRing<'a> {
         self.u64(HEAD).load(Ordering::Acquire)
     }
 
+    /// The consumer's released position as the shared word says, if it can be a position
+    /// (8-aligned, below the limit every other check assumes): for readers that have no
+    /// private copy of it (readiness checks), so arithmetic on it cannot overflow.
+    pub(crate) fn shared_head(&self) -> Option<u64> {
+        Some(self.published_head()).filter(|&h| h % 8 == 0 && h < POSITION_LIMIT)
+    }
+
+    /// The producer's published position, checked as [`RawRing::shared_head`].
+    pub(crate) fn shared_tail(&self) -> Option<u64> {
+        Some(self.published_tail()).filter(|&t| t % 8 == 0 && t < POSITION_LIMIT)
+    }
+
     // ----- roles -----
 
     fn role_words(&self, side: Side) -> (&'a AtomicU32, &'a AtomicU64) {
