@@ -491,3 +491,45 @@ fn persistent_queue_put_and_get_in_separate_runs() {
     // The file stays (empty) until removed.
     assert!(dir.0.join("queue.shmq").is_file());
 }
+
+#[test]
+fn epoll_ring_and_pipe() {
+    let run = run_example("epoll_ring_and_pipe", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    // Each stream in its own order; how the two interleave depends on timing.
+    let ring: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("ring: "))
+        .collect();
+    let pipe: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("pipe: "))
+        .collect();
+    assert_eq!(
+        numbers(&ring, "ring: tick "),
+        (0..5).collect::<Vec<_>>(),
+        "{lines:?}"
+    );
+    assert_eq!(
+        numbers(&pipe, "pipe: line "),
+        (0..5).collect::<Vec<_>>(),
+        "{lines:?}"
+    );
+    let at = |l: &str| {
+        lines
+            .iter()
+            .position(|x| *x == l)
+            .unwrap_or_else(|| panic!("no {l:?} in {lines:?}"))
+    };
+    assert!(
+        at("ring closed after 5 messages") > at("ring: tick 4"),
+        "{lines:?}"
+    );
+    assert!(
+        at("pipe closed after 5 lines") > at("pipe: line 4"),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 12, "{lines:?}");
+}

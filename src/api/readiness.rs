@@ -573,10 +573,26 @@ fn serve() {
 }
 
 /// Watches `items` until the registry changes.
+///
+/// Registrations on the same bell (one side of one object, registered more than once) share
+/// one announcement and one word of the sleep: the thread is one sleeper, and a ring's
+/// "sleeping" flag is a single flag that a second withdrawal would clear under the first.
 fn serve_generation(items: &[Arc<Item>], generation: u64) {
     let regs: Vec<Reg<'_>> = items.iter().map(|i| i.source.reg()).collect();
-    let mut announced = vec![false; regs.len()];
-    let mut words: Vec<(&AtomicU32, u32)> = Vec::with_capacity(regs.len() + 1);
+    let n = regs.len();
+    // The first registration with the same bell, for each.
+    let leader: Vec<usize> = (0..n)
+        .map(|k| {
+            (0..k)
+                .find(|&j| std::ptr::eq(regs[j].bell(), regs[k].bell()))
+                .unwrap_or(k)
+        })
+        .collect();
+    let mut armed = vec![false; n];
+    // Per leader: whether its bell is announced, and whether it should be.
+    let mut announced = vec![false; n];
+    let mut wanted = vec![false; n];
+    let mut words: Vec<(&AtomicU32, u32)> = Vec::with_capacity(n + 1);
     let mut next_deep = Instant::now();
     loop {
         // Acquire: pairs with `poke`'s Release: the registry change or arming it announced
@@ -586,22 +602,26 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
             break;
         }
         // Watch the registrations of armed `Readiness` objects; withdraw from the others.
-        for ((item, reg), on) in items.iter().zip(&regs).zip(announced.iter_mut()) {
-            let armed = item.owner.armed.load(Ordering::SeqCst);
-            if armed != *on {
-                if armed {
-                    reg.announce();
+        wanted.fill(false);
+        for k in 0..n {
+            armed[k] = items[k].owner.armed.load(Ordering::SeqCst);
+            wanted[leader[k]] |= armed[k];
+        }
+        for g in 0..n {
+            if wanted[g] != announced[g] {
+                if wanted[g] {
+                    regs[g].announce();
                 } else {
-                    reg.retract();
+                    regs[g].retract();
                 }
-                *on = armed;
+                announced[g] = wanted[g];
             }
         }
         words.clear();
-        for (reg, _) in regs.iter().zip(&announced).filter(|(_, on)| **on) {
-            reg.barrier();
+        for g in (0..n).filter(|&g| announced[g]) {
+            regs[g].barrier();
             // Acquire: pairs with the waker's Release increment of the bell.
-            words.push((reg.bell(), reg.bell().load(Ordering::Acquire)));
+            words.push((regs[g].bell(), regs[g].bell().load(Ordering::Acquire)));
         }
         let now = Instant::now();
         let deep = now >= next_deep;
@@ -609,13 +629,9 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
             next_deep = now + CHECK_EVERY;
         }
         let mut fired = false;
-        for ((item, reg), _) in items
-            .iter()
-            .zip(&regs)
-            .zip(&announced)
-            .filter(|(_, on)| **on)
-        {
-            if reg.ready(deep) {
+        for k in (0..n).filter(|&k| armed[k]) {
+            if regs[k].ready(deep) {
+                let item = &items[k];
                 // Release: pairs with the Acquire swap in `ready`.
                 item.hit.store(true, Ordering::Release);
                 if item.owner.armed.swap(false, Ordering::SeqCst) {
@@ -634,9 +650,7 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
         let deadline = watching.then_some(next_deep);
         let _ = crate::sys::futex::wait_any(&words, deadline);
     }
-    for (reg, on) in regs.iter().zip(&announced) {
-        if *on {
-            reg.retract();
-        }
+    for g in (0..n).filter(|&g| announced[g]) {
+        regs[g].retract();
     }
 }
