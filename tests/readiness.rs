@@ -310,6 +310,10 @@ fn removed_and_dropped_registrations_are_let_go_of() {
         assert_eq!(a.ready(), vec![a_q]);
         assert_eq!(q.try_get(), Ok(5));
         assert!(a.ready().is_empty());
+        // A new registration takes the lowest free index.
+        assert_eq!(a.put(&q).unwrap(), a_ring);
+        assert_eq!(a.ready(), vec![a_ring], "room in the queue");
+        assert!(a.remove(a_ring));
 
         // A dropped Readiness is out of the registry: a full process's worth of
         // registrations can be made again (the limit counts the whole process).
@@ -612,6 +616,39 @@ fn every_kind_becomes_ready_from_another_process() {
         drop(held);
         assert!(wait(&mut kid, LIMIT).success(), "{what}");
         drop(r);
+    }
+    assert_gone(&name);
+}
+
+#[test]
+fn the_error_and_the_object_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Readiness>();
+    send_sync::<ReadinessError>();
+    fn convert() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Err(ReadinessError::TooMany {
+            registered: Readiness::MAX,
+            max: Readiness::MAX,
+        })?
+    }
+    let e = convert().unwrap_err();
+    assert!(e.to_string().contains("remove some"), "{e}");
+    let e: anyhow::Error = ReadinessError::Unsupported.into();
+    assert!(e.to_string().contains("Linux 5.16"), "{e}");
+    // A Readiness moved to another thread works there (an event loop thread, say).
+    let name = unique("readiness-thread");
+    {
+        let ev = Event::create(name.as_str()).unwrap();
+        let mut r = Readiness::new().unwrap();
+        let i = r.wait(&ev).unwrap();
+        ev.set();
+        let seen = std::thread::spawn(move || {
+            assert!(readable(&r, LIMIT));
+            r.ready()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, vec![i]);
     }
     assert_gone(&name);
 }

@@ -27,11 +27,17 @@
 //!
 //! The arming state of one `Readiness`:
 //!
-//! | `armed` | eventfd  | meaning                                                        |
-//! |---------|----------|----------------------------------------------------------------|
-//! | true    | 0        | watched by the thread; nothing was found ready since re-arming |
-//! | false   | not 0    | the thread found something ready: the descriptor is readable   |
-//! | true    | not 0    | briefly, while `ready` re-arms next to a thread that fires     |
+//! | `armed` | eventfd | meaning                                                          |
+//! |---------|---------|------------------------------------------------------------------|
+//! | true    | 0       | watched by the thread; nothing found ready since it was armed    |
+//! | false   | not 0   | the thread found something ready: the descriptor is readable     |
+//! | false   | 0       | for an instant: the thread has disarmed it and is about to signal |
+//! | true    | not 0   | `ready` re-armed it while the thread signalled: readable, perhaps |
+//! |         |         | with nothing ready (the next `ready` then returns nothing and    |
+//! |         |         | clears it), and watched                                          |
+//!
+//! Only the thread disarms (`swap(false)`, then signal) and only `ready` arms (drain, then
+//! `swap(true)`, then poke the thread if it was disarmed).
 
 use std::fmt;
 use std::io;
@@ -53,7 +59,8 @@ use crate::sys::eventfd::EventFd;
 /// [`send`](Readiness::send), [`recv_pipe`](Readiness::recv_pipe),
 /// [`send_pipe`](Readiness::send_pipe), [`get`](Readiness::get), [`put`](Readiness::put),
 /// [`wait`](Readiness::wait), [`acquire`](Readiness::acquire), [`lock`](Readiness::lock),
-/// each returning the registration's index; [`remove`](Readiness::remove) takes one out.
+/// each returning the registration's index (the lowest free one);
+/// [`remove`](Readiness::remove) takes one out, and dropping the `Readiness` removes all.
 /// A registration is ready exactly when a `Select` over it would return it: the operation
 /// would not wait, or would fail at once for good (the peer gone, also one killed with
 /// SIGKILL, noticed within about 40 ms; the queue closed; the memory corrupt).
@@ -106,6 +113,10 @@ use crate::sys::eventfd::EventFd;
 ///   returns an empty list call `guard.clear_ready()`, else act on the indices and loop (the
 ///   same rule as for a socket: clear only after seeing `WouldBlock`).
 ///
+/// An empty list is never an error: a wake-up can be spurious (something became ready and
+/// was taken by another process before you looked, or `ready()` raced the thread), and the
+/// empty `ready()` is what clears it.
+///
 /// As with any readiness API the operation can still lose a race: another process may take
 /// the item, the room, the permit or the lock between `ready()` and your `try_` call, which
 /// then says `Empty`/`Full`/`WouldBlock`; go back to the event loop. Queues, semaphores and
@@ -124,7 +135,8 @@ use crate::sys::eventfd::EventFd;
 /// is published, an item put, the event set, ...), when a registration is added or removed or
 /// a `Readiness` re-armed, and every 40 ms while any registration is watched, to look at the
 /// peers' liveness (a `/proc` read per ring or queue registration): about 25 short wake-ups
-/// a second while idle, no spinning. A watched ring's producer pays a futex wake per message
+/// a second while idle, no spinning (measured on one machine: 7 ms of CPU in 5 s with an
+/// event registered, 19 ms with a ring, a queue and an event). A watched ring's producer pays a futex wake per message
 /// (as it does for a consumer blocked in `recv`); once the descriptor is readable the thread
 /// stops watching that `Readiness`, so a busy stream costs nothing more until `ready()`
 /// re-arms it.
@@ -145,12 +157,13 @@ use crate::sys::eventfd::EventFd;
 ///   woken only by its 40 ms liveness timer; the result stays correct, only later.
 /// - [`Interrupter`](crate::Interrupter)s do not reach the thread: an event loop handles
 ///   signals its own way (a signalfd, a self-pipe, tokio's signal streams).
-/// - After `fork`, the child's first `Readiness` call starts a thread of its own for the
-///   registrations it inherited; fork only while no other thread of the parent registers or
-///   removes (the registry's lock would stay taken in the child).
+/// - After `fork`, make new `Readiness` objects in the child (the first starts the child's
+///   thread); those inherited share their descriptors with the parent's. Fork only while no
+///   other thread of the parent makes, registers or removes (the process's registry lock
+///   would stay taken in the child).
 pub struct Readiness {
     shared: Arc<Shared>,
-    /// Index = registration index; `None` once removed (indices never move).
+    /// Index = registration index; `None` once removed (free for the next registration).
     items: Vec<Option<Arc<Item>>>,
 }
 
@@ -234,8 +247,17 @@ impl Readiness {
             r.items.push(Arc::clone(&item));
             r.changed();
         }
-        self.items.push(Some(item));
-        Ok(self.items.len() - 1)
+        // The lowest free index, as file descriptors are numbered.
+        match self.items.iter().position(Option::is_none) {
+            Some(free) => {
+                self.items[free] = Some(item);
+                Ok(free)
+            }
+            None => {
+                self.items.push(Some(item));
+                Ok(self.items.len() - 1)
+            }
+        }
     }
 
     /// Registers receiving on `consumer`: ready when a message is waiting, or its producer
@@ -325,7 +347,9 @@ impl Readiness {
     }
 
     /// Removes registration `index`; returns whether there was one. When it returns, the
-    /// background thread no longer looks at it. Other indices do not change.
+    /// background thread no longer looks at it. Other indices do not change; the next
+    /// registration takes the lowest free index (as file descriptors are numbered), so an
+    /// index may come back for another object.
     pub fn remove(&mut self, index: usize) -> bool {
         let Some(item) = self.items.get_mut(index).and_then(Option::take) else {
             return false;
