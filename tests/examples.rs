@@ -37,6 +37,18 @@ fn build_examples() -> Result<PathBuf, String> {
     cargo
         .args(["build", "--examples", "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+    // The features this test was built with, so examples that need one are built too (and
+    // the library is not rebuilt without them).
+    let features: Vec<&str> = [
+        ("async", cfg!(feature = "async")),
+        ("serde", cfg!(feature = "serde")),
+    ]
+    .into_iter()
+    .filter_map(|(f, on)| on.then_some(f))
+    .collect();
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
+    }
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => {}
         Some("release") => {
@@ -532,4 +544,30 @@ fn epoll_ring_and_pipe() {
         "{lines:?}"
     );
     assert_eq!(lines.len(), 12, "{lines:?}");
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn tokio_service() {
+    let run = run_example("tokio_service", &[]);
+    let jobs: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("job "))
+        .collect();
+    let want: Vec<String> = (0..20).map(|i| format!("job {i} from the queue")).collect();
+    assert_eq!(jobs, want, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("client got: \"jobs done so far: ")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with("shutdown: 20 jobs served, 1 TCP client\n"),
+        "{}",
+        run.stdout
+    );
 }

@@ -1,6 +1,8 @@
 //! L4: the typed objects users create and open by name.
 
 pub(crate) mod array;
+#[cfg(feature = "async")]
+mod asynch;
 pub(crate) mod byte_queue;
 pub(crate) mod event;
 pub(crate) mod interrupt;

@@ -176,6 +176,30 @@ impl Pipe {
         (self.tx, self.rx)
     }
 
+    /// [`Pipe::recv`] for async code (feature `async`); see [`Consumer::recv_async`].
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has taken nothing.
+    ///
+    /// # Errors
+    /// As [`Pipe::recv`], except `Interrupted`.
+    #[cfg(feature = "async")]
+    pub async fn recv_async(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        self.rx.recv_async().await
+    }
+
+    /// [`Pipe::send`] for async code (feature `async`); see [`Producer::send_async`].
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has sent nothing.
+    ///
+    /// # Errors
+    /// As [`Pipe::send`], except `Interrupted`.
+    #[cfg(feature = "async")]
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.tx.send_async(msg).await
+    }
+
     /// The [`Select`](crate::Select) registration for receiving on this pipe.
     pub(crate) fn readable(&self) -> Reg<'_> {
         self.rx.readable()

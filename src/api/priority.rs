@@ -637,6 +637,23 @@ impl<T: Pod + Ord> PriorityQueue<T> {
         wait::ring_counted(s.bell, s.waiters, false);
     }
 
+    /// Whether nobody is left (or may still come) on the side a put (`put`) or get waits
+    /// for, by the cheap check (entries still held count as present; a Select's or async
+    /// wait's deep look reaps the dead first).
+    fn other_side_left(&self, put: bool) -> bool {
+        let Ok(me) = self.me() else {
+            return false;
+        };
+        let other = if put {
+            participants::GET
+        } else {
+            participants::PUT
+        };
+        !self
+            .table()
+            .other_side_may_come(other, me, self.place.seen(), false)
+    }
+
     /// Runs `op` on the heap under the lock (rebuilding first if a holder died).
     fn locked<R>(
         &self,
@@ -674,6 +691,7 @@ impl<T: Pod + Ord> PriorityQueue<T> {
             // Not interruptible: a `try_` form never reports an interrupt.
             return match crate::sys::interrupt::uninterruptible(|| attempt(brief)) {
                 Ok(Some(r)) => Ok(r),
+                Ok(None) if self.other_side_left(!items) => Err(Failed::Disconnected),
                 Ok(None) | Err(Failed::Timeout | Failed::Interrupted) => Err(Failed::Busy),
                 Err(e) => Err(e),
             };
@@ -880,9 +898,14 @@ impl<T: Pod + Ord> crate::api::select::Selectable for PriorityQueue<T> {
                 } else {
                     participants::PUT
                 };
+                // A deep look reaps the dead, so the cheap check (and the handle's own
+                // non-waiting call after it) sees them gone.
+                if deep {
+                    self.table().reap_dead(|_, _| {});
+                }
                 !self
                     .table()
-                    .other_side_may_come(other, me, self.place.seen(), deep)
+                    .other_side_may_come(other, me, self.place.seen(), false)
             },
             Some(Box::new(move || self.ring(!put))),
         )
@@ -954,7 +977,10 @@ impl OwnedPriority {
                 } else {
                     participants::PUT
                 };
-                !table.other_side_may_come(other, me, o.seen, deep)
+                if deep {
+                    table.reap_dead(|_, _| {});
+                }
+                !table.other_side_may_come(other, me, o.seen, false)
             },
             Some(Box::new(move || wait::ring_counted(bell, waiters, false))),
         )

@@ -259,24 +259,41 @@ impl OwnedQueue {
         let put = o.put;
         Reg::new(
             q.sleeper(!put),
-            move |deep| {
-                let len = q.len();
-                if q.is_closed() || (put && len < o.limit) || (!put && len > 0) {
-                    return true;
-                }
-                let Some(me) = o.me else {
-                    return true;
-                };
-                let other = if put {
-                    participants::GET
-                } else {
-                    participants::PUT
-                };
-                !q.table().other_side_may_come(other, me, o.seen, deep)
-            },
+            move |deep| would_not_wait(q, o.limit, put, o.me, o.seen, deep),
             Some(Box::new(move || q.pass_on(!put))),
         )
     }
+}
+
+/// Whether a put (`put`) or get on `q` would not wait: there is room or an item, the queue
+/// is closed, the handle has no place (`me`), or nobody is left (or may still come) on the
+/// other side. With `deep`, dead participants are reaped first (their entries freed, which
+/// every handle's cheap check then sees), so the handle's own non-waiting call that follows
+/// reports `Disconnected` as this says.
+fn would_not_wait(
+    q: Mpmc<'_>,
+    limit: u64,
+    put: bool,
+    me: Option<usize>,
+    seen: Seen,
+    deep: bool,
+) -> bool {
+    let len = q.len();
+    if q.is_closed() || (put && len < limit) || (!put && len > 0) {
+        return true;
+    }
+    let Some(me) = me else {
+        return true;
+    };
+    if deep {
+        q.reap_dead();
+    }
+    let other = if put {
+        participants::GET
+    } else {
+        participants::PUT
+    };
+    !q.table().other_side_may_come(other, me, seen, false)
 }
 
 /// Nanoseconds since the first call, for the per-handle liveness-check schedule.
@@ -531,7 +548,23 @@ impl Core {
             }
         }
         let Some(deadline) = waiting.deadline() else {
-            return Err(Failed::Busy);
+            // Nobody left on the other side: say so (after one more look at what it left),
+            // as a waiting call, a Select and the async forms would.
+            let other = if put {
+                participants::GET
+            } else {
+                participants::PUT
+            };
+            if q.table()
+                .other_side_may_come(other, me, self.place.seen(), false)
+            {
+                return Err(Failed::Busy);
+            }
+            return match attempt(true) {
+                Ok(c) => Ok((me, c)),
+                Err(Fail::Busy) => Err(Failed::Disconnected),
+                Err(e) => Err(e.into()),
+            };
         };
         let deep = Cell::new(false);
         let mut gone = other_side_gone(q.table(), put, me, self.place.seen());
@@ -577,25 +610,9 @@ impl Core {
     /// is left (or may still come) on the other side.
     pub(crate) fn registration(&self, put: bool) -> Reg<'_> {
         let q = self.q();
-        let limit = self.limit;
         Reg::new(
             q.sleeper(!put),
-            move |deep| {
-                let len = q.len();
-                if q.is_closed() || (put && len < limit) || (!put && len > 0) {
-                    return true;
-                }
-                let Ok(me) = self.me() else {
-                    return true;
-                };
-                let other = if put {
-                    participants::GET
-                } else {
-                    participants::PUT
-                };
-                !q.table()
-                    .other_side_may_come(other, me, self.place.seen(), deep)
-            },
+            move |deep| would_not_wait(q, self.limit, put, self.me().ok(), self.place.seen(), deep),
             Some(Box::new(move || q.pass_on(!put))),
         )
     }

@@ -222,7 +222,7 @@ impl Readiness {
         ensure_thread(&mut registry())?;
         Ok(Readiness {
             shared: Arc::new(Shared {
-                efd,
+                notify: Notify::Fd(efd),
                 armed: AtomicBool::new(true),
             }),
             items: Vec::new(),
@@ -235,18 +235,7 @@ impl Readiness {
             source,
             hit: AtomicBool::new(false),
         });
-        {
-            let mut r = registry();
-            if r.items.len() >= Self::MAX {
-                return Err(ReadinessError::TooMany {
-                    registered: r.items.len(),
-                    max: Self::MAX,
-                });
-            }
-            ensure_thread(&mut r)?;
-            r.items.push(Arc::clone(&item));
-            r.changed();
-        }
+        register(&item)?;
         // The lowest free index, as file descriptors are numbered.
         match self.items.iter().position(Option::is_none) {
             Some(free) => {
@@ -391,7 +380,7 @@ impl Readiness {
         if out.is_empty() {
             // Clear, then arm: a registration that became ready after the checks above is
             // found by the thread's own look once armed (it looks before it sleeps).
-            self.shared.efd.drain();
+            self.shared.fd().drain();
             // SeqCst: ordered before the thread's look at `armed` through `poke`'s
             // Release/Acquire pair on the control word.
             if !self.shared.armed.swap(true, Ordering::SeqCst) {
@@ -416,7 +405,7 @@ impl Drop for Readiness {
 impl AsFd for Readiness {
     /// The eventfd: readable while a registration is ready (see the type's docs).
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.shared.efd.as_fd()
+        self.shared.fd().as_fd()
     }
 }
 
@@ -474,9 +463,18 @@ impl OwnedReg {
     }
 }
 
-/// What a `Readiness` shares with the thread.
+/// How the thread tells the owner of a registration that it fired.
+enum Notify {
+    /// A [`Readiness`]: its eventfd.
+    Fd(EventFd),
+    /// An async wait ([`until_ready`]): the waker of the task that awaits it.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    Waker(std::sync::Mutex<Option<std::task::Waker>>),
+}
+
+/// What a `Readiness` (or an async wait) shares with the thread.
 struct Shared {
-    efd: EventFd,
+    notify: Notify,
     /// Whether the thread watches this `Readiness` (see the state table above).
     armed: AtomicBool,
 }
@@ -487,6 +485,129 @@ struct Item {
     source: OwnedReg,
     /// The thread found it ready (cleared by `ready`).
     hit: AtomicBool,
+}
+
+impl Shared {
+    /// A `Readiness`'s eventfd.
+    fn fd(&self) -> &EventFd {
+        match &self.notify {
+            Notify::Fd(efd) => efd,
+            Notify::Waker(_) => unreachable!("only a Readiness asks for its descriptor"),
+        }
+    }
+
+    /// Tells the owner a registration fired.
+    fn signal(&self) {
+        match &self.notify {
+            Notify::Fd(efd) => efd.signal(),
+            Notify::Waker(waker) => {
+                let waker = waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+/// Adds `item` to the process's registry (starting the thread if needed).
+fn register(item: &Arc<Item>) -> Result<(), ReadinessError> {
+    let mut r = registry();
+    if r.items.len() >= Readiness::MAX {
+        return Err(ReadinessError::TooMany {
+            registered: r.items.len(),
+            max: Readiness::MAX,
+        });
+    }
+    ensure_thread(&mut r)?;
+    r.items.push(Arc::clone(item));
+    r.changed();
+    Ok(())
+}
+
+/// Resolves once `source` is ready (or at once if it is, or on the next poll if the thread
+/// cannot take it: a kernel without `futex_waitv` or the process's registrations all used,
+/// where async waits poll instead of sleeping). The registration lives from the first
+/// pending poll until the future is dropped (or completes); dropping it removes the
+/// registration and takes nothing, so every async operation built on it (try, then wait for
+/// readiness, then try again) is cancellation-safe.
+#[cfg(feature = "async")]
+pub(crate) fn until_ready(source: OwnedReg) -> UntilReady {
+    UntilReady {
+        source: Some(source),
+        item: None,
+        yielded: false,
+    }
+}
+
+/// The future of [`until_ready`].
+#[cfg(feature = "async")]
+pub(crate) struct UntilReady {
+    source: Option<OwnedReg>,
+    item: Option<Arc<Item>>,
+    /// Registration failed and the future yielded once (polling fallback).
+    yielded: bool,
+}
+
+#[cfg(feature = "async")]
+impl std::future::Future for UntilReady {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(item) = &this.item {
+            // Acquire: pairs with the thread's Release store of `hit`.
+            if item.hit.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            if let Notify::Waker(w) = &item.owner.notify {
+                *w.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+            }
+            // The thread may have fired between the swap and the store, finding no waker.
+            if item.hit.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            return Poll::Pending;
+        }
+        if this.yielded {
+            return Poll::Ready(());
+        }
+        let Some(source) = this.source.take() else {
+            return Poll::Ready(());
+        };
+        if source.reg().ready(false) {
+            return Poll::Ready(());
+        }
+        let item = Arc::new(Item {
+            owner: Arc::new(Shared {
+                notify: Notify::Waker(std::sync::Mutex::new(Some(cx.waker().clone()))),
+                armed: AtomicBool::new(true),
+            }),
+            source,
+            hit: AtomicBool::new(false),
+        });
+        if wait::multi_wait_available() && register(&item).is_ok() {
+            this.item = Some(item);
+        } else {
+            // No thread to wake us: yield to the executor once, then let the caller try again.
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for UntilReady {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            deregister(&[item]);
+        }
+    }
 }
 
 /// Every registration of the process, and the thread's progress through its changes.
@@ -659,7 +780,7 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
                 // Release: pairs with the Acquire swap in `ready`.
                 item.hit.store(true, Ordering::Release);
                 if item.owner.armed.swap(false, Ordering::SeqCst) {
-                    item.owner.efd.signal();
+                    item.owner.signal();
                 }
                 fired = true;
             }

@@ -361,6 +361,16 @@ impl Fail {
     }
 
     /// The error of a bounded receive (`recv_timeout`, `drain_deadline`, ...).
+    /// The error of a blocking reserve or send.
+    pub(crate) fn send(self) -> SendError {
+        match self {
+            Fail::TooLarge(len, max) => SendError::TooLarge { len, max },
+            Fail::Interrupted => SendError::Interrupted,
+            Fail::Empty | Fail::Timeout | Fail::Disconnected => SendError::Disconnected,
+            Fail::Corrupted(reason) => SendError::Corrupted { reason },
+        }
+    }
+
     pub(crate) fn bounded_recv(self) -> RecvTimeoutError {
         match self {
             Fail::Empty | Fail::Timeout | Fail::TooLarge(..) => RecvTimeoutError::Timeout,
@@ -577,11 +587,45 @@ impl Producer {
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError> {
         match self.reserve_inner(len, Waiting::Forever) {
             Ok(r) => Ok(self.grant(r)),
-            Err(Fail::TooLarge(len, max)) => Err(SendError::TooLarge { len, max }),
-            Err(Fail::Interrupted) => Err(SendError::Interrupted),
-            Err(Fail::Empty | Fail::Timeout | Fail::Disconnected) => Err(SendError::Disconnected),
-            Err(Fail::Corrupted(reason)) => Err(SendError::Corrupted { reason }),
+            Err(f) => Err(f.send()),
         }
+    }
+
+    /// [`Producer::reserve`] for async code (feature `async`): tries at once, and only if
+    /// the ring is full waits for room without blocking the thread (woken by the process's
+    /// readiness thread, see [`Readiness`](crate::Readiness)); any executor.
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has reserved nothing.
+    ///
+    /// # Errors
+    /// As [`Producer::reserve`], except `Interrupted` (cancel the future instead).
+    #[cfg(feature = "async")]
+    pub async fn reserve_async(&mut self, len: usize) -> Result<WriteGrant<'_>, SendError> {
+        loop {
+            match self.reserve_inner(len, Waiting::No) {
+                Ok(r) => return Ok(self.grant(r)),
+                Err(Fail::Empty) => {}
+                Err(f) => return Err(f.send()),
+            }
+            crate::api::readiness::until_ready(self.writable_owned(len)).await;
+        }
+    }
+
+    /// [`Producer::send`] for async code (feature `async`): copies `msg` in once there is
+    /// room.
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has sent nothing.
+    ///
+    /// # Errors
+    /// As [`Producer::send`], except `Interrupted`.
+    #[cfg(feature = "async")]
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        let mut g = self.reserve_async(msg.len()).await?;
+        g.copy_from_slice(msg);
+        g.commit();
+        Ok(())
     }
 
     /// Reserves room for a `len`-byte message, waiting at most `timeout`.
@@ -1038,6 +1082,48 @@ impl Consumer {
         match self.recv_inner(Waiting::Forever) {
             Ok(r) => Ok(self.guard(r)),
             Err(f) => Err(f.recv()),
+        }
+    }
+
+    /// [`Consumer::recv`] for async code (feature `async`): takes a waiting message at once,
+    /// and only when the ring is empty waits without blocking the thread (woken by the
+    /// process's readiness thread, see [`Readiness`](crate::Readiness)); any executor. While
+    /// messages flow it never sleeps.
+    ///
+    /// ```
+    /// # #[cfg(feature = "async")] {
+    /// let name = format!("doc-recv-async-{}", std::process::id());
+    /// let ring = shmq::Ring::create(name.as_str(), 4096)?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// tx.send(b"hello")?;
+    /// // Any executor; here a minimal one from the standard library's pieces.
+    /// let msg = shmq_block_on(async { rx.recv_async().await.map(|m| m.to_vec()) })?;
+    /// assert_eq!(msg, b"hello");
+    /// # fn shmq_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v } }
+    /// # }
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has taken nothing (the message stays
+    /// for the next receive).
+    ///
+    /// # Errors
+    /// As [`Consumer::recv`], except `Interrupted` (cancel the future instead).
+    #[cfg(feature = "async")]
+    pub async fn recv_async(&mut self) -> Result<ReadGuard<'_>, RecvError> {
+        loop {
+            match self.recv_inner(Waiting::No) {
+                Ok(r) => return Ok(self.guard(r)),
+                Err(Fail::Empty) => {}
+                Err(f) => return Err(f.recv()),
+            }
+            crate::api::readiness::until_ready(self.readable_owned()).await;
         }
     }
 
