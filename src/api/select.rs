@@ -324,6 +324,9 @@ impl Sleeper for Reg<'_> {
     fn barrier(&self) {
         self.sleeper.barrier();
     }
+    fn barrier_is_heavy(&self) -> bool {
+        self.sleeper.barrier_is_heavy()
+    }
     fn retract(&self) {
         self.sleeper.retract();
     }
