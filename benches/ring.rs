@@ -24,8 +24,10 @@
 //!   once) and `shmq-hybrid` (spins for 50 µs first); in a ping-pong whose two sides answer
 //!   within that spin, neither ever sleeps. The `-parked` variants (`shmq-blocking-parked`,
 //!   `shmq-select-64-parked`) make both sides sleep every time: each side spins for a think
-//!   time of 20 µs before it sends, so the receiver has given up spinning. Their reported
-//!   times include the think time; the ratio line takes it off both.
+//!   time of 100 µs before it sends, so the receiver has finished spinning and fallen asleep
+//!   (with 20 µs, a select over 64 was often still on its way to sleep: about 8 µs of spin,
+//!   then a membarrier and a `futex_waitv` over 65 shared words). Their reported times
+//!   include the think time; the ratio line takes it off both.
 //! - `throughput/<transport>/<size>`: the peer streams `iters + 1` messages per sample, each with
 //!   a sequence number in its first 8 bytes (an 8-byte message is just the number); the bench
 //!   checks every number is the next one and times from the first message to the last.
@@ -202,9 +204,10 @@ impl Transport {
     }
 }
 
-/// The `-parked` variants' think time: each side spins this long before it sends, longer
-/// than `Select`'s spin, so every receiver has gone to sleep when its message comes.
-const THINK: Duration = Duration::from_micros(20);
+/// The `-parked` variants' think time: each side spins this long before it sends, well
+/// over `Select`'s spin and its way to sleep, so every receiver sleeps when its message
+/// comes.
+const THINK: Duration = Duration::from_micros(100);
 
 /// Spins for `d` (a side's think time; nothing when zero).
 #[inline(always)]
