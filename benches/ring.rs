@@ -1,7 +1,8 @@
 //! Messages between two real processes: shmq's rings against OS pipes, Unix and TCP sockets,
 //! and raw shared-memory baselines, all measured in the same run.
 //!
-//! `cargo bench --bench ring` (about 2.5 minutes; plots are off unless asked for with
+//! `cargo bench --bench ring` (about 3 minutes; `cargo bench --bench ring -- select` for the
+//! Select comparison alone, about 15 s; plots are off unless asked for with
 //! `--plotting-backend plotters`). The bench binary re-executes itself as the
 //! peer (the `SHMQ_RING_BENCH_PEER` variable picks the role, so `main` runs the peer instead of
 //! criterion); the bench pins itself to CPU 0 and the peer to CPU 1 (skipped if that fails).
@@ -9,6 +10,24 @@
 //! - `latency/<transport>/<size>`: ping-pong, the bench sends, the peer echoes. Reported time is
 //!   half a round trip (one way). After each, a line gives p50/p99 of the one-way time from one
 //!   clock read per round trip (criterion's statistics are over sample means).
+//! - `select/<transport>/8`: the same ping-pong, 8-byte messages, where the receiving side of
+//!   both processes waits in a [`Select`] over 64 registrations (`shmq-select-64`), against a
+//!   blocking and a hybrid `recv` measured just before and after it; a last line gives the
+//!   ratios of their p50 and p99. The 64: the live pipe, registered last (so finding it ready
+//!   scans the other 63 first), 62 idle ring consumers whose producers the other process
+//!   holds, and one idle [`Event`]. Each wait builds a fresh `Select` (its registrations
+//!   borrow the consumer that `try_recv` then needs), selects, drops it and calls `try_recv`.
+//!   `Select` has one wait strategy whatever the consumer's [`WaitMode`]: poll every
+//!   registration, spin briefly (a bounded spin of about 127 pauses and two `sched_yield`s,
+//!   polling all 64 between them: a few µs), then announce itself to every object and sleep
+//!   in one `futex_waitv` on all their bells. So it sits between `shmq-blocking` (sleeps at
+//!   once) and `shmq-hybrid` (spins for 50 µs first); in a ping-pong whose two sides answer
+//!   within that spin, neither ever sleeps. The `-parked` variants (`shmq-blocking-parked`,
+//!   `shmq-select-64-parked`) make both sides sleep every time: each side spins for a think
+//!   time of 100 µs before it sends, so the receiver has finished spinning and fallen asleep
+//!   (with 20 µs, a select over 64 was often still on its way to sleep: about 8 µs of spin,
+//!   then a membarrier and a `futex_waitv` over 65 shared words). Their reported times
+//!   include the think time; the ratio line takes it off both.
 //! - `throughput/<transport>/<size>`: the peer streams `iters + 1` messages per sample, each with
 //!   a sequence number in its first 8 bytes (an 8-byte message is just the number); the bench
 //!   checks every number is the next one and times from the first message to the last.
@@ -56,7 +75,10 @@ mod common;
 
 use common::{RoundTrip, remove_stale, set_affinity};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
-use shmq::{Consumer, Pipe, Ring, Segment, TryRecvError, TrySendError, WaitMode};
+use shmq::{
+    Consumer, Event, Pipe, Producer, Ring, Segment, Select, SelectError, TryRecvError,
+    TrySendError, WaitMode,
+};
 
 /// Set in the peer's environment: `role:transport:size:parent-pid:address`.
 const PEER_ENV: &str = "SHMQ_RING_BENCH_PEER";
@@ -95,7 +117,7 @@ criterion_group! {
     // Plots cost ~4 s per benchmark on a pinned CPU; `--plotting-backend plotters` brings
     // them back.
     config = Criterion::default().without_plots();
-    targets = latency, throughput
+    targets = latency, select, throughput
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,12 +137,15 @@ enum Transport {
     RawCacheline,
     RawSpinRing,
     RawMemcpy,
+    ShmqSelect64,
+    ShmqBlockingParked,
+    ShmqSelect64Parked,
 }
 
 use Transport as T;
 
 impl Transport {
-    const ALL: [Transport; 12] = [
+    const ALL: [Transport; 15] = [
         T::ShmqBusy,
         T::ShmqHybrid,
         T::ShmqBlocking,
@@ -133,6 +158,9 @@ impl Transport {
         T::RawCacheline,
         T::RawSpinRing,
         T::RawMemcpy,
+        T::ShmqSelect64,
+        T::ShmqBlockingParked,
+        T::ShmqSelect64Parked,
     ];
 
     fn name(self) -> &'static str {
@@ -149,6 +177,9 @@ impl Transport {
             T::RawCacheline => "raw-cacheline",
             T::RawSpinRing => "raw-spin-ring",
             T::RawMemcpy => "raw-memcpy",
+            T::ShmqSelect64 => "shmq-select-64",
+            T::ShmqBlockingParked => "shmq-blocking-parked",
+            T::ShmqSelect64Parked => "shmq-select-64-parked",
         }
     }
 
@@ -159,8 +190,32 @@ impl Transport {
     fn mode(self) -> WaitMode {
         match self {
             T::ShmqHybrid => WaitMode::Hybrid,
-            T::ShmqBlocking => WaitMode::Blocking,
+            T::ShmqBlocking | T::ShmqBlockingParked => WaitMode::Blocking,
             _ => WaitMode::BusyPoll,
+        }
+    }
+
+    /// How long each side works on a message before it answers (see [`THINK`]).
+    fn think(self) -> Duration {
+        match self {
+            T::ShmqBlockingParked | T::ShmqSelect64Parked => THINK,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// The `-parked` variants' think time: each side spins this long before it sends, well
+/// over `Select`'s spin and its way to sleep, so every receiver sleeps when its message
+/// comes.
+const THINK: Duration = Duration::from_micros(100);
+
+/// Spins for `d` (a side's think time; nothing when zero).
+#[inline(always)]
+fn think(d: Duration) {
+    if !d.is_zero() {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            std::hint::spin_loop();
         }
     }
 }
@@ -460,11 +515,13 @@ struct ShmqLat {
     pipe: Pipe,
     msg: Vec<u8>,
     seq: u64,
+    think: Duration,
 }
 
 impl RoundTrip for ShmqLat {
     #[inline]
     fn trip(&mut self) {
+        think(self.think);
         self.seq += 1;
         stamp(&mut self.msg, self.seq);
         self.pipe.send(&self.msg).expect("shmq send");
@@ -526,7 +583,7 @@ fn open_latency(t: Transport, size: usize) -> Box<dyn RoundTrip> {
     let msg = vec![0xA5u8; size];
     let echo = vec![0u8; size];
     match t {
-        T::ShmqBusy | T::ShmqHybrid | T::ShmqBlocking => {
+        T::ShmqBusy | T::ShmqHybrid | T::ShmqBlocking | T::ShmqBlockingParked => {
             let name = unique("lat");
             let mut pipe = Pipe::create(name.as_str(), 64 << 10).expect("create pipe");
             pipe.set_wait_mode(t.mode());
@@ -536,6 +593,7 @@ fn open_latency(t: Transport, size: usize) -> Box<dyn RoundTrip> {
                 pipe,
                 msg,
                 seq: 0,
+                think: t.think(),
             })
         }
         T::Pipe => {
@@ -586,7 +644,128 @@ fn open_latency(t: Transport, size: usize) -> Box<dyn RoundTrip> {
                 seq: 0,
             })
         }
+        T::ShmqSelect64 | T::ShmqSelect64Parked => {
+            let name = unique("sel");
+            let pipe = Pipe::create(name.as_str(), 64 << 10).expect("create pipe");
+            let idle = IdleSet::create(&name);
+            let peer = Peer::spawn(Role::Latency, t, size, &name);
+            Box::new(SelectLat {
+                _peer: peer,
+                pipe,
+                idle,
+                msg,
+                seq: 0,
+                think: t.think(),
+            })
+        }
         _ => unreachable!("{t:?} has no latency benchmark"),
+    }
+}
+
+/// Idle rings per side of a `shmq-select-64` ping-pong: with the idle [`Event`] and the live
+/// pipe, 64 registrations.
+const IDLE_RINGS: usize = 62;
+
+/// One side's 63 idle registrations of a `shmq-select-64` ping-pong: [`IDLE_RINGS`] ring
+/// consumers whose producers the other process holds (quiet but alive, like a server's idle
+/// clients: a dead or absent producer would make a ring ready, or cost nothing to check) and
+/// an [`Event`] nobody sets. The bench creates every segment (names `BASE-a<k>`: the bench
+/// consumes; `BASE-b<k>`: the peer consumes; `BASE-e0`, `BASE-e1`: the events) and removes
+/// them when its set drops.
+struct IdleSet {
+    rx: Vec<Consumer>,
+    _tx: Vec<Producer>,
+    event: Event,
+    _peers_event: Option<Event>,
+}
+
+impl IdleSet {
+    /// The bench's set; also creates the peer's rings and event.
+    fn create(base: &str) -> IdleSet {
+        let ring = |side: char, k: usize| {
+            Ring::create(format!("{base}-{side}{k}").as_str(), 4096).expect("create idle ring")
+        };
+        IdleSet {
+            rx: (0..IDLE_RINGS)
+                .map(|k| ring('a', k).consumer().expect("consumer"))
+                .collect(),
+            _tx: (0..IDLE_RINGS)
+                .map(|k| ring('b', k).producer().expect("producer"))
+                .collect(),
+            event: Event::create(format!("{base}-e0").as_str()).expect("create event"),
+            _peers_event: Some(Event::create(format!("{base}-e1").as_str()).expect("create event")),
+        }
+    }
+
+    /// The peer's set, over the segments the bench created.
+    fn open(base: &str) -> Result<IdleSet, String> {
+        let ring = |side: char, k: usize| {
+            Ring::open(format!("{base}-{side}{k}").as_str()).map_err(|e| e.to_string())
+        };
+        let mut rx = Vec::with_capacity(IDLE_RINGS);
+        let mut tx = Vec::with_capacity(IDLE_RINGS);
+        for k in 0..IDLE_RINGS {
+            rx.push(ring('b', k)?.consumer().map_err(|e| e.to_string())?);
+            tx.push(ring('a', k)?.producer().map_err(|e| e.to_string())?);
+        }
+        Ok(IdleSet {
+            rx,
+            _tx: tx,
+            event: Event::open(format!("{base}-e1").as_str()).map_err(|e| e.to_string())?,
+            _peers_event: None,
+        })
+    }
+
+    /// Waits in one [`Select`] over the 63 idle registrations and the one `active` adds (last,
+    /// so the readiness scan passes every idle one first); returns whether the ready one is
+    /// `active`'s. A fresh `Select` each time: its registrations borrow the consumer that
+    /// `try_recv` then needs mutably.
+    #[inline]
+    fn select<'a>(
+        &'a self,
+        active: impl FnOnce(&mut Select<'a>) -> usize,
+    ) -> Result<bool, SelectError> {
+        let mut sel = Select::new()?;
+        for rx in &self.rx {
+            sel.recv(rx);
+        }
+        sel.wait(&self.event);
+        let on = active(&mut sel);
+        Ok(sel.select()? == on)
+    }
+}
+
+/// `shmq-select-64`: a [`Pipe`] whose receiving side, in both processes, waits in a
+/// [`Select`] over 64 registrations (the pipe and an [`IdleSet`]), then calls `try_recv`.
+struct SelectLat {
+    _peer: Peer,
+    pipe: Pipe,
+    idle: IdleSet,
+    msg: Vec<u8>,
+    seq: u64,
+    think: Duration,
+}
+
+impl RoundTrip for SelectLat {
+    #[inline]
+    fn trip(&mut self) {
+        think(self.think);
+        self.seq += 1;
+        stamp(&mut self.msg, self.seq);
+        self.pipe.send(&self.msg).expect("shmq send");
+        loop {
+            let pipe = &self.pipe;
+            let ours = self.idle.select(|sel| sel.recv_pipe(pipe));
+            assert!(
+                ours.expect("select"),
+                "an idle registration became ready: the peer let go"
+            );
+            match self.pipe.try_recv() {
+                Ok(echo) => return check(&echo, self.seq, self.msg.len()),
+                Err(TryRecvError::Empty) => {}
+                Err(e) => panic!("shmq try_recv: {e}"),
+            }
+        }
     }
 }
 
@@ -638,6 +817,85 @@ fn latency(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// Select over 64 registrations against a single blocking (and hybrid) `recv`, 8-byte
+/// ping-pong, measured back to back; in `--bench` mode the ratios of their p50/p99 follow.
+/// See `select/` in the module docs.
+fn select(c: &mut Criterion) {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let mut g = c.benchmark_group("select");
+    g.throughput(Throughput::Elements(1))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(30);
+    let size = 8;
+    let mut tails: Vec<(Transport, Duration, Duration)> = Vec::new();
+    let transports = [
+        T::ShmqBlocking,
+        T::ShmqSelect64,
+        T::ShmqHybrid,
+        T::ShmqBlockingParked,
+        T::ShmqSelect64Parked,
+    ];
+    for t in transports {
+        let id = format!("{}/{size}", t.name());
+        let mut link: Option<Box<dyn RoundTrip>> = None;
+        let mut before = Duration::ZERO;
+        g.bench_function(&id, |b| {
+            let l = link.get_or_insert_with(|| {
+                if bench_mode {
+                    before = floor_probe();
+                }
+                open_latency(t, size)
+            });
+            b.iter_custom(|iters| l.timed(iters) / 2)
+        });
+        if let (Some(mut l), true) = (link.take(), bench_mode) {
+            let (p50, p99, n) = l.percentiles(PERCENTILE_TRIPS, PERCENTILE_BUDGET);
+            drop(l);
+            let after = floor_probe();
+            println!(
+                "select/{id}: one-way p50 {} ns, p99 {} ns ({n} round trips); {}",
+                p50.as_nanos(),
+                p99.as_nanos(),
+                floor_note(before, after)
+            );
+            // The parked variants' think time is not the transport's: leave it out.
+            tails.push((
+                t,
+                p50.saturating_sub(t.think()),
+                p99.saturating_sub(t.think()),
+            ));
+        }
+    }
+    g.finish();
+    let find = |t: Transport| tails.iter().find(|x| x.0 == t).map(|x| (x.1, x.2));
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    for (sel, base) in [
+        (T::ShmqSelect64, T::ShmqBlocking),
+        (T::ShmqSelect64, T::ShmqHybrid),
+        (T::ShmqSelect64Parked, T::ShmqBlockingParked),
+    ] {
+        if let (Some((s50, s99)), Some((b50, b99))) = (find(sel), find(base)) {
+            let minus = if sel.think().is_zero() {
+                String::new()
+            } else {
+                format!(", think time ({} µs) taken off both", THINK.as_micros())
+            };
+            println!(
+                "select/{}/{size} vs {}: p50 {} / {} ns = x{:.2}, p99 {} / {} ns = x{:.2}{minus}",
+                sel.name(),
+                base.name(),
+                s50.as_nanos(),
+                b50.as_nanos(),
+                ratio(s50, b50),
+                s99.as_nanos(),
+                b99.as_nanos(),
+                ratio(s99, b99),
+            );
+        }
+    }
 }
 
 /// The consuming side of a throughput benchmark.
@@ -958,7 +1216,9 @@ fn open_throughput(t: Transport, size: usize) -> Box<dyn Stream> {
                 })
             }
         }
-        T::RawCacheline => unreachable!("{t:?} has no throughput benchmark"),
+        T::RawCacheline | T::ShmqSelect64 | T::ShmqBlockingParked | T::ShmqSelect64Parked => {
+            unreachable!("{t:?} has no throughput benchmark")
+        }
     }
 }
 
@@ -1084,12 +1344,13 @@ mod peer {
 
     fn latency(t: Transport, size: usize, addr: &str) {
         match t {
-            T::ShmqBusy | T::ShmqHybrid | T::ShmqBlocking => {
+            T::ShmqBusy | T::ShmqHybrid | T::ShmqBlocking | T::ShmqBlockingParked => {
                 let mut end = Pipe::open(addr).unwrap_or_else(|e| fail(&e.to_string()));
                 end.set_wait_mode(t.mode());
                 let (mut tx, mut rx) = end.split();
                 // Echo in place: from the received message straight into the reply.
                 while let Ok(msg) = rx.recv() {
+                    think(t.think());
                     let Ok(mut reply) = tx.reserve(msg.len()) else {
                         return;
                     };
@@ -1129,6 +1390,32 @@ mod peer {
                     });
                     pong.store(v, Ordering::Release);
                     last = v;
+                    progress();
+                }
+            }
+            T::ShmqSelect64 | T::ShmqSelect64Parked => {
+                let end = Pipe::open(addr).unwrap_or_else(|e| fail(&e.to_string()));
+                let idle = IdleSet::open(addr).unwrap_or_else(|e| fail(&e));
+                let (mut tx, mut rx) = end.split();
+                loop {
+                    match idle.select(|sel| sel.recv(&rx)) {
+                        Ok(true) => {}
+                        // An idle ring is ready only once the bench let go of it.
+                        Ok(false) => return,
+                        Err(e) => fail(&e.to_string()),
+                    }
+                    let msg = match rx.try_recv() {
+                        Ok(msg) => msg,
+                        Err(TryRecvError::Empty) => continue,
+                        Err(_) => return,
+                    };
+                    think(t.think());
+                    let Ok(mut reply) = tx.reserve(msg.len()) else {
+                        return;
+                    };
+                    reply.copy_from_slice(&msg);
+                    reply.commit();
+                    drop(msg);
                     progress();
                 }
             }
@@ -1272,7 +1559,9 @@ mod peer {
                     });
                 }
             }
-            T::RawCacheline => fail("no throughput peer for this transport"),
+            T::RawCacheline | T::ShmqSelect64 | T::ShmqBlockingParked | T::ShmqSelect64Parked => {
+                fail("no throughput peer for this transport")
+            }
         }
     }
 

@@ -77,11 +77,12 @@ fn bench(args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-const TRANSPORTS: [&str; 9] = [
+const TRANSPORTS: [&str; 10] = [
     "raw",
     "shmq-busy",
     "shmq-hybrid",
     "shmq-blocking",
+    "shmq-select-64",
     "shmq-queue",
     "shmq-queue-blocking",
     "pipe",
@@ -95,11 +96,14 @@ fn bench_measures_every_transport_and_reports_progress() {
     let json: serde_json::Value = serde_json::from_str(&json).expect("bench --json is JSON");
     let rows = json["rows"].as_array().expect("rows");
     let count = |metric: &str| rows.iter().filter(|r| r["metric"] == metric).count();
-    // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99;
+    // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99,
+    // plus shmq-select-64 at 8 B; the parked p50/p99 of shmq-blocking and shmq-select-64;
     // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream and shmq-queue's 8 B,
     // 64 B and 1 KiB streams; and the MPMC section, 3 transports x 2P2C/4P4C.
-    assert_eq!(count("latency_p50_ns"), 24, "{json:#}");
-    assert_eq!(count("latency_p99_ns"), 24);
+    assert_eq!(count("latency_p50_ns"), 25, "{json:#}");
+    assert_eq!(count("latency_p99_ns"), 25);
+    assert_eq!(count("parked_latency_p50_ns"), 2);
+    assert_eq!(count("parked_latency_p99_ns"), 2);
     assert_eq!(count("throughput_msgs_per_s"), 34);
     assert_eq!(count("mpmc_throughput_msgs_per_s"), 6);
     for transport in TRANSPORTS {
@@ -108,29 +112,56 @@ fn bench_measures_every_transport_and_reports_progress() {
             "{transport} missing"
         );
     }
-    // Every figure is a positive number; every non-pipe figure has its ratio to the pipe.
+    // Every figure is a positive number; every non-pipe figure that the pipe was measured
+    // for has its ratio to the pipe; the select rows, and only they, their ratio to the
+    // blocking recv of the same row.
     for r in rows {
         assert!(r["value"].as_f64().is_some_and(|v| v > 0.0), "{r}");
-        if r["transport"] != "pipe" && r["metric"] != "mpmc_throughput_msgs_per_s" {
+        let metric = r["metric"].as_str().unwrap();
+        if r["transport"] != "pipe"
+            && metric != "mpmc_throughput_msgs_per_s"
+            && !metric.starts_with("parked_")
+        {
             assert!(r["vs_pipe"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        }
+        let blocking = rows.iter().find(|b| {
+            b["transport"] == "shmq-blocking" && b["metric"] == r["metric"] && b["size"] == 8
+        });
+        if r["transport"] == "shmq-select-64" {
+            let ratio = r["select_over_blocking"].as_f64().expect("a ratio");
+            let b = blocking.expect("the blocking row")["value"]
+                .as_f64()
+                .unwrap();
+            assert!(
+                (ratio - r["value"].as_f64().unwrap() / b).abs() < 1e-9,
+                "{r}"
+            );
+        } else {
+            assert!(r["select_over_blocking"].is_null(), "{r}");
         }
     }
     assert!(json["cpus"].as_u64().is_some_and(|n| n >= 1));
-    // stderr is not a terminal: one progress line per measurement (24 latency, 34 throughput
-    // and 6 MPMC ones), then the total.
+    // stderr is not a terminal: one progress line per measurement (27 latency, 34 throughput
+    // and 6 MPMC ones), then the total; the select runs right after the blocking one.
     let lines: Vec<&str> = progress.lines().collect();
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/64] "))
+            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/67] "))
             .count(),
-        64,
+        67,
         "{progress}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("[1/64] latency raw 8 B: p50 ")),
+            .any(|l| l.contains("[1/67] latency raw 8 B: p50 ")),
+        "{progress}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("[5/67] latency shmq-select-64 8 B: p50 ")),
         "{progress}"
     );
     assert!(
@@ -162,6 +193,9 @@ fn bench_table_fits_100_columns_unless_wide() {
     }
     assert!(table.contains("throughput 1.0 MiB"), "{table}");
     assert!(table.contains("throughput 4P4C 8 B"), "{table}");
+    // The Select section: both rows and the ratio column.
+    assert!(table.contains("select / recv"), "{table}");
+    assert!(table.contains("parked p99 8 B"), "{table}");
 
     let (wide, _) = bench(&["--wide"]);
     // One heading names every transport of the main table, so it is wider than 100 columns.

@@ -292,9 +292,9 @@ pub trait Selectable {
 /// how to hand on a wake-up it took. Built by the objects themselves.
 #[doc(hidden)]
 pub struct Reg<'a> {
-    sleeper: Box<dyn Sleeper + 'a>,
-    ready: Box<dyn Fn(bool) -> bool + 'a>,
-    pass_on: Option<Box<dyn Fn() + 'a>>,
+    /// The sleeper and the readiness test in one allocation: a `Select` is often rebuilt
+    /// per message, so each registration's allocations count.
+    inner: Box<dyn Source + 'a>,
 }
 
 impl fmt::Debug for Reg<'_> {
@@ -310,14 +310,23 @@ impl<'a> Reg<'a> {
         pass_on: Option<Box<dyn Fn() + 'a>>,
     ) -> Reg<'a> {
         Reg {
-            sleeper: Box::new(sleeper),
-            ready: Box::new(ready),
-            pass_on,
+            inner: Box::new(Parts {
+                sleeper,
+                ready,
+                pass_on,
+            }),
         }
     }
 }
 
-impl Sleeper for Reg<'_> {
+/// What [`Reg::new`] is given, kept together.
+struct Parts<'a, S, F> {
+    sleeper: S,
+    ready: F,
+    pass_on: Option<Box<dyn Fn() + 'a>>,
+}
+
+impl<S: Sleeper, F> Sleeper for Parts<'_, S, F> {
     fn bell(&self) -> &AtomicU32 {
         self.sleeper.bell()
     }
@@ -327,12 +336,15 @@ impl Sleeper for Reg<'_> {
     fn barrier(&self) {
         self.sleeper.barrier();
     }
+    fn barrier_is_heavy(&self) -> bool {
+        self.sleeper.barrier_is_heavy()
+    }
     fn retract(&self) {
         self.sleeper.retract();
     }
 }
 
-impl Source for Reg<'_> {
+impl<S: Sleeper, F: Fn(bool) -> bool> Source for Parts<'_, S, F> {
     fn ready(&self, deep: bool) -> bool {
         (self.ready)(deep)
     }
@@ -340,5 +352,32 @@ impl Source for Reg<'_> {
         if let Some(p) = &self.pass_on {
             p();
         }
+    }
+}
+
+impl Sleeper for Reg<'_> {
+    fn bell(&self) -> &AtomicU32 {
+        self.inner.bell()
+    }
+    fn announce(&self) {
+        self.inner.announce();
+    }
+    fn barrier(&self) {
+        self.inner.barrier();
+    }
+    fn barrier_is_heavy(&self) -> bool {
+        self.inner.barrier_is_heavy()
+    }
+    fn retract(&self) {
+        self.inner.retract();
+    }
+}
+
+impl Source for Reg<'_> {
+    fn ready(&self, deep: bool) -> bool {
+        self.inner.ready(deep)
+    }
+    fn pass_on(&self) {
+        self.inner.pass_on();
     }
 }

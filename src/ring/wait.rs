@@ -51,6 +51,13 @@ pub(crate) trait Sleeper {
     fn announce(&self);
     /// Orders the announcement before the next poll (run before each parked poll).
     fn barrier(&self);
+    /// Whether `barrier` is [`fence::heavy`] and nothing else. [`wait_any`] then runs one
+    /// heavy barrier for all such sleepers instead of one each: it orders every store this
+    /// thread made before it (each flag raised) before every load after it (each bell and
+    /// poll), whichever words they touch.
+    fn barrier_is_heavy(&self) -> bool {
+        false
+    }
     /// Withdraws the announcement.
     fn retract(&self);
 }
@@ -71,6 +78,9 @@ impl Sleeper for Flag<'_> {
     }
     fn barrier(&self) {
         fence::heavy();
+    }
+    fn barrier_is_heavy(&self) -> bool {
+        true
     }
     fn retract(&self) {
         self.sleeping.store(0, Ordering::Relaxed);
@@ -250,6 +260,12 @@ pub(crate) const MAX_SOURCES: usize = crate::sys::futex::MAX_WORDS;
 /// the bells read, the polls, and a sleep only while every bell is unchanged; every
 /// [`CHECK_EVERY`] the polls look at liveness too, so a dead peer ends the wait. Ends with
 /// `TimedOut` at the deadline and `Interrupted` when an interrupt word fires.
+///
+/// The sources whose barrier is the heavy one (rings, pipes) share one: a membarrier costs
+/// several µs and the kernel runs them one at a time, so one per ring made a select over 62
+/// rings take about a millisecond to fall asleep. Each source still sees its own order
+/// (announce, a barrier, its bell, its poll): the one heavy barrier comes after every
+/// announcement and before every bell read.
 pub(crate) fn wait_any(
     sources: &[&dyn Source],
     deadline: Option<Instant>,
@@ -271,10 +287,16 @@ pub(crate) fn wait_any(
     // The caller looked at liveness just now if it was due: the next look in CHECK_EVERY.
     let mut next_check = Instant::now() + CHECK_EVERY;
     let mut words = Vec::with_capacity(sources.len());
+    let heavy = sources.iter().any(|s| s.barrier_is_heavy());
     let result = loop {
         words.clear();
-        for s in sources {
+        if heavy {
+            fence::heavy();
+        }
+        for s in sources.iter().filter(|s| !s.barrier_is_heavy()) {
             s.barrier();
+        }
+        for s in sources {
             // Acquire: pairs with the waker's Release increment of the bell.
             words.push((s.bell(), s.bell().load(Ordering::Acquire)));
         }

@@ -17,6 +17,16 @@
 //! consumers, sampled from counters they publish in a control segment; each consumer checks
 //! every producer's numbers arrive in order, and the items received must equal the items sent
 //! (count and sum of tags).
+//!
+//! The Select section runs the 8-byte shmq ping-pong with each process receiving through a
+//! [`Select`] over 64 registrations: 62 idle rings (the other process holds their producers,
+//! so they are quiet but live), an idle [`Event`] and the pipe, registered last. Each wait
+//! builds a fresh `Select`, selects, drops it and calls `try_recv`. A `Select` polls, spins
+//! for a few microseconds, then sleeps in one `futex_waitv`; so does the blocking `recv` it
+//! is set against, minus the spin. A ping-pong whose sides answer within that spin never
+//! sleeps, so the section also has parked rows: each side works (spins) for [`THINK`] before
+//! it answers, every receiver is asleep when its message comes, and the think time is taken
+//! off the figures. Its ratio is select time / blocking-recv time, from the same run.
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,7 +36,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shmq::{GetError, Pipe, PutError, Queue, RecvTimeoutError, Ring, Segment, WaitMode};
+use shmq::{
+    Consumer, Event, GetError, Pipe, Producer, PutError, Queue, RecvTimeoutError, Ring, Segment,
+    Select, TryRecvError, WaitMode,
+};
 
 use crate::cli::out::{self, say};
 use crate::cli::units::size;
@@ -60,6 +73,17 @@ const BUDGET: Duration = Duration::from_millis(250);
 const PEER_PATIENCE: Duration = Duration::from_secs(20);
 /// Ring size for the shmq streams: room for several of the largest messages.
 const RING_BYTES: usize = 8 << 20;
+/// The Select section's jobs (8-byte latency), run right after `shmq-blocking`'s.
+const SELECT_JOBS: [&str; 3] = [
+    "shmq-select-64",
+    "shmq-blocking-parked",
+    "shmq-select-64-parked",
+];
+/// Idle rings in each process's `Select` (with an idle Event and the pipe: 64 registrations).
+const SELECT_IDLE_RINGS: usize = 62;
+/// How long each side of a parked ping-pong works before it answers: well past a select's
+/// spin and its way to sleep, so every receiver sleeps.
+const THINK: Duration = Duration::from_micros(100);
 
 /// One measured figure.
 struct Cell {
@@ -126,6 +150,12 @@ pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
     for size in LATENCY_SIZES {
         for t in TRANSPORTS {
             jobs.push(("latency", t, size, 1));
+            if t == "shmq-blocking" && size == 8 {
+                // Right after the blocking recv they are compared with.
+                for s in SELECT_JOBS {
+                    jobs.push(("latency", s, size, 1));
+                }
+            }
         }
     }
     for size in STREAM_SIZES {
@@ -175,9 +205,23 @@ pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
             "latency" => {
                 let (p50, p99) = latency(transport, size, budget)
                     .map_err(|e| format!("{transport} latency: {e}"))?;
-                cells.push(cell("latency_p50_ns", p50));
-                cells.push(cell("latency_p99_ns", p99));
-                format!("p50 {}, p99 {}", format_ns(p50), format_ns(p99))
+                // A parked run is its transport's cell in the parked rows.
+                let (m50, m99, column, note) = match transport.strip_suffix("-parked") {
+                    Some(base) => (
+                        "parked_latency_p50_ns",
+                        "parked_latency_p99_ns",
+                        base,
+                        " (think time left out)",
+                    ),
+                    None => ("latency_p50_ns", "latency_p99_ns", transport, ""),
+                };
+                for (metric, value) in [(m50, p50), (m99, p99)] {
+                    cells.push(Cell {
+                        transport: column,
+                        ..cell(metric, value)
+                    });
+                }
+                format!("p50 {}, p99 {}{note}", format_ns(p50), format_ns(p99))
             }
             "throughput" => {
                 let rate = throughput(transport, size, budget)
@@ -279,6 +323,7 @@ fn print_table(cells: &[Cell], wide: bool) {
         ));
     }
     print_grid(cells, &TRANSPORTS, &rows, wide);
+    print_select(cells);
     say!("\nMPMC: N producer and N consumer processes (unpinned) on one queue or one named pipe,");
     say!(
         "{} items; throughput summed over the consumers, every item checked.\n",
@@ -296,6 +341,99 @@ fn print_table(cells: &[Cell], wide: bool) {
         })
         .collect();
     print_grid(cells, &MPMC_TRANSPORTS, &rows, wide);
+}
+
+/// Select time / blocking-recv time for a `shmq-select-64` cell (the target: at most
+/// 2), from the `shmq-blocking` cell of the same row.
+fn select_over_blocking(cells: &[Cell], c: &Cell) -> Option<f64> {
+    if c.transport != "shmq-select-64" {
+        return None;
+    }
+    cells
+        .iter()
+        .find(|b| {
+            b.metric == c.metric
+                && b.size == c.size
+                && b.pairs == c.pairs
+                && b.transport == "shmq-blocking"
+        })
+        .map(|b| c.value / b.value)
+}
+
+/// The Select section: blocking recv and Select over 64, with the ratio.
+fn print_select(cells: &[Cell]) {
+    say!("\nSelect: each process receives through one Select over 64 registrations (62 idle rings");
+    say!("with live producers, an idle Event, the pipe), then try_recv; against a blocking recv.");
+    say!(
+        "Parked: each side works {} µs before it answers, so every receiver sleeps (left out).",
+        THINK.as_micros()
+    );
+    say!("select / recv = the select's time over the recv's (lower is better).\n");
+    let mut table = vec![vec![
+        String::new(),
+        "shmq-blocking".to_string(),
+        "shmq-select-64".to_string(),
+        "select / recv".to_string(),
+    ]];
+    for (label, metric) in [
+        ("latency p50", "latency_p50_ns"),
+        ("latency p99", "latency_p99_ns"),
+        ("parked p50", "parked_latency_p50_ns"),
+        ("parked p99", "parked_latency_p99_ns"),
+    ] {
+        let find = |t: &str| {
+            cells
+                .iter()
+                .find(|c| c.metric == metric && c.size == 8 && c.pairs == 1 && c.transport == t)
+        };
+        let show = |c: Option<&Cell>| c.map_or("—".to_string(), |c| format_ns(c.value));
+        let ratio = find("shmq-select-64")
+            .and_then(|c| select_over_blocking(cells, c))
+            .map_or("—".to_string(), |r| format!("×{r:.2}"));
+        table.push(vec![
+            format!("{label} {}", label_size(8)),
+            show(find("shmq-blocking")),
+            show(find("shmq-select-64")),
+            ratio,
+        ]);
+    }
+    print_aligned(&table);
+}
+
+/// Prints rows of cells, the first column left-aligned, the others right-aligned, with a rule
+/// under the first row.
+fn print_aligned(table: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (n, row) in table.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (s, &w))| {
+                let pad = " ".repeat(w - s.chars().count());
+                if i == 0 {
+                    format!("{s}{pad}")
+                } else {
+                    format!("{pad}{s}")
+                }
+            })
+            .collect();
+        say!("{}", line.join("  ").trim_end());
+        if n == 0 {
+            say!(
+                "{}",
+                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
+            );
+        }
+    }
 }
 
 /// Prints `rows` against `transports` as an aligned table: in blocks of transport columns
@@ -406,7 +544,8 @@ fn format_ratio(r: f64) -> String {
     }
 }
 
-/// `{"cpus": N, "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe"}, ...]}`.
+/// `{"cpus": N, "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe",
+/// "select_over_blocking"}, ...]}`; the last is null except on `shmq-select-64` rows.
 fn print_json(cells: &[Cell]) {
     let rows: Vec<serde_json::Value> = cells
         .iter()
@@ -418,6 +557,7 @@ fn print_json(cells: &[Cell]) {
                 "transport": c.transport,
                 "value": c.value,
                 "vs_pipe": vs_pipe(cells, c),
+                "select_over_blocking": select_over_blocking(cells, c),
             })
         })
         .collect();
@@ -484,13 +624,16 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
     };
     let mut rtts: Vec<u64> = Vec::with_capacity(1 << 20);
     let mut msg = vec![0u8; size];
+    let think = think_time(transport);
+    // A parked round trip takes over 200 µs: fewer of them warm up.
+    let warm_up = if think.is_zero() { 1000 } else { 50 };
     let mut timed = |round_trip: RoundTrip<'_>| -> Result<(), String> {
-        for seq in 0..1000 {
-            round_trip(seq, &mut msg)?; // warm-up
+        for seq in 0..warm_up {
+            round_trip(seq, &mut msg)?;
         }
         let start = Instant::now();
         let mut last = start;
-        let mut seq = 1000;
+        let mut seq = warm_up;
         while last - start < budget || rtts.len() < 100 {
             round_trip(seq, &mut msg)?;
             let now = Instant::now();
@@ -531,12 +674,14 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
             1024 => queue_latency::<1024>(&peer_args, &mut timed)?,
             _ => return Err(format!("no {size}-byte queue items")),
         },
+        t if t.starts_with("shmq-select-64") => select_latency(&peer_args, think, &mut timed)?,
         t if t.starts_with("shmq") => {
             let name = seg_name("pipe-lat");
             let mut end = Pipe::create(name.as_str(), 64 * 1024).map_err(|e| e.to_string())?;
             end.set_wait_mode(wait_mode(t));
             let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
             timed(&mut |seq, msg| {
+                spin_for(think);
                 msg[..8].copy_from_slice(&seq.to_le_bytes());
                 end.send(msg).map_err(|e| e.to_string())?;
                 let back = end.recv_timeout(PEER_PATIENCE).map_err(|e| e.to_string())?;
@@ -559,7 +704,170 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
         }
     }
     rtts.sort_unstable();
-    Ok((percentile(&rtts, 0.5) / 2.0, percentile(&rtts, 0.99) / 2.0))
+    // A one-way time holds one think time (a round trip, one per side).
+    let one_way = |p: f64| percentile(&rtts, p) / 2.0 - think.as_nanos() as f64;
+    Ok((one_way(0.5), one_way(0.99)))
+}
+
+/// How long each side works on a message before it answers: [`THINK`] for the parked runs.
+fn think_time(transport: &str) -> Duration {
+    if transport.ends_with("-parked") {
+        THINK
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Spins for `d` (a side's think time; nothing when zero).
+fn spin_for(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// Name of the Select section's segment `tag`, created by the bench process `pid`.
+fn select_seg(tag: &str, pid: u32) -> String {
+    format!("shmq-bench-sel{tag}-{pid}")
+}
+
+/// One process's idle registrations in the Select section: [`SELECT_IDLE_RINGS`] ring
+/// consumers whose producers the other process holds, and an [`Event`] nobody sets. The
+/// bench process creates every segment (`sela<k>`: it consumes; `selb<k>`: the peer
+/// consumes; `sele0`, `sele1`: the events) and removes them when its set drops.
+struct IdleSet {
+    rx: Vec<Consumer>,
+    _tx: Vec<Producer>,
+    event: Event,
+    _peers_event: Option<Event>,
+}
+
+impl IdleSet {
+    /// The bench's set; also creates the peer's rings and event.
+    fn create(pid: u32) -> Result<IdleSet, String> {
+        let e = |e: shmq::CreateError| e.to_string();
+        let ring = |tag: String| Ring::create(select_seg(&tag, pid).as_str(), 4096).map_err(e);
+        let mut rx = Vec::with_capacity(SELECT_IDLE_RINGS);
+        let mut tx = Vec::with_capacity(SELECT_IDLE_RINGS);
+        for k in 0..SELECT_IDLE_RINGS {
+            rx.push(
+                ring(format!("a{k}"))?
+                    .consumer()
+                    .map_err(|e| e.to_string())?,
+            );
+            tx.push(
+                ring(format!("b{k}"))?
+                    .producer()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(IdleSet {
+            rx,
+            _tx: tx,
+            event: Event::create(select_seg("e0", pid).as_str()).map_err(e)?,
+            _peers_event: Some(Event::create(select_seg("e1", pid).as_str()).map_err(e)?),
+        })
+    }
+
+    /// The peer's set, over the segments the bench process `pid` created.
+    fn open(pid: u32) -> Result<IdleSet, String> {
+        let e = |e: shmq::OpenError| e.to_string();
+        let ring = |tag: String| Ring::open(select_seg(&tag, pid).as_str()).map_err(e);
+        let mut rx = Vec::with_capacity(SELECT_IDLE_RINGS);
+        let mut tx = Vec::with_capacity(SELECT_IDLE_RINGS);
+        for k in 0..SELECT_IDLE_RINGS {
+            rx.push(
+                ring(format!("b{k}"))?
+                    .consumer()
+                    .map_err(|e| e.to_string())?,
+            );
+            tx.push(
+                ring(format!("a{k}"))?
+                    .producer()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(IdleSet {
+            rx,
+            _tx: tx,
+            event: Event::open(select_seg("e1", pid).as_str()).map_err(e)?,
+            _peers_event: None,
+        })
+    }
+
+    /// Waits in one fresh [`Select`] over the 63 idle registrations and the one `active`
+    /// adds, last; returns whether the ready one is `active`'s (an idle one is ready only
+    /// once the other process let go of it).
+    fn select<'a>(&'a self, active: impl FnOnce(&mut Select<'a>) -> usize) -> Result<bool, String> {
+        let mut sel = Select::new().map_err(|e| e.to_string())?;
+        for rx in &self.rx {
+            sel.recv(rx);
+        }
+        sel.wait(&self.event);
+        let on = active(&mut sel);
+        Ok(sel
+            .select_timeout(PEER_PATIENCE)
+            .map_err(|e| e.to_string())?
+            == on)
+    }
+}
+
+/// Ping-pong through a [`Pipe`] whose receiving side, in both processes, waits in a
+/// [`Select`] over 64 registrations (an [`IdleSet`] and the pipe), then calls `try_recv`.
+fn select_latency(
+    peer_args: &dyn Fn(&str) -> Vec<String>,
+    think: Duration,
+    timed: &mut dyn FnMut(RoundTrip<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    let pid = std::process::id();
+    let mut end =
+        Pipe::create(select_seg("p", pid).as_str(), 64 * 1024).map_err(|e| e.to_string())?;
+    let idle = IdleSet::create(pid)?;
+    let peer = Peer(spawn_peer(&peer_args(&pid.to_string()), false)?);
+    let result = timed(&mut |seq, msg| {
+        spin_for(think);
+        msg[..8].copy_from_slice(&seq.to_le_bytes());
+        end.send(msg).map_err(|e| e.to_string())?;
+        loop {
+            let pipe = &end;
+            if !idle.select(|sel| sel.recv_pipe(pipe))? {
+                return Err("an idle registration became ready: the peer let go".into());
+            }
+            match end.try_recv() {
+                Ok(back) => return check_seq(&back, seq),
+                Err(TryRecvError::Empty) => {} // selected, then not there: select again
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    });
+    drop((end, idle)); // the peer sees its producer gone and exits
+    drop(peer);
+    result
+}
+
+/// The Select section's peer: echoes through the pipe, receiving as [`select_latency`] does.
+fn select_peer(endpoint: &str, think: Duration) -> Result<(), String> {
+    let pid: u32 = endpoint.parse().map_err(|_| "bad endpoint")?;
+    let end = Pipe::open(select_seg("p", pid).as_str()).map_err(|e| e.to_string())?;
+    let idle = IdleSet::open(pid)?;
+    let (mut tx, mut rx) = end.split();
+    loop {
+        if !idle.select(|sel| sel.recv(&rx))? {
+            return Ok(()); // the bench let go of our idle rings: the run is over
+        }
+        match rx.try_recv() {
+            Ok(msg) => {
+                spin_for(think);
+                tx.send(&msg).map_err(|e| e.to_string())?;
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Ping-pong through a request queue and a reply queue of `[u8; N]` items (default wait mode).
@@ -619,7 +927,7 @@ fn queue_stream<const N: usize>(
 fn wait_mode(transport: &str) -> WaitMode {
     match transport {
         "shmq-busy" => WaitMode::BusyPoll,
-        "shmq-blocking" | "shmq-queue-blocking" => WaitMode::Blocking,
+        "shmq-blocking" | "shmq-queue-blocking" | "shmq-blocking-parked" => WaitMode::Blocking,
         _ => WaitMode::Hybrid,
     }
 }
@@ -900,13 +1208,18 @@ pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> 
             }
             Ok(())
         }
+        t if t.starts_with("shmq-select-64") && echo => select_peer(endpoint, think_time(t)),
         t if t.starts_with("shmq") && echo => {
             let mut end = Pipe::open(endpoint).map_err(|e| e.to_string())?;
             end.set_wait_mode(wait_mode(t));
             let (mut tx, mut rx) = end.split();
+            let think = think_time(t);
             loop {
                 match rx.recv_timeout(PEER_PATIENCE) {
-                    Ok(msg) => tx.send(&msg).map_err(|e| e.to_string())?,
+                    Ok(msg) => {
+                        spin_for(think);
+                        tx.send(&msg).map_err(|e| e.to_string())?
+                    }
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                     Err(e) => return Err(e.to_string()),
                 }
