@@ -763,8 +763,15 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
             }
         }
         words.clear();
-        for g in (0..n).filter(|&g| announced[g]) {
+        // One heavy barrier (a membarrier system call) covers every ring flag announced
+        // before it, as in `wait::wait_any`; the others run their own.
+        if (0..n).any(|g| announced[g] && regs[g].barrier_is_heavy()) {
+            crate::sys::fence::heavy();
+        }
+        for g in (0..n).filter(|&g| announced[g] && !regs[g].barrier_is_heavy()) {
             regs[g].barrier();
+        }
+        for g in (0..n).filter(|&g| announced[g]) {
             // Acquire: pairs with the waker's Release increment of the bell.
             words.push((regs[g].bell(), regs[g].bell().load(Ordering::Acquire)));
         }
