@@ -70,6 +70,8 @@ fn every_public_error_type_is_send_sync_and_static() {
         ArrayError,
         ArrayError<u32>,
         JanitorError,
+        shmq::SelectError,
+        shmq::ReadinessError,
     );
     // And the guards themselves, which the lock errors carry.
     assert_send_sync::<MutexGuard<u64>>();
@@ -133,6 +135,17 @@ fn every_public_error_converts_with_question_mark() {
     let base = unique("errs");
     {
         let n = |s: &str| format!("{base}-{s}");
+
+        // Select and Readiness.
+        let e = shmq::Event::create(n("sel").as_str()).unwrap();
+        let mut sel = shmq::Select::new().unwrap();
+        sel.wait(&e);
+        converts!(sel.try_select().unwrap_err());
+        drop(sel);
+        converts!(shmq::ReadinessError::TooMany {
+            registered: 125,
+            max: 125
+        });
 
         // Creating and opening.
         let _taken = Mutex::<u64>::create(n("m").as_str(), 7).unwrap();

@@ -608,6 +608,18 @@ impl Producer {
                 Err(Fail::Empty) => {}
                 Err(f) => return Err(f.send()),
             }
+            // Hybrid (the default) and busy-poll modes spin a while first, as their blocking
+            // calls do, so a peer that answers within microseconds costs no thread hop.
+            let (raw, tail, cached) = (self.raw, self.tail, self.cached_head);
+            let room = || {
+                !matches!(
+                    raw.try_reserve(tail, &mut { cached }, len),
+                    Err(ReserveFail::Full)
+                )
+            };
+            if self.mode != WaitMode::Blocking && wait::spin_for(wait::HYBRID_SPIN, room) {
+                continue;
+            }
             crate::api::readiness::until_ready(self.writable_owned(len)).await;
         }
     }
@@ -1085,9 +1097,10 @@ impl Consumer {
         }
     }
 
-    /// [`Consumer::recv`] for async code (feature `async`): takes a waiting message at once,
-    /// and only when the ring is empty waits without blocking the thread (woken by the
-    /// process's readiness thread, see [`Readiness`](crate::Readiness)); any executor. While
+    /// [`Consumer::recv`] for async code (feature `async`): takes a waiting message at once;
+    /// when the ring is empty it spins for up to 50 µs in the hybrid and busy-poll
+    /// [`WaitMode`]s (not in `Blocking`), then waits without blocking the thread, woken by the
+    /// process's readiness thread (see [`Readiness`](crate::Readiness)); any executor. While
     /// messages flow it never sleeps.
     ///
     /// ```
@@ -1122,6 +1135,13 @@ impl Consumer {
                 Ok(r) => return Ok(self.guard(r)),
                 Err(Fail::Empty) => {}
                 Err(f) => return Err(f.recv()),
+            }
+            // Hybrid (the default) and busy-poll modes spin a while first, as their blocking
+            // calls do, so a peer that answers within microseconds costs no thread hop.
+            let (raw, head) = (self.raw, self.head);
+            let waiting = || !matches!(raw.peek(head), Ok(None));
+            if self.mode != WaitMode::Blocking && wait::spin_for(wait::HYBRID_SPIN, waiting) {
+                continue;
             }
             crate::api::readiness::until_ready(self.readable_owned()).await;
         }

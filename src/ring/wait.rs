@@ -234,6 +234,24 @@ fn stop_at<E>(
     peer_gone(deep).then_some(Ended::PeerGone)
 }
 
+/// Polls `ready` with spin-loop hints for at most `limit` (the clock read every 256 polls):
+/// the spinning phase of a hybrid wait, for async waits that spin before they hand the wait
+/// to the readiness thread. Returns whether `ready` came true.
+pub(crate) fn spin_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        for _ in 0..256 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= limit {
+            return false;
+        }
+    }
+}
+
 /// One registration of a multi-wait ([`wait_any`]): whether its operation would go ahead now,
 /// and (as a [`Sleeper`]) how to sleep until it may.
 pub(crate) trait Source: Sleeper {
