@@ -237,6 +237,7 @@ fn stop_at<E>(
 /// Polls `ready` with spin-loop hints for at most `limit` (the clock read every 256 polls):
 /// the spinning phase of a hybrid wait, for async waits that spin before they hand the wait
 /// to the readiness thread. Returns whether `ready` came true.
+#[cfg(feature = "async")]
 pub(crate) fn spin_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     loop {
