@@ -145,6 +145,9 @@
 //!   [`TryIter`].
 //! - Waiting on many: [`Select`] returns the first ready of any mix of ring and pipe ends,
 //!   queue sides, events, semaphores and mutexes, with one `futex_waitv` sleep.
+//! - Async (feature `async`, any executor): `recv_async`, `send_async`, `reserve_async`,
+//!   `get_async`, `put_async`, `wait_async`, `acquire_async`, `lock_async` beside the
+//!   blocking calls; cancellation-safe, woken by the [`Readiness`] thread.
 //! - Event loops: [`Readiness`] is a file descriptor that is readable while any of its
 //!   registrations (the same kinds) is ready, for epoll, mio, tokio's `AsyncFd` or `selectors`.
 //! - Objects: [`Value`], [`Array`] (and [`RawArray`], the same array without the lock),
