@@ -39,6 +39,7 @@
 //! Only the thread disarms (`swap(false)`, then signal) and only `ready` arms (drain, then
 //! `swap(true)`, then poke the thread if it was disarmed).
 
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -681,13 +682,24 @@ fn deregister(gone: &[Arc<Item>]) {
     r.changed();
     let generation = r.generation;
     let me = std::process::id();
+    // An executor that polls a woken task inside `Waker::wake` would drop a finished async
+    // wait on the thread itself: it must not wait for itself (its next turn drops the item).
+    if ON_THREAD.with(Cell::get) {
+        return;
+    }
     while r.thread_pid == me && r.acked < generation {
         r = ACKED.wait(r).unwrap_or_else(PoisonError::into_inner);
     }
 }
 
+thread_local! {
+    /// Whether this thread is the process's readiness thread.
+    static ON_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The background thread: serves one generation of the registry after another.
 fn serve() {
+    ON_THREAD.with(|t| t.set(true));
     /// Should the thread ever end (a panic), removals stop waiting for it and the next
     /// registration starts another.
     struct Exit;
