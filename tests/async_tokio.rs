@@ -5,20 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_gone, role, spawn, unique, wait};
+use common::{assert_gone, rand, role, spawn, unique, wait};
 use shmq::{Event, Queue, RecvError, Ring};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const RINGS: usize = 8;
 const PER_RING: u64 = 12_500; // 8 × 12,500 = 100,000 messages
-
-fn rand(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 #[test]
 fn one_task_serves_eight_rings_and_a_socket_dropping_futures_at_random() {

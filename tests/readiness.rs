@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ARG, ROLE, assert_gone, cpu_ticks, role, spawn, unique, wait};
+use common::{ARG, ROLE, assert_gone, cpu_ticks, rand, role, spawn, unique, wait};
 use rustix::event::{PollFd, PollFlags, Timespec, epoll};
 use shmq::{
     ByteQueue, Event, JoinableQueue, Mutex, Pipe, PriorityQueue, Queue, Readiness, ReadinessError,
@@ -15,14 +15,6 @@ use shmq::{
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A small xorshift, so the child's pauses and choices vary without a dependency.
-fn rand(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 /// Whether `fd` becomes readable within `timeout` (zero: is it readable now).
 fn readable(fd: impl AsFd, timeout: Duration) -> bool {

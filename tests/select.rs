@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_gone, cpu_ticks, role, spawn, unique, wait};
+use common::{assert_gone, cpu_ticks, rand, role, spawn, unique, wait};
 use shmq::{
     ByteQueue, Event, Interrupter, JoinableQueue, Mutex, Pipe, PriorityQueue, Queue, Ring, Select,
     SelectError, Semaphore, TryRecvError,
@@ -14,14 +14,6 @@ use shmq::{
 const LIMIT: Duration = Duration::from_secs(60);
 const RINGS: usize = 3;
 const PER_RING: u64 = 2000;
-
-/// A small xorshift, so each producer's pauses differ without a dependency.
-fn rand(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 #[test]
 fn select_over_three_rings_and_an_event_fed_by_processes_at_random() {

@@ -9,41 +9,49 @@ use crate::api::select::Selectable;
 use crate::error::{GetError, LockError, PutError, TryLockError};
 use crate::{ByteQueue, Event, Message, Mutex, MutexGuard, Pod, PriorityQueue, Queue, Semaphore};
 
-impl<T: Pod> Queue<T> {
-    /// [`Queue::get`] for async code (feature `async`), on any executor.
-    ///
-    /// # Cancel safety
-    /// Cancellation-safe: dropped before it completes, it has taken nothing.
-    ///
-    /// # Errors
-    /// As [`Queue::get`], except `Interrupted` (cancel the future instead).
-    pub async fn get_async(&self) -> Result<T, GetError> {
-        loop {
-            match self.try_get() {
-                Err(GetError::Empty) => until_ready(self.registration_owned(false)).await,
-                other => return other,
+/// `get_async` and `put_async` for a queue of `T` items (`Queue`, `PriorityQueue`).
+macro_rules! item_queue_async {
+    ($queue:ident, $($bound:tt)+) => {
+        impl<T: $($bound)+> $queue<T> {
+            #[doc = concat!("[`", stringify!($queue), "::get`] for async code (feature `async`), on any executor.")]
+            ///
+            /// # Cancel safety
+            /// Cancellation-safe: dropped before it completes, it has taken nothing.
+            ///
+            /// # Errors
+            #[doc = concat!("As [`", stringify!($queue), "::get`], except `Interrupted` (cancel the future instead).")]
+            pub async fn get_async(&self) -> Result<T, GetError> {
+                loop {
+                    match self.try_get() {
+                        Err(GetError::Empty) => until_ready(self.registration_owned(false)).await,
+                        other => return other,
+                    }
+                }
             }
-        }
-    }
 
-    /// [`Queue::put`] for async code (feature `async`), on any executor.
-    ///
-    /// # Cancel safety
-    /// Cancellation-safe: dropped before it completes, it has put nothing (and `value` is
-    /// dropped with it).
-    ///
-    /// # Errors
-    /// As [`Queue::put`], except `Interrupted`.
-    pub async fn put_async(&self, mut value: T) -> Result<(), PutError<T>> {
-        loop {
-            match self.try_put(value) {
-                Err(PutError::Full(v)) => value = v,
-                other => return other,
+            #[doc = concat!("[`", stringify!($queue), "::put`] for async code (feature `async`), on any executor.")]
+            ///
+            /// # Cancel safety
+            /// Cancellation-safe: dropped before it completes, it has put nothing (and `value` is
+            /// dropped with it).
+            ///
+            /// # Errors
+            #[doc = concat!("As [`", stringify!($queue), "::put`], except `Interrupted`.")]
+            pub async fn put_async(&self, mut value: T) -> Result<(), PutError<T>> {
+                loop {
+                    match self.try_put(value) {
+                        Err(PutError::Full(v)) => value = v,
+                        other => return other,
+                    }
+                    until_ready(self.registration_owned(true)).await;
+                }
             }
-            until_ready(self.registration_owned(true)).await;
         }
-    }
+    };
 }
+
+item_queue_async!(Queue, Pod);
+item_queue_async!(PriorityQueue, Pod + Ord);
 
 impl ByteQueue {
     /// [`ByteQueue::get`] for async code (feature `async`), on any executor.
@@ -75,41 +83,6 @@ impl ByteQueue {
                 Err(PutError::Full(())) => until_ready(self.registration_owned(true)).await,
                 other => return other,
             }
-        }
-    }
-}
-
-impl<T: Pod + Ord> PriorityQueue<T> {
-    /// [`PriorityQueue::get`] for async code (feature `async`), on any executor.
-    ///
-    /// # Cancel safety
-    /// Cancellation-safe: dropped before it completes, it has taken nothing.
-    ///
-    /// # Errors
-    /// As [`PriorityQueue::get`], except `Interrupted`.
-    pub async fn get_async(&self) -> Result<T, GetError> {
-        loop {
-            match self.try_get() {
-                Err(GetError::Empty) => until_ready(self.registration_owned(false)).await,
-                other => return other,
-            }
-        }
-    }
-
-    /// [`PriorityQueue::put`] for async code (feature `async`), on any executor.
-    ///
-    /// # Cancel safety
-    /// Cancellation-safe: dropped before it completes, it has put nothing.
-    ///
-    /// # Errors
-    /// As [`PriorityQueue::put`], except `Interrupted`.
-    pub async fn put_async(&self, mut value: T) -> Result<(), PutError<T>> {
-        loop {
-            match self.try_put(value) {
-                Err(PutError::Full(v)) => value = v,
-                other => return other,
-            }
-            until_ready(self.registration_owned(true)).await;
         }
     }
 }

@@ -37,22 +37,17 @@ pub(crate) enum Wake {
 /// Spurious wake-ups are possible and harmless: callers loop over their own condition.
 /// `EINTR` comes back as [`Wake::Retry`], so a signal never ends a wait early as a timeout.
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
-    let masked = interrupt::masked();
-    let watched = if masked { None } else { interrupt::watched() };
-    let process = interrupt::PROCESS.load(Ordering::Acquire);
-    let thread = watched.as_deref().map(|w| w.load(Ordering::Acquire));
-    if !masked && (process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1)) {
-        return Wake::Interrupted;
-    }
-    let left = match deadline {
-        None => None,
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Wake::TimedOut;
-            }
-            Some(left)
-        }
+    let (
+        Interrupts {
+            masked,
+            watched,
+            process,
+            thread,
+        },
+        left,
+    ) = match before_sleep(deadline) {
+        Ok(v) => v,
+        Err(wake) => return wake,
     };
     let mut waiters = [
         (word, expected),
@@ -146,25 +141,24 @@ pub(crate) fn waitv_available() -> bool {
 /// [`waitv_available`] (callers check both first); otherwise it returns [`Wake::Retry`] at
 /// once, which costs the caller a spin but never a missed wake-up.
 pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> Wake {
-    let masked = interrupt::masked();
-    let watched = if masked { None } else { interrupt::watched() };
-    let process = interrupt::PROCESS.load(Ordering::Acquire);
-    let thread = watched.as_deref().map(|w| w.load(Ordering::Acquire));
-    if !masked && (process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1)) {
-        return Wake::Interrupted;
-    }
     if words.is_empty() || words.len() > MAX_WORDS || !waitv_available() {
-        return Wake::Retry;
+        return if interrupt::pending() {
+            Wake::Interrupted
+        } else {
+            Wake::Retry
+        };
     }
-    let left = match deadline {
-        None => None,
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Wake::TimedOut;
-            }
-            Some(left)
-        }
+    let (
+        Interrupts {
+            masked,
+            watched,
+            process,
+            thread,
+        },
+        left,
+    ) = match before_sleep(deadline) {
+        Ok(v) => v,
+        Err(wake) => return wake,
     };
     let mut all: Vec<(&AtomicU32, u32)> = Vec::with_capacity(words.len() + 2);
     all.extend_from_slice(words);
@@ -182,6 +176,47 @@ pub(crate) fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -
         (Ok(()) | Err(Errno::TIMEDOUT), Some(d)) if Instant::now() >= d => Wake::TimedOut,
         _ => Wake::Retry,
     }
+}
+
+/// The interrupt words a sleep watches, as read just before it.
+struct Interrupts {
+    /// The thread's interrupts are masked: watch none.
+    masked: bool,
+    /// The thread's own interrupt word, if it watches one.
+    watched: Option<std::sync::Arc<AtomicU32>>,
+    /// The process's interrupt word's value.
+    process: u32,
+    /// The thread's word's value.
+    thread: Option<u32>,
+}
+
+/// What every sleep does first: reads the interrupt words (`Err(Interrupted)` if one has
+/// fired) and the time left (`Err(TimedOut)` if none).
+fn before_sleep(deadline: Option<Instant>) -> Result<(Interrupts, Option<Duration>), Wake> {
+    let masked = interrupt::masked();
+    let watched = if masked { None } else { interrupt::watched() };
+    let process = interrupt::PROCESS.load(Ordering::Acquire);
+    let thread = watched.as_deref().map(|w| w.load(Ordering::Acquire));
+    if !masked && (process & 1 == 1 || thread.is_some_and(|t| t & 1 == 1)) {
+        return Err(Wake::Interrupted);
+    }
+    let left = match deadline {
+        None => None,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Wake::TimedOut);
+            }
+            Some(left)
+        }
+    };
+    let interrupts = Interrupts {
+        masked,
+        watched,
+        process,
+        thread,
+    };
+    Ok((interrupts, left))
 }
 
 /// How long one sleep lasts where `futex_waitv` is missing and an interrupt could end it,
