@@ -141,27 +141,27 @@ fn bench_measures_every_transport_and_reports_progress() {
         }
     }
     assert!(json["cpus"].as_u64().is_some_and(|n| n >= 1));
-    // stderr is not a terminal: one progress line per measurement (27 latency, 34 throughput
+    // stderr is not a terminal: one progress line per measurement (29 latency, 34 throughput
     // and 6 MPMC ones), then the total; the select runs right after the blocking one.
     let lines: Vec<&str> = progress.lines().collect();
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/67] "))
+            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/69] "))
             .count(),
-        67,
+        69,
         "{progress}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("[1/67] latency raw 8 B: p50 ")),
+            .any(|l| l.contains("[1/69] latency raw 8 B: p50 ")),
         "{progress}"
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("[5/67] latency shmq-select-64 8 B: p50 ")),
+            .any(|l| l.contains("[5/69] latency shmq-select-64 8 B: p50 ")),
         "{progress}"
     );
     assert!(

@@ -79,6 +79,9 @@ const SELECT_JOBS: [&str; 3] = [
     "shmq-blocking-parked",
     "shmq-select-64-parked",
 ];
+/// The async section's jobs (8-byte latency): `recv_async`/`send_async` in the Blocking and
+/// the Hybrid mode, run after the Select ones.
+const ASYNC_JOBS: [&str; 2] = ["shmq-async-blocking", "shmq-async-hybrid"];
 /// Idle rings in each process's `Select` (with an idle Event and the pipe: 64 registrations).
 const SELECT_IDLE_RINGS: usize = 62;
 /// How long each side of a parked ping-pong works before it answers: well past a select's
@@ -152,7 +155,7 @@ pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
             jobs.push(("latency", t, size, 1));
             if t == "shmq-blocking" && size == 8 {
                 // Right after the blocking recv they are compared with.
-                for s in SELECT_JOBS {
+                for s in SELECT_JOBS.into_iter().chain(ASYNC_JOBS) {
                     jobs.push(("latency", s, size, 1));
                 }
             }
@@ -324,6 +327,7 @@ fn print_table(cells: &[Cell], wide: bool) {
     }
     print_grid(cells, &TRANSPORTS, &rows, wide);
     print_select(cells);
+    print_async(cells);
     say!("\nMPMC: N producer and N consumer processes (unpinned) on one queue or one named pipe,");
     say!(
         "{} items; throughput summed over the consumers, every item checked.\n",
@@ -398,6 +402,72 @@ fn print_select(cells: &[Cell]) {
         ]);
     }
     print_aligned(&table);
+}
+
+/// The async section: `recv_async` against `recv` in the same wait mode, with the ratios.
+fn print_async(cells: &[Cell]) {
+    say!("\nAsync: the 8-byte ping-pong with send_async/recv_async on both sides (a minimal");
+    say!("executor: the thread parks until woken), against send/recv in the same wait mode.");
+    say!("ratio = the async time over the blocking call's in the same mode (lower is better).\n");
+    let mut table = vec![vec![
+        String::new(),
+        "shmq-blocking".to_string(),
+        "async-blocking".to_string(),
+        "ratio".to_string(),
+        "shmq-hybrid".to_string(),
+        "async-hybrid".to_string(),
+        "ratio".to_string(),
+    ]];
+    for (label, metric) in [
+        ("latency p50", "latency_p50_ns"),
+        ("latency p99", "latency_p99_ns"),
+    ] {
+        let find = |t: &str| {
+            cells
+                .iter()
+                .find(|c| c.metric == metric && c.size == 8 && c.pairs == 1 && c.transport == t)
+        };
+        let show = |c: Option<&Cell>| c.map_or("—".to_string(), |c| format_ns(c.value));
+        let ratio = |a: Option<&Cell>, s: Option<&Cell>| match (a, s) {
+            (Some(a), Some(s)) => format!("×{:.2}", a.value / s.value),
+            _ => "—".to_string(),
+        };
+        let (sb, ab) = (find("shmq-blocking"), find("shmq-async-blocking"));
+        let (sh, ah) = (find("shmq-hybrid"), find("shmq-async-hybrid"));
+        table.push(vec![
+            format!("{label} {}", label_size(8)),
+            show(sb),
+            show(ab),
+            ratio(ab, sb),
+            show(sh),
+            show(ah),
+            ratio(ah, sh),
+        ]);
+    }
+    print_aligned(&table);
+}
+
+/// Runs `f` to completion on this thread: the smallest executor, parking the thread until
+/// the future's waker (the shmq readiness thread) unparks it.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
 }
 
 /// Prints rows of cells, the first column left-aligned, the others right-aligned, with a rule
@@ -675,6 +745,18 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
             _ => return Err(format!("no {size}-byte queue items")),
         },
         t if t.starts_with("shmq-select-64") => select_latency(&peer_args, think, &mut timed)?,
+        t if t.starts_with("shmq-async") => {
+            let name = seg_name("async-lat");
+            let mut end = Pipe::create(name.as_str(), 64 * 1024).map_err(|e| e.to_string())?;
+            end.set_wait_mode(wait_mode(t));
+            let _peer = Peer(spawn_peer(&peer_args(&name), false)?);
+            timed(&mut |seq, msg| {
+                msg[..8].copy_from_slice(&seq.to_le_bytes());
+                block_on(end.send_async(msg)).map_err(|e| e.to_string())?;
+                let back = block_on(end.recv_async()).map_err(|e| e.to_string())?;
+                check_seq(&back, seq)
+            })?;
+        }
         t if t.starts_with("shmq") => {
             let name = seg_name("pipe-lat");
             let mut end = Pipe::create(name.as_str(), 64 * 1024).map_err(|e| e.to_string())?;
@@ -927,7 +1009,10 @@ fn queue_stream<const N: usize>(
 fn wait_mode(transport: &str) -> WaitMode {
     match transport {
         "shmq-busy" => WaitMode::BusyPoll,
-        "shmq-blocking" | "shmq-queue-blocking" | "shmq-blocking-parked" => WaitMode::Blocking,
+        "shmq-blocking"
+        | "shmq-queue-blocking"
+        | "shmq-blocking-parked"
+        | "shmq-async-blocking" => WaitMode::Blocking,
         _ => WaitMode::Hybrid,
     }
 }
@@ -1209,6 +1294,20 @@ pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> 
             Ok(())
         }
         t if t.starts_with("shmq-select-64") && echo => select_peer(endpoint, think_time(t)),
+        t if t.starts_with("shmq-async") && echo => {
+            let mut end = Pipe::open(endpoint).map_err(|e| e.to_string())?;
+            end.set_wait_mode(wait_mode(t));
+            block_on(async {
+                loop {
+                    let msg = match end.recv_async().await {
+                        Ok(m) => m.to_vec(),
+                        Err(shmq::RecvError::Disconnected) => return Ok(()),
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    end.send_async(&msg).await.map_err(|e| e.to_string())?;
+                }
+            })
+        }
         t if t.starts_with("shmq") && echo => {
             let mut end = Pipe::open(endpoint).map_err(|e| e.to_string())?;
             end.set_wait_mode(wait_mode(t));
