@@ -77,12 +77,14 @@ fn bench(args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-const TRANSPORTS: [&str; 10] = [
+const TRANSPORTS: [&str; 12] = [
     "raw",
     "shmq-busy",
     "shmq-hybrid",
     "shmq-blocking",
     "shmq-select-64",
+    "shmq-async-blocking",
+    "shmq-async-hybrid",
     "shmq-queue",
     "shmq-queue-blocking",
     "pipe",
@@ -97,11 +99,11 @@ fn bench_measures_every_transport_and_reports_progress() {
     let rows = json["rows"].as_array().expect("rows");
     let count = |metric: &str| rows.iter().filter(|r| r["metric"] == metric).count();
     // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99,
-    // plus shmq-select-64 at 8 B; the parked p50/p99 of shmq-blocking and shmq-select-64;
+    // plus shmq-select-64, shmq-async-blocking and shmq-async-hybrid at 8 B; the parked p50/p99 of shmq-blocking and shmq-select-64;
     // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream and shmq-queue's 8 B,
     // 64 B and 1 KiB streams; and the MPMC section, 3 transports x 2P2C/4P4C.
-    assert_eq!(count("latency_p50_ns"), 25, "{json:#}");
-    assert_eq!(count("latency_p99_ns"), 25);
+    assert_eq!(count("latency_p50_ns"), 27, "{json:#}");
+    assert_eq!(count("latency_p99_ns"), 27);
     assert_eq!(count("parked_latency_p50_ns"), 2);
     assert_eq!(count("parked_latency_p99_ns"), 2);
     assert_eq!(count("throughput_msgs_per_s"), 34);
@@ -193,6 +195,8 @@ fn bench_table_fits_100_columns_unless_wide() {
     }
     assert!(table.contains("throughput 1.0 MiB"), "{table}");
     assert!(table.contains("throughput 4P4C 8 B"), "{table}");
+    // The async section, its header naming both async transports (checked above).
+    assert!(table.contains("Async: the 8-byte ping-pong"), "{table}");
     // The Select section: both rows and the ratio column.
     assert!(table.contains("select / recv"), "{table}");
     assert!(table.contains("parked p99 8 B"), "{table}");

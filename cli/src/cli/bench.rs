@@ -412,10 +412,10 @@ fn print_async(cells: &[Cell]) {
     let mut table = vec![vec![
         String::new(),
         "shmq-blocking".to_string(),
-        "async-blocking".to_string(),
+        "shmq-async-blocking".to_string(),
         "ratio".to_string(),
         "shmq-hybrid".to_string(),
-        "async-hybrid".to_string(),
+        "shmq-async-hybrid".to_string(),
         "ratio".to_string(),
     ]];
     for (label, metric) in [
