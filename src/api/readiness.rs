@@ -606,7 +606,10 @@ impl std::future::Future for UntilReady {
 impl Drop for UntilReady {
     fn drop(&mut self) {
         if let Some(item) = self.item.take() {
-            deregister_soon(&item);
+            // Waits for the thread to let go: the registration holds a clone of the object's
+            // segment, and the last clone dropped is what removes a name (a process that
+            // exits before the thread's next turn would leave it behind).
+            deregister(&[item]);
         }
     }
 }
@@ -673,16 +676,6 @@ fn ensure_thread(r: &mut Registry) -> Result<(), ReadinessError> {
         .map_err(ReadinessError::Os)?;
     r.thread_pid = me;
     Ok(())
-}
-
-/// Takes `gone` out of the registry without waiting for the thread: it may look at them (it
-/// holds its own references, so their memory stays) and withdraw their announcements until
-/// its next turn. For async waits, whose handle is not used by a blocking call meanwhile.
-#[cfg(feature = "async")]
-fn deregister_soon(gone: &Arc<Item>) {
-    let mut r = registry();
-    r.items.retain(|i| !Arc::ptr_eq(gone, i));
-    r.changed();
 }
 
 /// Takes `gone` out of the registry and waits until the thread no longer looks at them.
