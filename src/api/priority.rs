@@ -883,31 +883,12 @@ impl<T: Pod + Ord> crate::api::select::Selectable for PriorityQueue<T> {
     /// Ready when there is room or an item (counted without the lock), the queue is closed,
     /// this handle lost its place, or nobody is left on the other side.
     fn registration(&self, put: bool) -> crate::api::select::Reg<'_> {
-        crate::api::select::Reg::new(
-            self.sleeper(!put),
-            move |deep| {
-                let len = self.len();
-                if self.closed() || (put && len < self.g.cap) || (!put && len > 0) {
-                    return true;
-                }
-                let Ok(me) = self.me() else {
-                    return true;
-                };
-                let other = if put {
-                    participants::GET
-                } else {
-                    participants::PUT
-                };
-                // A deep look reaps the dead, so the cheap check (and the handle's own
-                // non-waiting call after it) sees them gone.
-                if deep {
-                    self.table().reap_dead(|_, _| {});
-                }
-                !self
-                    .table()
-                    .other_side_may_come(other, me, self.place.seen(), false)
-            },
-            Some(Box::new(move || self.ring(!put))),
+        OwnedPriority::reg_of(
+            &self.seg,
+            self.g.cap,
+            self.me().ok(),
+            self.place.seen(),
+            put,
         )
     }
 
@@ -936,6 +917,18 @@ struct OwnedPriority {
 impl OwnedPriority {
     /// The registration over `seg`, as `Selectable::registration` builds it from a handle.
     fn reg<'s>(seg: &'s Segment, o: &'s OwnedPriority) -> crate::api::select::Reg<'s> {
+        Self::reg_of(seg, o.cap, o.me, o.seen, o.put)
+    }
+
+    /// A registration over `seg` (whose geometry was checked when the handle was made) for a
+    /// put (`put`) or get by participant `me`, who saw `seen` when it attached.
+    fn reg_of(
+        seg: &Segment,
+        cap: usize,
+        me: Option<usize>,
+        seen: participants::Seen,
+        put: bool,
+    ) -> crate::api::select::Reg<'_> {
         let r = seg.payload();
         let u32_at = |off| {
             r.u32_at(off)
@@ -949,7 +942,7 @@ impl OwnedPriority {
             .sub(TABLE, participants::SIZE)
             .and_then(Participants::new)
             .expect("table inside (geometry checked)");
-        let (put, cap) = (o.put, o.cap as u64);
+        let cap = cap as u64;
         let sleeper = if put {
             Counted {
                 bell: u32_at(SPACE_BELL),
@@ -969,7 +962,7 @@ impl OwnedPriority {
                 if closed.load(Ordering::SeqCst) != 0 || (put && len < cap) || (!put && len > 0) {
                     return true;
                 }
-                let Some(me) = o.me else {
+                let Some(me) = me else {
                     return true;
                 };
                 let other = if put {
@@ -980,7 +973,7 @@ impl OwnedPriority {
                 if deep {
                     table.reap_dead(|_, _| {});
                 }
-                !table.other_side_may_come(other, me, o.seen, false)
+                !table.other_side_may_come(other, me, seen, false)
             },
             Some(Box::new(move || wait::ring_counted(bell, waiters, false))),
         )

@@ -314,6 +314,10 @@ pub(crate) struct Core {
     place: Place,
     /// When this handle next asks whether the holders of blocking slots are alive.
     next_deep: AtomicU64,
+    /// Per direction (get, put): 1 + the participants' `departures` count at which a
+    /// non-waiting call last found someone on the other side (0: not yet), so an empty
+    /// `try_get` (full `try_put`) scans the table only after someone left.
+    present_at: [AtomicU64; 2],
     pub(crate) mode: WaitMode,
 }
 
@@ -465,6 +469,7 @@ impl Core {
             joinable,
             place: Place::new(me, side),
             next_deep: AtomicU64::new(0),
+            present_at: [AtomicU64::new(0), AtomicU64::new(0)],
             mode: WaitMode::default(),
         })
     }
@@ -488,6 +493,7 @@ impl Core {
             joinable: self.joinable,
             place: Place::new(me, side),
             next_deep: AtomicU64::new(0),
+            present_at: [AtomicU64::new(0), AtomicU64::new(0)],
             mode: self.mode,
         })
     }
@@ -555,9 +561,14 @@ impl Core {
             } else {
                 participants::PUT
             };
-            if q.table()
-                .other_side_may_come(other, me, self.place.seen(), false)
-            {
+            let table = q.table();
+            let departures = u64::from(table.departures().load(Ordering::SeqCst)) + 1;
+            let cache = &self.present_at[usize::from(put)];
+            if cache.load(Ordering::Relaxed) == departures {
+                return Err(Failed::Busy);
+            }
+            if table.other_side_may_come(other, me, self.place.seen(), false) {
+                cache.store(departures, Ordering::Relaxed);
                 return Err(Failed::Busy);
             }
             return match attempt(true) {

@@ -18,19 +18,18 @@ enum Prim {
 }
 
 impl Prim {
-    /// The primitive named `label`, if its size is `size` bytes.
+    /// The primitive whose layout text is `label` (`usize` is written as `u64` or `u32`), if
+    /// its size is `size` bytes.
     fn of(label: &str, size: u32) -> Option<Prim> {
         let prim = match label {
             "u8" => Prim::Unsigned(1),
             "u16" => Prim::Unsigned(2),
             "u32" => Prim::Unsigned(4),
             "u64" => Prim::Unsigned(8),
-            "usize" => Prim::Unsigned(size_of::<usize>()),
             "i8" => Prim::Signed(1),
             "i16" => Prim::Signed(2),
             "i32" => Prim::Signed(4),
             "i64" => Prim::Signed(8),
-            "isize" => Prim::Signed(size_of::<isize>()),
             "f32" => Prim::Float(4),
             "f64" => Prim::Float(8),
             _ => return None,
