@@ -27,17 +27,12 @@ fn in_place<T: Pod>(msg: &[u8]) -> Option<&T> {
     Some(unsafe { &*ptr })
 }
 
-/// A copy of the `T` in `msg`, at any alignment, if `msg` is exactly one `T`.
-fn copied<T: Pod>(msg: &[u8]) -> Option<T> {
-    T::read_from_bytes(msg).ok()
-}
-
 /// Calls `f` with the `T` in `msg` (exactly one `T`): in place if aligned, else a copy.
 fn with_value<T: Pod>(msg: &[u8], f: impl FnOnce(&T)) {
     match in_place::<T>(msg) {
         Some(v) => f(v),
         None => {
-            if let Some(v) = copied::<T>(msg) {
+            if let Ok(v) = T::read_from_bytes(msg) {
                 f(&v)
             }
         }
@@ -194,7 +189,7 @@ impl<'a, T: Pod> TypedGrant<'a, T> {
         let local = if in_place::<T>(&grant).is_some() {
             None
         } else {
-            copied::<T>(&grant)
+            T::read_from_bytes(&grant).ok()
         };
         TypedGrant { grant, local }
     }
@@ -273,7 +268,7 @@ impl<T: Pod> Receiver<T> {
             let local = if in_place::<T>(&guard).is_some() {
                 None
             } else {
-                copied::<T>(&guard)
+                T::read_from_bytes(&guard).ok()
             };
             Ok(TypedGuard { guard, local })
         } else {
@@ -474,7 +469,7 @@ pub struct TypedGuard<'a, T: Pod> {
 impl<T: Pod> TypedGuard<'_, T> {
     /// A copy of the value.
     pub(crate) fn value(&self) -> T {
-        copied::<T>(&self.guard).expect("the message is one T (checked in `typed`)")
+        T::read_from_bytes(&self.guard).expect("the message is one T (checked in `typed`)")
     }
 }
 
