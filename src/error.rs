@@ -943,3 +943,89 @@ impl<T> PartialEq for ArrayError<T> {
 }
 
 impl<T> Eq for ArrayError<T> {}
+
+/// Joining a [`Topic`](crate::Topic) as a publisher or subscriber failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicAttachError {
+    /// Every publisher entry is held by a live process.
+    #[error("the topic already has {max} publishers attached; drop one first")]
+    TooManyPublishers {
+        /// Publishers a topic holds at once.
+        max: usize,
+    },
+    /// Every subscriber entry is held by a live process.
+    #[error(
+        "the topic already has {max} subscribers attached; drop one, or create the topic with more (TopicConfig::subscribers)"
+    )]
+    TooManySubscribers {
+        /// Subscribers the topic was created for.
+        max: usize,
+    },
+    /// Shared memory failed a check.
+    #[error("topic is corrupted: {reason}")]
+    Corrupted {
+        /// What check failed.
+        reason: String,
+    },
+}
+
+/// Publishing to a [`Topic`](crate::Topic) failed; nothing was published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// `try_publish`: the log is full (Block policy: the slowest subscriber is a whole log
+    /// behind).
+    #[error("topic is full: the slowest subscriber is a whole log behind")]
+    Full,
+    /// `publish_timeout`: still full when the timeout passed.
+    #[error("timed out waiting for the slowest subscriber to make room")]
+    Timeout,
+    /// Larger than the topic's maximum message.
+    #[error("message of {len} bytes exceeds the topic's maximum of {max}")]
+    TooLarge {
+        #[allow(missing_docs)]
+        len: usize,
+        #[allow(missing_docs)]
+        max: usize,
+    },
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    #[error("interrupted while waiting for room in the topic")]
+    Interrupted,
+    /// Shared memory failed a check.
+    #[error("topic is corrupted: {reason}")]
+    Corrupted {
+        /// What check failed.
+        reason: String,
+    },
+}
+
+/// Receiving from a [`Topic`](crate::Topic) got no message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicRecvError {
+    /// `try_recv`: nothing new now.
+    #[error("no new message in the topic")]
+    Empty,
+    /// `recv_timeout`: nothing arrived before the timeout.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// Overwrite policy: publishers overwrote this many messages before this subscriber read
+    /// them. The subscriber now stands at the oldest message still held; the next receive
+    /// returns it.
+    #[error("lagged behind the publishers: {0} messages were overwritten unread")]
+    Lagged(u64),
+    /// Every publisher is gone (dropped, or its process died) and every message they
+    /// published has been received. Not final: a new publisher makes receives succeed again.
+    #[error("every publisher is gone and every message has been received")]
+    Disconnected,
+    /// An [`Interrupter`](crate::Interrupter) this thread watches fired while it waited.
+    #[error("interrupted while waiting for a message")]
+    Interrupted,
+    /// Shared memory failed a check.
+    #[error("topic is corrupted: {reason}")]
+    Corrupted {
+        /// What check failed.
+        reason: String,
+    },
+}

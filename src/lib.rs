@@ -222,6 +222,9 @@ pub use api::serde_ends::{
     SerdeSendError, SerdeSender,
 };
 pub use api::survey::{Bell, Capacity, Peeked, Process, Survey};
+pub use api::topic::{
+    Policy, Publisher, StartAt, Subscriber, Topic, TopicConfig, TopicGrant, TopicMsg,
+};
 pub use api::value::{Integer, Number, Value};
 pub use error::{ArrayError, ValueError};
 pub use error::{
@@ -230,6 +233,7 @@ pub use error::{
     RecvTimeoutError, SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, TryLockError,
     TryRecvError, TrySendError,
 };
+pub use error::{PublishError, TopicAttachError, TopicRecvError};
 pub use ring::wait::WaitMode;
 pub use segment::{Kind, Options, Segment, SegmentInfo};
 

@@ -22,6 +22,7 @@ pub(crate) mod semaphore;
 #[cfg(feature = "serde")]
 pub(crate) mod serde_ends;
 pub(crate) mod survey;
+pub(crate) mod topic;
 pub(crate) mod value;
 
 use crate::error::{LockError, LockTimeoutError, OpenError, OwnerDied, Poisoned, TryLockError};

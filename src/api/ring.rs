@@ -392,7 +392,7 @@ impl From<Corrupt> for Fail {
 const HYSTERESIS: Duration = Duration::from_micros(20);
 
 /// Whether a deep (liveness) check is due; if so, schedules the next one.
-fn due(next: &mut Instant) -> bool {
+pub(crate) fn due(next: &mut Instant) -> bool {
     let now = Instant::now();
     if now < *next {
         return false;

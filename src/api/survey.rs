@@ -272,6 +272,7 @@ impl Survey {
             Kind::Queue | Kind::JoinableQueue | Kind::ByteQueue => {
                 self.queue(payload, peek, bytes);
             }
+            Kind::Topic => self.topic(payload, peek, bytes),
             Kind::PriorityQueue => match priority::view(payload, &info, peek, bytes) {
                 Ok(v) => {
                     self.capacity = Some(Capacity::Items(v.cap));
@@ -302,6 +303,68 @@ impl Survey {
     }
 
     /// The processes a queue's participant table records, with their sides.
+    /// A topic: its geometry, publishers and subscribers (each with its lag), and its last
+    /// `peek` messages.
+    fn topic(&mut self, payload: Region<'_>, peek: usize, bytes: usize) {
+        use crate::ring::topic::{Geometry, RawTopic, Slot};
+        let Some(t) = Geometry::from_params(self.info.param0, self.info.param1)
+            .and_then(|g| RawTopic::new(payload, g))
+        else {
+            self.problems.push(format!(
+                "topic geometry: slots {}, parameters {:#x}, {} bytes",
+                self.info.param0, self.info.param1, self.info.payload_size
+            ));
+            return;
+        };
+        let g = t.geometry();
+        self.capacity = Some(Capacity::Items(g.slots));
+        self.detail("policy", format!("{:?}", g.policy).to_lowercase());
+        self.detail("maximum message", format!("{} B", g.max));
+        let next = match t.next() {
+            Ok(n) => n,
+            Err(c) => {
+                self.problems.push(c.0);
+                return;
+            }
+        };
+        self.detail("published", next);
+        let subs = t.subscribers();
+        self.detail("subscribers", format!("{} of {}", subs.len(), g.subs));
+        for (who, _) in t.publishers() {
+            self.attached.push(Process::recorded("publisher", who));
+        }
+        let mut slowest: Option<u64> = None;
+        for sub in &subs {
+            let lag = next.saturating_sub(sub.cursor);
+            slowest = Some(slowest.map_or(lag, |s| s.max(lag)));
+            let role = format!("subscriber {} (lag {lag}, lost {})", sub.index, sub.lost);
+            self.attached.push(Process::recorded(role, sub.owner));
+        }
+        self.fill = Some(slowest.unwrap_or(0).min(g.slots));
+        let (data_flag, _) = t.sleep_words(true);
+        let (room_flag, _) = t.sleep_words(false);
+        self.bells.extend([
+            Bell::new("messages", data_flag.load(Ordering::Relaxed), false),
+            Bell::new("room", room_flag.load(Ordering::Relaxed), false),
+        ]);
+        let mut buf = Vec::new();
+        for s in next
+            .saturating_sub(peek as u64)
+            .max(next.saturating_sub(g.slots))..next
+        {
+            if let Ok(Slot::Ready { len, skip: false }) = t.peek(s) {
+                t.copy_out(s, len, &mut buf);
+                if t.still(s) {
+                    buf.truncate(bytes);
+                    self.contents.push(Peeked {
+                        len: len as usize,
+                        bytes: std::mem::take(&mut buf),
+                    });
+                }
+            }
+        }
+    }
+
     fn participants(&mut self, table: Vec<(usize, crate::sys::process::ProcessId, bool, u32)>) {
         for (i, who, reclaiming, sides) in table {
             let side = crate::api::queue::Side::from_bits(sides).map_or("", |s| s.label());

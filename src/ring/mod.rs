@@ -6,4 +6,5 @@
 pub(crate) mod mpmc;
 pub(crate) mod participants;
 pub(crate) mod spsc;
+pub(crate) mod topic;
 pub(crate) mod wait;

@@ -112,6 +112,8 @@ pub enum Kind {
     JoinableQueue,
     /// A [`PriorityQueue`](crate::PriorityQueue).
     PriorityQueue,
+    /// A broadcast [`Topic`](crate::Topic).
+    Topic,
 }
 
 impl Kind {
@@ -129,6 +131,7 @@ impl Kind {
             Kind::ByteQueue => 10,
             Kind::JoinableQueue => 11,
             Kind::PriorityQueue => 12,
+            Kind::Topic => 13,
         }
     }
 
@@ -146,6 +149,7 @@ impl Kind {
         Kind::ByteQueue,
         Kind::JoinableQueue,
         Kind::PriorityQueue,
+        Kind::Topic,
     ];
 
     pub(crate) fn from_code(code: u32) -> Option<Kind> {
@@ -167,6 +171,7 @@ impl Kind {
             Kind::ByteQueue => "byte-queue",
             Kind::JoinableQueue => "joinable-queue",
             Kind::PriorityQueue => "priority-queue",
+            Kind::Topic => "topic",
         }
     }
 }

@@ -1,0 +1,1056 @@
+#![allow(unsafe_code)]
+//! `Topic`, `Publisher`, `Subscriber`: broadcast, every subscriber reads every message.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Waiting;
+use super::ensure;
+use super::ring::due;
+use crate::error::{
+    CreateError, OpenError, OpenOrCreateError, PublishError, TopicAttachError, TopicRecvError,
+};
+use crate::region::Region;
+use crate::ring::spsc::Corrupt;
+use crate::ring::topic::{self, Geometry, Raised, RawTopic, Slot};
+use crate::ring::wait::{self, Ended, WaitMode};
+use crate::segment::{Kind, Layout, Options, Segment, TypeInfo};
+
+pub use crate::ring::topic::{Policy, StartAt};
+
+/// The shape of a new [`Topic`]: how many messages it holds, how large each may be, how
+/// many subscribers it has room for, and what publishers do when it is full.
+///
+/// ```
+/// let config = shmq::TopicConfig::new(1024, 256)   // 1024 slots of up to 256 bytes
+///     .subscribers(128)
+///     .policy(shmq::Policy::Overwrite);
+/// assert_eq!(config.slots, 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicConfig {
+    /// Messages the log holds (rounded up to a power of two, at least 2).
+    pub slots: usize,
+    /// Largest message in bytes. Every slot reserves this much, so a topic takes about
+    /// `slots × (max_message + 16)` bytes.
+    pub max_message: usize,
+    /// Subscribers that can be attached at once (default 64, at most 4096).
+    pub subscribers: usize,
+    /// What publishers do when the slowest subscriber is a whole log behind (default Block).
+    pub policy: Policy,
+}
+
+impl TopicConfig {
+    /// `slots` messages of up to `max_message` bytes, 64 subscribers, [`Policy::Block`].
+    pub fn new(slots: usize, max_message: usize) -> TopicConfig {
+        TopicConfig {
+            slots,
+            max_message,
+            subscribers: topic::DEFAULT_SUBSCRIBERS,
+            policy: Policy::Block,
+        }
+    }
+
+    /// Room for `n` subscribers at once.
+    #[must_use]
+    pub fn subscribers(mut self, n: usize) -> TopicConfig {
+        self.subscribers = n;
+        self
+    }
+
+    /// The policy when the log is full.
+    #[must_use]
+    pub fn policy(mut self, policy: Policy) -> TopicConfig {
+        self.policy = policy;
+        self
+    }
+
+    fn geometry(&self, opts: &Options) -> Result<Geometry, CreateError> {
+        let invalid = |reason: String| CreateError::InvalidSize {
+            name: opts.label(),
+            reason,
+        };
+        let slots = self
+            .slots
+            .max(2)
+            .checked_next_power_of_two()
+            .filter(|&s| s as u64 <= topic::MAX_SLOTS)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{} slots is above the limit of {}",
+                    self.slots,
+                    topic::MAX_SLOTS
+                ))
+            })?;
+        if self.max_message as u64 > topic::MAX_MESSAGE {
+            return Err(invalid(format!(
+                "maximum message {} is above the limit of {}",
+                self.max_message,
+                topic::MAX_MESSAGE
+            )));
+        }
+        if !(1..=topic::MAX_SUBSCRIBERS).contains(&self.subscribers) {
+            return Err(invalid(format!(
+                "{} subscribers: a topic has room for 1 to {}",
+                self.subscribers,
+                topic::MAX_SUBSCRIBERS
+            )));
+        }
+        let g = Geometry {
+            slots: slots as u64,
+            max: self.max_message as u64,
+            subs: self.subscribers,
+            policy: self.policy,
+        };
+        if g.region_size().is_none() {
+            return Err(invalid(format!(
+                "{slots} slots of {} bytes do not fit in memory",
+                g.stride()
+            )));
+        }
+        Ok(g)
+    }
+}
+
+/// A broadcast log of byte messages in a named segment: every [`Subscriber`] receives every
+/// message, in the order publishers claimed them.
+///
+/// Any number of [`Publisher`]s (up to 64 at once, in any processes) publish; up to
+/// [`TopicConfig::subscribers`] subscribers, attaching and leaving at any time, each read
+/// with their own cursor. Publishing writes a message once, whatever the number of
+/// subscribers, and never visits them (it learns the slowest cursor only when it reaches
+/// it), so it costs the same for one subscriber or a thousand.
+///
+/// When the slowest subscriber is a whole log behind, the [`Policy`] decides:
+/// - [`Policy::Block`] (lossless): publishers wait for it. A subscriber that dies stops
+///   holding the log back within about 100 ms; one that is merely slow holds it back, as it
+///   should. Subscribers read messages in place (zero-copy), publishers write them in place.
+/// - [`Policy::Overwrite`]: publishers never wait; a subscriber that was lapped gets
+///   [`TopicRecvError::Lagged`] with the number of messages it lost, then resumes at the
+///   oldest message still held. A message overwritten while it is read is detected and never
+///   delivered torn. Because a slot may be rewritten while a subscriber looks at it, a
+///   zero-copy view of it could change under the reader (a data race): under this policy a
+///   subscriber receives a *copy*, checked after copying, and publishers' grants are copied
+///   in on commit.
+///
+/// # Examples
+/// ```
+/// let name = format!("doc-topic-{}", std::process::id());
+/// let topic = shmq::Topic::create(name.as_str(), 1024, 64)?;
+/// let mut a = topic.subscriber()?;   // in practice: other processes, Topic::open(name)
+/// let mut b = topic.subscriber()?;
+/// let mut tx = topic.publisher()?;
+///
+/// tx.publish(b"tick 1")?;
+/// let mut grant = tx.reserve(6)?;     // or write in place
+/// grant.copy_from_slice(b"tick 2");
+/// grant.commit();
+///
+/// for sub in [&mut a, &mut b] {
+///     assert_eq!(&*sub.recv()?, b"tick 1");
+///     assert_eq!(&*sub.recv()?, b"tick 2");
+/// }
+/// assert_eq!(topic.latest()?.as_deref(), Some(&b"tick 2"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Topic {
+    seg: Arc<Segment>,
+    g: Geometry,
+}
+
+impl Topic {
+    fn layout(g: &Geometry, ty: TypeInfo) -> Layout {
+        Layout {
+            kind: Kind::Topic,
+            align: 128,
+            ty,
+            payload_size: g.region_size().expect("checked by TopicConfig::geometry"),
+            param0: g.slots,
+            param1: g.param1(),
+        }
+    }
+
+    /// Creates a [`Policy::Block`] topic of `slots` messages (rounded up to a power of two)
+    /// of up to `max_message` bytes each, with room for 64 subscribers.
+    ///
+    /// # Errors
+    /// [`CreateError`]: invalid name, it exists, no space, sizes out of range.
+    pub fn create(
+        opts: impl Into<Options>,
+        slots: usize,
+        max_message: usize,
+    ) -> Result<Topic, CreateError> {
+        Topic::create_with(opts, &TopicConfig::new(slots, max_message))
+    }
+
+    /// Creates a topic as `config` describes.
+    ///
+    /// # Errors
+    /// As [`Topic::create`].
+    pub fn create_with(
+        opts: impl Into<Options>,
+        config: &TopicConfig,
+    ) -> Result<Topic, CreateError> {
+        Topic::create_typed(opts.into(), config, TypeInfo::NONE)
+    }
+
+    pub(crate) fn create_typed(
+        opts: Options,
+        config: &TopicConfig,
+        ty: TypeInfo,
+    ) -> Result<Topic, CreateError> {
+        let g = config.geometry(&opts)?;
+        let seg = Segment::create_kind(&opts, &Topic::layout(&g, ty), |_| {})?;
+        Ok(Topic {
+            seg: Arc::new(seg),
+            g,
+        })
+    }
+
+    /// Opens an existing topic.
+    ///
+    /// # Errors
+    /// [`OpenError`]: not found, not a topic, corrupted geometry.
+    pub fn open(opts: impl Into<Options>) -> Result<Topic, OpenError> {
+        Topic::open_typed(opts.into(), TypeInfo::NONE)
+    }
+
+    pub(crate) fn open_typed(opts: Options, ty: TypeInfo) -> Result<Topic, OpenError> {
+        Topic::checked(Segment::open_kind(&opts, Kind::Topic, ty)?)
+    }
+
+    /// Opens the topic, creating it as `config` describes if it does not exist. Safe when
+    /// several processes race to do this: one creates, the others open (and get the topic as
+    /// its creator made it).
+    ///
+    /// # Errors
+    /// As [`Topic::create`] and [`Topic::open`].
+    pub fn open_or_create(
+        opts: impl Into<Options>,
+        config: &TopicConfig,
+    ) -> Result<Topic, OpenOrCreateError> {
+        Topic::open_or_create_typed(opts.into(), config, TypeInfo::NONE)
+    }
+
+    pub(crate) fn open_or_create_typed(
+        opts: Options,
+        config: &TopicConfig,
+        ty: TypeInfo,
+    ) -> Result<Topic, OpenOrCreateError> {
+        let g = config.geometry(&opts)?;
+        let seg = Segment::open_or_create_kind(&opts, &Topic::layout(&g, ty), |_| {})?;
+        Ok(Topic::checked(seg)?)
+    }
+
+    fn checked(seg: Segment) -> Result<Topic, OpenError> {
+        let seg = Arc::new(seg);
+        let (p0, p1) = (seg.info().param0, seg.info().param1);
+        let g = Geometry::from_params(p0, p1);
+        ensure(&seg, g.is_some_and(|g| raw_of(&seg, g).is_some()), || {
+            format!(
+                "topic geometry: slots {p0}, parameters {p1:#x}, {} bytes",
+                seg.info().payload_size
+            )
+        })?;
+        Ok(Topic {
+            g: g.expect("checked just above"),
+            seg,
+        })
+    }
+
+    fn raw(&self) -> RawTopic<'static> {
+        raw_of(&self.seg, self.g).expect("topic geometry validated at create/open")
+    }
+
+    /// Attaches a publisher.
+    ///
+    /// # Errors
+    /// [`TopicAttachError::TooManyPublishers`] when 64 live publishers are attached.
+    pub fn publisher(&self) -> Result<Publisher, TopicAttachError> {
+        let raw = self.raw();
+        let index = raw
+            .attach_publisher()
+            .ok_or(TopicAttachError::TooManyPublishers {
+                max: topic::PUBLISHERS,
+            })?;
+        let (limit, joins) = raw.limit(false);
+        Ok(Publisher {
+            raw,
+            seg: Arc::clone(&self.seg),
+            index,
+            limit,
+            joins,
+            mode: WaitMode::default(),
+            scratch: Vec::new(),
+            next_deep: Instant::now() + wait::CHECK_EVERY,
+        })
+    }
+
+    /// Attaches a subscriber that receives the messages published after it joins.
+    ///
+    /// # Errors
+    /// [`TopicAttachError::TooManySubscribers`] when every subscriber entry is held by a live
+    /// process.
+    pub fn subscriber(&self) -> Result<Subscriber, TopicAttachError> {
+        self.subscriber_from(StartAt::Next)
+    }
+
+    /// Attaches a subscriber that starts where `start` says: the next message, the oldest
+    /// one the log still holds (history for late joiners), or the latest one.
+    ///
+    /// # Errors
+    /// As [`Topic::subscriber`].
+    pub fn subscriber_from(&self, start: StartAt) -> Result<Subscriber, TopicAttachError> {
+        let raw = self.raw();
+        let (index, cursor) = raw
+            .attach_subscriber(start)
+            .map_err(|c| TopicAttachError::Corrupted { reason: c.0 })?
+            .ok_or(TopicAttachError::TooManySubscribers { max: self.g.subs })?;
+        Ok(Subscriber {
+            raw,
+            seg: Arc::clone(&self.seg),
+            index,
+            cursor,
+            mode: WaitMode::default(),
+            buf: Vec::new(),
+            attaches: raw.publisher_attaches(),
+            publisher_seen: raw.any_publisher(false),
+            next_deep: Instant::now() + wait::CHECK_EVERY,
+        })
+    }
+
+    /// The last message published, copied, without subscribing (a last-value cache).
+    /// `None` if nothing was published yet (or the last few messages are being rewritten
+    /// this very moment).
+    ///
+    /// # Errors
+    /// [`TopicRecvError::Corrupted`] if shared memory fails a check.
+    pub fn latest(&self) -> Result<Option<Vec<u8>>, TopicRecvError> {
+        let mut buf = Vec::new();
+        match self.raw().latest(&mut buf) {
+            Ok(Some(_)) => Ok(Some(buf)),
+            Ok(None) => Ok(None),
+            Err(c) => Err(TopicRecvError::Corrupted { reason: c.0 }),
+        }
+    }
+
+    /// Messages published so far (claimed sequence numbers; the next one to publish).
+    pub fn published(&self) -> u64 {
+        self.raw().next().unwrap_or(0)
+    }
+
+    /// Subscribers attached now.
+    pub fn subscriber_count(&self) -> usize {
+        self.raw().subscribers().len()
+    }
+
+    /// The policy the topic was created with.
+    pub fn policy(&self) -> Policy {
+        self.g.policy
+    }
+
+    /// Messages the log holds.
+    pub fn slots(&self) -> usize {
+        self.g.slots as usize
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.g.max as usize
+    }
+
+    /// Subscribers it has room for.
+    pub fn max_subscribers(&self) -> usize {
+        self.g.subs
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> String {
+        self.seg.name()
+    }
+
+    /// The segment's validated header.
+    pub fn info(&self) -> &crate::segment::SegmentInfo {
+        self.seg.info()
+    }
+}
+
+/// The log of a topic segment, with the segment's lifetime erased: the caller keeps `seg`
+/// alive as long as it uses the log.
+pub(crate) fn raw_of(seg: &Arc<Segment>, g: Geometry) -> Option<RawTopic<'static>> {
+    let payload = seg.payload();
+    // SAFETY: the payload lies inside the segment's mapping, which stays mapped while any
+    // `Arc<Segment>` lives; every `RawTopic<'static>` made here is stored next to a clone of
+    // that Arc and never handed out with a longer lifetime than a borrow of its holder. All
+    // access is atomic, or through grants and guards whose protocol excludes other writers.
+    let region: Region<'static> = unsafe { Region::from_raw(payload.as_ptr(), payload.len()) };
+    RawTopic::new(region, g)
+}
+
+/// Internal outcome of a publish or receive attempt.
+enum Fail {
+    Empty,
+    Timeout,
+    Interrupted,
+    Lagged(u64),
+    Disconnected,
+    TooLarge(usize, usize),
+    Corrupted(String),
+}
+
+impl From<Corrupt> for Fail {
+    fn from(c: Corrupt) -> Fail {
+        Fail::Corrupted(c.0)
+    }
+}
+
+impl Fail {
+    fn publish(self) -> PublishError {
+        match self {
+            Fail::Empty => PublishError::Full,
+            Fail::Timeout => PublishError::Timeout,
+            Fail::Interrupted => PublishError::Interrupted,
+            Fail::TooLarge(len, max) => PublishError::TooLarge { len, max },
+            Fail::Corrupted(reason) => PublishError::Corrupted { reason },
+            Fail::Lagged(_) | Fail::Disconnected => {
+                unreachable!("publishing never lags or disconnects")
+            }
+        }
+    }
+
+    fn recv(self) -> TopicRecvError {
+        match self {
+            Fail::Empty => TopicRecvError::Empty,
+            Fail::Timeout => TopicRecvError::Timeout,
+            Fail::Interrupted => TopicRecvError::Interrupted,
+            Fail::Lagged(n) => TopicRecvError::Lagged(n),
+            Fail::Disconnected => TopicRecvError::Disconnected,
+            Fail::Corrupted(reason) => TopicRecvError::Corrupted { reason },
+            Fail::TooLarge(..) => unreachable!("receiving has no size limit to exceed"),
+        }
+    }
+}
+
+/// The publishing end of a [`Topic`]. Lets go of its entry on drop.
+///
+/// # Crash safety
+/// A publisher that dies mid-publish never has its half-written message delivered: once no
+/// live publisher claims that message, the first subscriber to wait on it (within about
+/// 40 ms) marks it skipped, and everyone moves on. Every message it committed stays.
+pub struct Publisher {
+    raw: RawTopic<'static>,
+    seg: Arc<Segment>,
+    index: usize,
+    /// The cached claim limit (Block: slowest cursor + slots; `None`: no limit).
+    limit: Option<u64>,
+    /// `joins` when `limit` was computed.
+    joins: u64,
+    mode: WaitMode,
+    /// Where grants are written under Overwrite (copied into the slot on commit).
+    scratch: Vec<u8>,
+    next_deep: Instant,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("name", &self.seg.name())
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl Publisher {
+    /// How blocking calls wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.mode = mode;
+    }
+
+    /// The current wait mode.
+    pub fn wait_mode(&self) -> WaitMode {
+        self.mode
+    }
+
+    /// Largest message accepted, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.raw.geometry().max as usize
+    }
+
+    fn has_room(&self) -> Result<bool, Corrupt> {
+        Ok(self
+            .limit
+            .is_none_or(|l| self.raw.next().is_ok_and(|n| n < l)))
+    }
+
+    /// Claims the next sequence, waiting for room as `waiting` allows.
+    fn claim(&mut self, len: usize, waiting: Waiting) -> Result<u64, Fail> {
+        let raw = self.raw;
+        let max = raw.geometry().max as usize;
+        if len > max {
+            return Err(Fail::TooLarge(len, max));
+        }
+        loop {
+            if let Some(s) = raw.try_claim(self.index, self.limit)? {
+                if raw.joins_moved(self.joins) {
+                    (self.limit, self.joins) = raw.limit(false);
+                    if self.limit.is_some_and(|l| s >= l) {
+                        self.wait_for_joiner(s)?;
+                    }
+                }
+                return Ok(s);
+            }
+            (self.limit, self.joins) = raw.limit(due(&mut self.next_deep));
+            if self.has_room()? {
+                continue;
+            }
+            let Some(deadline) = waiting.deadline() else {
+                return Err(Fail::Empty);
+            };
+            self.wait_room(deadline, None)?;
+        }
+    }
+
+    /// Waits until the limit lets a claim through (or `seq`, already claimed, fits).
+    fn wait_room(&mut self, deadline: Option<Instant>, seq: Option<u64>) -> Result<(), Fail> {
+        let raw = self.raw;
+        let (flag, bell) = raw.sleep_words(false);
+        let found = wait::wait(
+            self.mode,
+            deadline,
+            &Raised { flag, bell },
+            true,
+            || {
+                let (limit, joins) = raw.limit(false);
+                let next = match seq {
+                    Some(s) => s,
+                    None => raw.next()?,
+                };
+                Ok::<_, Corrupt>(limit.is_none_or(|l| next < l).then_some((limit, joins)))
+            },
+            |deep| {
+                if deep {
+                    raw.limit(true);
+                }
+                false
+            },
+        );
+        match found {
+            Ok((limit, joins)) => {
+                (self.limit, self.joins) = (limit, joins);
+                Ok(())
+            }
+            Err(Ended::TimedOut | Ended::PeerGone) => Err(Fail::Timeout),
+            Err(Ended::Interrupted) => Err(Fail::Interrupted),
+            Err(Ended::Failed(c)) => Err(c.into()),
+        }
+    }
+
+    /// A subscriber joined behind this publisher's stale limit and `s` (claimed) would lap
+    /// it: waits for it to read one message (see the module notes of `ring::topic`). If the
+    /// wait is interrupted the claim is let go (a waiting subscriber marks it skipped).
+    #[cold]
+    fn wait_for_joiner(&mut self, s: u64) -> Result<(), Fail> {
+        match self.wait_room(None, Some(s)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.raw.abandon_claim(self.index);
+                Err(e)
+            }
+        }
+    }
+
+    fn grant(&mut self, seq: u64, len: usize) -> TopicGrant<'_> {
+        self.raw.begin_write(seq);
+        if self.raw.geometry().policy == Policy::Overwrite {
+            self.scratch.clear();
+            self.scratch.resize(len, 0);
+        }
+        TopicGrant {
+            publisher: self,
+            seq,
+            len,
+            done: false,
+        }
+    }
+
+    /// Reserves the next message's slot for `len` bytes without waiting. The grant derefs to
+    /// `&mut [u8]` (in place under Block; under Overwrite a buffer copied in on commit).
+    /// Dropping it uncommitted publishes nothing (subscribers skip the slot).
+    ///
+    /// # Errors
+    /// [`PublishError`]: `Full` (Block: the slowest subscriber is a whole log behind),
+    /// `TooLarge`, `Corrupted`.
+    pub fn try_reserve(&mut self, len: usize) -> Result<TopicGrant<'_>, PublishError> {
+        let s = self.claim(len, Waiting::No).map_err(Fail::publish)?;
+        Ok(self.grant(s, len))
+    }
+
+    /// Reserves the next message's slot, waiting for room as long as needed (Block).
+    ///
+    /// # Errors
+    /// [`PublishError`]: `TooLarge`, `Interrupted`, `Corrupted`.
+    pub fn reserve(&mut self, len: usize) -> Result<TopicGrant<'_>, PublishError> {
+        let s = self.claim(len, Waiting::Forever).map_err(Fail::publish)?;
+        Ok(self.grant(s, len))
+    }
+
+    /// Reserves the next message's slot, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// [`PublishError`]: `Timeout`, `TooLarge`, `Interrupted`, `Corrupted`.
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<TopicGrant<'_>, PublishError> {
+        let s = self
+            .claim(len, Waiting::For(timeout))
+            .map_err(Fail::publish)?;
+        Ok(self.grant(s, len))
+    }
+
+    /// Reserves the next message's slot, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Publisher::reserve_timeout`].
+    pub fn reserve_deadline(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+    ) -> Result<TopicGrant<'_>, PublishError> {
+        let s = self
+            .claim(len, Waiting::Until(deadline))
+            .map_err(Fail::publish)?;
+        Ok(self.grant(s, len))
+    }
+
+    fn publish_with(&mut self, msg: &[u8], waiting: Waiting) -> Result<u64, PublishError> {
+        let s = self.claim(msg.len(), waiting).map_err(Fail::publish)?;
+        let raw = self.raw;
+        raw.begin_write(s);
+        if raw.geometry().policy == Policy::Overwrite {
+            raw.copy_in(s, msg);
+        } else {
+            // SAFETY: under Block no subscriber reads slot `s` before it is committed, and
+            // no publisher writes it again before every subscriber has passed it (the claim
+            // limit), so this process writes it alone; `payload` is `max >= msg.len()`
+            // bytes inside the mapping, which `self.seg` keeps alive.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    msg.as_ptr(),
+                    raw.payload(s).as_ptr().as_ptr(),
+                    msg.len(),
+                );
+            }
+        }
+        raw.commit(s, msg.len() as u32, false);
+        Ok(s)
+    }
+
+    /// Publishes a copy of `msg` without waiting; returns its sequence number.
+    ///
+    /// # Errors
+    /// As [`Publisher::try_reserve`].
+    #[inline]
+    pub fn try_publish(&mut self, msg: &[u8]) -> Result<u64, PublishError> {
+        self.publish_with(msg, Waiting::No)
+    }
+
+    /// Publishes a copy of `msg`, waiting for room as long as needed (Block); returns its
+    /// sequence number.
+    ///
+    /// # Errors
+    /// As [`Publisher::reserve`].
+    #[inline]
+    pub fn publish(&mut self, msg: &[u8]) -> Result<u64, PublishError> {
+        self.publish_with(msg, Waiting::Forever)
+    }
+
+    /// Publishes a copy of `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Publisher::reserve_timeout`].
+    pub fn publish_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<u64, PublishError> {
+        self.publish_with(msg, Waiting::For(timeout))
+    }
+
+    /// Publishes a copy of `msg`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`Publisher::reserve_timeout`].
+    pub fn publish_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<u64, PublishError> {
+        self.publish_with(msg, Waiting::Until(deadline))
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.raw.detach_publisher(self.index);
+    }
+}
+
+/// A claimed slot for one message; derefs to `&mut [u8]` of the reserved length.
+/// [`commit`](TopicGrant::commit) publishes it; dropping it publishes nothing (the slot is
+/// marked skipped, so subscribers pass over it).
+#[must_use = "a grant publishes nothing unless committed"]
+pub struct TopicGrant<'a> {
+    publisher: &'a mut Publisher,
+    seq: u64,
+    len: usize,
+    done: bool,
+}
+
+impl TopicGrant<'_> {
+    /// The message's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Publishes the message; returns its sequence number.
+    pub fn commit(mut self) -> u64 {
+        let raw = self.publisher.raw;
+        if raw.geometry().policy == Policy::Overwrite {
+            raw.copy_in(self.seq, &self.publisher.scratch);
+        }
+        raw.commit(self.seq, self.len as u32, false);
+        self.done = true;
+        self.seq
+    }
+}
+
+impl Drop for TopicGrant<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.publisher.raw.commit(self.seq, 0, true);
+        }
+    }
+}
+
+impl Deref for TopicGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let p = &*self.publisher;
+        if p.raw.geometry().policy == Policy::Overwrite {
+            return &p.scratch;
+        }
+        // SAFETY: as in `DerefMut`: the slot's payload is ours alone until commit.
+        unsafe { std::slice::from_raw_parts(p.raw.payload(self.seq).as_ptr().as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for TopicGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let p = &mut *self.publisher;
+        if p.raw.geometry().policy == Policy::Overwrite {
+            return &mut p.scratch;
+        }
+        // SAFETY: under Block the claimed slot is written by this grant alone: no subscriber
+        // reads it before the commit word says so, and no publisher claims it again before
+        // every subscriber has passed it. `len <= max` was checked at the claim, and the
+        // payload area is `max` bytes inside the mapping that `seg` keeps alive; the grant
+        // borrows the publisher mutably, so there is one such slice at a time.
+        unsafe {
+            std::slice::from_raw_parts_mut(p.raw.payload(self.seq).as_ptr().as_ptr(), self.len)
+        }
+    }
+}
+
+impl fmt::Debug for TopicGrant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicGrant")
+            .field("seq", &self.seq)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// The receiving end of a [`Topic`], with its own cursor. Lets go of its entry on drop.
+///
+/// # Crash safety
+/// A subscriber that dies stops holding a Block topic back within about 100 ms (a publisher
+/// waiting for room looks at the liveness of the slowest subscriber every 40 ms).
+pub struct Subscriber {
+    raw: RawTopic<'static>,
+    seg: Arc<Segment>,
+    index: usize,
+    /// The next sequence to read.
+    cursor: u64,
+    mode: WaitMode,
+    /// Overwrite: the copy of the message being read.
+    buf: Vec<u8>,
+    /// Publisher attachments when we joined, and whether one was attached then.
+    attaches: u64,
+    publisher_seen: bool,
+    next_deep: Instant,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("name", &self.seg.name())
+            .field("index", &self.index)
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
+
+/// A message as received: `(sequence, length, whether it is read in place)`.
+struct Got {
+    seq: u64,
+    len: u32,
+}
+
+impl Subscriber {
+    /// How blocking calls wait (default [`WaitMode::Hybrid`]).
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.mode = mode;
+    }
+
+    /// The current wait mode.
+    pub fn wait_mode(&self) -> WaitMode {
+        self.mode
+    }
+
+    /// The sequence number of the next message this subscriber will receive.
+    pub fn position(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Messages published that this subscriber has not received yet (claimed ones included).
+    pub fn pending(&self) -> u64 {
+        self.raw.next().unwrap_or(0).saturating_sub(self.cursor)
+    }
+
+    /// Whether every publisher is gone (and one had attached since this subscriber joined,
+    /// or was attached then). With `deep`, dead processes count as gone.
+    fn publishers_gone(&mut self, deep: bool) -> bool {
+        let raw = self.raw;
+        if raw.any_publisher(deep) {
+            self.publisher_seen = true;
+            return false;
+        }
+        self.publisher_seen || raw.publisher_attaches() != self.attaches
+    }
+
+    fn advance(&mut self, to: u64) {
+        self.cursor = to;
+        self.raw.release(self.index, to);
+    }
+
+    /// Looks at the cursor's slot once: a message, a lag, or nothing yet (`Ok(None)`).
+    fn look(&mut self) -> Result<Option<Got>, Fail> {
+        let raw = self.raw;
+        loop {
+            let c = self.cursor;
+            match raw.peek(c)? {
+                Slot::NotYet => return Ok(None),
+                Slot::Ready { skip: true, .. } => self.advance(c + 1),
+                Slot::Ready { len, skip: false } => {
+                    if raw.geometry().policy == Policy::Overwrite {
+                        raw.copy_out(c, len, &mut self.buf);
+                        if !raw.still(c) {
+                            continue; // rewritten while copied: the next look says lagged
+                        }
+                    }
+                    return Ok(Some(Got { seq: c, len }));
+                }
+                Slot::Overwritten => {
+                    let to = raw.resume_point(c)?;
+                    raw.add_lost(self.index, to - c);
+                    self.advance(to);
+                    return Err(Fail::Lagged(to - c));
+                }
+            }
+        }
+    }
+
+    fn recv_inner(&mut self, waiting: Waiting) -> Result<Got, Fail> {
+        if let Some(got) = self.look()? {
+            return Ok(got);
+        }
+        // A claim abandoned by a dead publisher, and publishers that are all gone, are
+        // noticed by non-waiting calls too (every CHECK_EVERY), as waiting ones notice them.
+        if due(&mut self.next_deep) {
+            self.raw.unstick(self.cursor);
+            if let Some(got) = self.look()? {
+                return Ok(got);
+            }
+            if self.publishers_gone(true) {
+                return Err(Fail::Disconnected);
+            }
+        }
+        let Some(deadline) = waiting.deadline() else {
+            return Err(Fail::Empty);
+        };
+        let raw = self.raw;
+        let (flag, bell) = raw.sleep_words(true);
+        loop {
+            let c = self.cursor;
+            let (attaches, mut seen) = (self.attaches, self.publisher_seen);
+            let ended = wait::wait(
+                self.mode,
+                deadline,
+                &Raised { flag, bell },
+                false,
+                || Ok::<_, Corrupt>((!matches!(raw.peek(c)?, Slot::NotYet)).then_some(())),
+                |deep| {
+                    if !deep {
+                        return false;
+                    }
+                    raw.unstick(c);
+                    if raw.any_publisher(true) {
+                        seen = true;
+                        return false;
+                    }
+                    // Gone only if one was there since we joined: else one may still come.
+                    (seen || raw.publisher_attaches() != attaches)
+                        && matches!(raw.peek(c), Ok(Slot::NotYet))
+                },
+            );
+            self.publisher_seen = seen;
+            match ended {
+                Ok(()) => {}
+                Err(Ended::TimedOut) => return Err(Fail::Timeout),
+                Err(Ended::Interrupted) => return Err(Fail::Interrupted),
+                Err(Ended::Failed(c)) => return Err(c.into()),
+                Err(Ended::PeerGone) => return Err(Fail::Disconnected),
+            }
+            // Ready, or a skip to pass over (then wait again).
+            if let Some(got) = self.look()? {
+                return Ok(got);
+            }
+        }
+    }
+
+    fn msg(&mut self, got: Got) -> TopicMsg<'_> {
+        TopicMsg {
+            seq: got.seq,
+            len: got.len as usize,
+            sub: self,
+        }
+    }
+
+    /// The next message, if one is there.
+    ///
+    /// # Errors
+    /// [`TopicRecvError`]: `Empty`, `Lagged` (Overwrite), `Disconnected` (every publisher
+    /// gone and everything received), `Corrupted`.
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<TopicMsg<'_>, TopicRecvError> {
+        let got = self.recv_inner(Waiting::No).map_err(Fail::recv)?;
+        Ok(self.msg(got))
+    }
+
+    /// The next message, waiting as long as needed (also for a first publisher).
+    ///
+    /// # Errors
+    /// [`TopicRecvError`]: `Lagged`, `Disconnected`, `Interrupted`, `Corrupted`.
+    #[inline]
+    pub fn recv(&mut self) -> Result<TopicMsg<'_>, TopicRecvError> {
+        let got = self.recv_inner(Waiting::Forever).map_err(Fail::recv)?;
+        Ok(self.msg(got))
+    }
+
+    /// The next message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`TopicRecvError`]: `Timeout`, `Lagged`, `Disconnected`, `Interrupted`, `Corrupted`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<TopicMsg<'_>, TopicRecvError> {
+        let got = self.recv_inner(Waiting::For(timeout)).map_err(Fail::recv)?;
+        Ok(self.msg(got))
+    }
+
+    /// The next message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv_timeout`].
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<TopicMsg<'_>, TopicRecvError> {
+        let got = self
+            .recv_inner(Waiting::Until(deadline))
+            .map_err(Fail::recv)?;
+        Ok(self.msg(got))
+    }
+
+    /// Copies the next message into `buf` (replacing its contents), waiting as needed;
+    /// returns its sequence number.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, TopicRecvError> {
+        let m = self.recv()?;
+        buf.clear();
+        buf.extend_from_slice(&m);
+        Ok(m.seq())
+    }
+
+    /// Copies the next message into `buf` if one is there; returns its sequence number.
+    ///
+    /// # Errors
+    /// As [`Subscriber::try_recv`].
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<u64, TopicRecvError> {
+        let m = self.try_recv()?;
+        buf.clear();
+        buf.extend_from_slice(&m);
+        Ok(m.seq())
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.raw.detach_subscriber(self.index);
+    }
+}
+
+/// A received message; derefs to `&[u8]`. Under [`Policy::Block`] it is the message in place
+/// in the log (the publishers cannot reuse its slot until the guard drops); under
+/// [`Policy::Overwrite`] a checked copy. Dropping it moves the subscriber past it.
+#[must_use = "the message is released as soon as the guard drops"]
+pub struct TopicMsg<'a> {
+    sub: &'a mut Subscriber,
+    seq: u64,
+    len: usize,
+}
+
+impl TopicMsg<'_> {
+    /// The message's sequence number (its position in the topic's stream).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+impl Deref for TopicMsg<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let sub = &*self.sub;
+        if sub.raw.geometry().policy == Policy::Overwrite {
+            return &sub.buf;
+        }
+        // SAFETY: `peek` acquired the slot's commit word for this sequence and checked
+        // `len <= max`, so the publisher's payload writes are visible and the bytes lie in
+        // the slot's `max`-byte payload area inside the mapping `seg` keeps alive. Under Block
+        // no publisher reuses the slot before our cursor (stored when the guard drops) passes
+        // it, so nothing writes those bytes while the guard lives. A peer that breaks the
+        // protocol races with us; the crate docs ("Known limits") say zero-copy access trusts
+        // the peers' protocol.
+        unsafe { std::slice::from_raw_parts(sub.raw.payload(self.seq).as_ptr().as_ptr(), self.len) }
+    }
+}
+
+impl Drop for TopicMsg<'_> {
+    fn drop(&mut self) {
+        self.sub.advance(self.seq + 1);
+    }
+}
+
+impl fmt::Debug for TopicMsg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicMsg")
+            .field("seq", &self.seq)
+            .field("len", &self.len)
+            .finish()
+    }
+}
