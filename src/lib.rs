@@ -2,7 +2,7 @@
 //!
 //! shmq gives Linux processes the shapes of Python's `multiprocessing` — [`Pipe`], [`Queue`],
 //! [`JoinableQueue`], [`PriorityQueue`], [`Value`], [`Array`], [`Mutex`]/[`Lock`],
-//! [`Semaphore`], [`Event`] — living
+//! [`Semaphore`], [`Event`] — and a broadcast [`Topic`], living
 //! in named POSIX shared memory (`/dev/shm/NAME`) or a memory-mapped file, and synchronised
 //! with futexes, so the cost of talking to another process is the cost of moving a cache line.
 //!
@@ -91,6 +91,8 @@
 //! | [`Value::load`] (over 8 bytes) | a consistent copy | `try_load`, `load_timeout`, `load_deadline`; `load` itself gives up after 1 s | — |
 //! | [`Array`] `get`/`set`/`read_into`/`write_from`/`to_vec` | the lock | `try_`, `_timeout`, `_deadline` | holder died: taken over |
 //! | [`RawArray`] (any call) | nothing: no lock | — | — |
+//! | [`Publisher`] `publish`, `reserve` (Block policy) | the slowest subscriber to make room | `try_`, `_timeout`, `_deadline` | a dead subscriber stops holding the topic back within ~100 ms |
+//! | [`Subscriber`] `recv`, `recv_into` | a message | `try_`, `_timeout`, `_deadline` | every publisher gone and everything received: `Disconnected` |
 //! | [`Select::select`] | any registration ready | `try_select`, `select_timeout`, `select_deadline` | the peer's registration becomes ready (the `try_` call then says `Disconnected`) |
 //!
 //! A live process that holds a lock (or a peer that forged a lock word to name one) delays
@@ -136,6 +138,12 @@
 //! - Serde messages (feature `serde`, off by default): `SerdeSender` / `SerdeReceiver` (a
 //!   ring), `SerdePipe` and `SerdeQueue` move any `Serialize + DeserializeOwned` type, encoded
 //!   with postcard in place; `SerdeOptions` names what an end carries.
+//! - Broadcast: [`Topic`] — any number of [`Publisher`]s, up to [`TopicConfig::subscribers`]
+//!   [`Subscriber`]s that each receive every message with their own cursor; publishing costs
+//!   the same whatever the number of subscribers. [`Policy::Block`] (lossless, zero-copy) or
+//!   [`Policy::Overwrite`] (publishers never wait; a lapped subscriber gets
+//!   [`TopicRecvError::Lagged`]); late joiners start at the oldest, latest or next message
+//!   ([`StartAt`]); [`Topic::latest`] is a last-value cache.
 //! - Queues (any number of producer and consumer processes): [`Queue`] of [`Pod`] items,
 //!   [`ByteQueue`] of variable-size messages (zero-copy [`Loan`] / [`Message`]),
 //!   [`JoinableQueue`] (`task_done` / `join`), [`PriorityQueue`] (smallest first). Queue
@@ -170,7 +178,8 @@
 //!   [`TryRecvError`], [`RecvError`], [`RecvTimeoutError`]; for queues [`PutError`] (gives the
 //!   item back), [`GetError`], [`TaskDoneError`], [`JoinError`]; for the bounded calls of
 //!   [`Value`] and [`Array`], [`ValueError`] and [`ArrayError`] (give the value back); for
-//!   the janitor [`JanitorError`].
+//!   the janitor [`JanitorError`]; for topics [`TopicAttachError`], [`PublishError`],
+//!   [`TopicRecvError`].
 //!   Blocking calls end with an `Interrupted` error when an [`Interrupter`] fires.
 //!
 //! ## Layers
