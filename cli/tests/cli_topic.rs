@@ -209,17 +209,16 @@ fn ls_and_inspect_show_each_subscriber_process_with_liveness_lag_and_losses() {
 
     // inspect: a table of subscribers; the processes table keeps the publisher.
     let out = text(&["inspect", &name]);
-    let cells = |first: &str, nth: usize| -> Vec<String> {
+    let cells = |first: &str| -> Vec<String> {
         out.lines()
-            .filter(|l| l.split_whitespace().next() == Some(first))
-            .nth(nth)
+            .find(|l| l.split_whitespace().next() == Some(first))
             .unwrap_or_else(|| panic!("no row {first}:\n{out}"))
             .split_whitespace()
             .map(str::to_owned)
             .collect()
     };
     assert_eq!(
-        cells("SUBSCRIBER", 0),
+        cells("SUBSCRIBER"),
         ["SUBSCRIBER", "PROCESS", "STATE", "POSITION", "LAG", "LOST"]
     );
     let (rs, ds) = (r.to_string(), d.to_string());
@@ -240,7 +239,7 @@ fn ls_and_inspect_show_each_subscriber_process_with_liveness_lag_and_losses() {
         ["1", ds.as_str(), "dead", "0", "10", "(lapped)", "0"],
         "{out}"
     );
-    let publisher_row = cells(&p.to_string(), 0);
+    let publisher_row = cells(&p.to_string());
     assert_eq!(publisher_row[1], "publisher", "{out}");
     assert_eq!(publisher_row.last().unwrap(), "dead", "{out}");
     assert!(
