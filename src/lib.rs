@@ -230,6 +230,7 @@ pub use api::serde_ends::{
     DecodeError, EncodeError, SerdeOptions, SerdePipe, SerdeQueue, SerdeReceiver, SerdeRecvError,
     SerdeSendError, SerdeSender,
 };
+pub use api::survey::SubscriberLag;
 pub use api::survey::{Bell, Capacity, Peeked, Process, Survey};
 pub use api::topic::{
     Policy, Publisher, StartAt, Subscriber, Topic, TopicConfig, TopicGrant, TopicMsg,

@@ -571,3 +571,51 @@ fn tokio_service() {
         run.stdout
     );
 }
+
+/// `LABEL: received R, lost L (...)` as `(R, L)`.
+fn received_lost(line: &str, label: &str) -> (u64, u64) {
+    let parsed = line
+        .strip_prefix(&format!("{label}: received "))
+        .and_then(|rest| rest.split_once(", lost "))
+        .and_then(|(r, rest)| {
+            let (l, how) = rest.split_once(" (")?;
+            how.ends_with(')').then_some(())?;
+            Some((r.parse().ok()?, l.parse().ok()?))
+        });
+    parsed.unwrap_or_else(|| panic!("expected {label}'s report, got {line:?}"))
+}
+
+#[test]
+fn topic_market_feed() {
+    let run = run_example("topic_market_feed", &[]);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{lines:?}\nstderr:\n{}", run.stderr);
+    assert_eq!(lines[0], "published 5000 quotes to 3 subscribers");
+    // Every subscriber accounts for every quote: received or reported lost.
+    for (line, label) in lines[1..4].iter().zip(["fast-1", "fast-2", "slow"]) {
+        let (received, lost) = received_lost(line, label);
+        assert_eq!(received + lost, 5000, "{line}");
+    }
+    // The slow one reads at most one quote per 3 ms, so it receives at most one per 3 ms
+    // of publishing plus the 512 the log holds at the end: it loses quotes unless the paced
+    // feed (about 1 s) took over 13 s.
+    let (_, lost) = received_lost(lines[3], "slow");
+    assert!(lost > 0 && lines[3].contains("(lagged "), "{}", lines[3]);
+    assert_eq!(lines[4], "every subscriber: received + lost = 5000");
+}
+
+#[test]
+fn topic_sensor_history() {
+    let run = run_example("topic_sensor_history", &[]);
+    // The sensor waits for its listeners, so where each one joins is fixed.
+    assert_eq!(
+        run.stdout,
+        "sensor: readings #0..#39 published before anyone listened (the log keeps the last 16)\n\
+         latest() without subscribing: #39, 21.9 °C\n\
+         history (StartAt::Oldest): 26 readings, #24 (20.4 °C) to #49 (20.9 °C), none missed\n\
+         latest (StartAt::Latest): 11 readings, #39 (21.9 °C) to #49 (20.9 °C), none missed\n\
+         live (StartAt::Next): 10 readings, #40 (20.0 °C) to #49 (20.9 °C), none missed\n",
+        "stderr:\n{}",
+        run.stderr
+    );
+}

@@ -75,6 +75,17 @@ fn one_of_each(prefix: &str) -> Vec<(String, Box<dyn std::any::Any>)> {
         pq.put(v).unwrap();
     }
     out.push((n("pqueue"), Box::new(pq)));
+    let topic = shmq::Topic::create(n("topic").as_str(), 8, 32).unwrap();
+    let mut ahead = topic.subscriber().unwrap();
+    let behind = topic.subscriber().unwrap();
+    let mut tx = topic.publisher().unwrap();
+    for i in 0..6u8 {
+        tx.publish(&vec![i; usize::from(i) + 1]).unwrap();
+    }
+    for _ in 0..4 {
+        drop(ahead.recv().unwrap());
+    }
+    out.push((n("topic"), Box::new((ahead, behind, tx, topic))));
     out
 }
 
@@ -137,6 +148,22 @@ fn surveys_of_every_kind_report_contents_and_change_nothing() {
             Kind::Event => assert!(s.details.iter().any(|(k, v)| k == "set" && v == "no")),
             Kind::Value if name.ends_with("-value") => {
                 assert_eq!(s.contents[0].bytes, 42u64.to_ne_bytes());
+            }
+            Kind::Topic => {
+                assert_eq!(s.capacity, Some(Capacity::Items(8)));
+                assert_eq!(s.fill, Some(6), "the slowest subscriber's lag");
+                let me = std::process::id();
+                let subs: Vec<_> = s
+                    .subscribers
+                    .iter()
+                    .map(|l| (l.index, l.pid, l.alive, l.position, l.lag, l.lost))
+                    .collect();
+                assert_eq!(subs, [(0, me, true, 4, 2, 0), (1, me, true, 0, 6, 0)]);
+                assert!(s.attached.iter().any(|p| p.role == "publisher"));
+                // The last messages, oldest first.
+                let lens: Vec<usize> = s.contents.iter().map(|m| m.len).collect();
+                assert_eq!(lens, [1, 2, 3, 4, 5, 6]);
+                assert!(s.details.iter().any(|(k, v)| k == "published" && v == "6"));
             }
             Kind::Mutex => assert_eq!(s.contents[0].bytes[..4], 5u32.to_ne_bytes()),
             Kind::Raw => assert!(s.contents[0].bytes.starts_with(b"raw bytes")),

@@ -46,7 +46,7 @@ pub struct Survey {
     /// The process that created it.
     pub creator: Process,
     /// Processes the segment records as attached (ring roles, queue participants, a lock's
-    /// holder), alive or not.
+    /// holder, a topic's publishers and subscribers), alive or not.
     pub attached: Vec<Process>,
     /// Processes found mapping the file or holding it open, from `/proc`; empty until
     /// [`Survey::find_users`] runs.
@@ -54,17 +54,24 @@ pub struct Survey {
     /// How much it holds: items or bytes, where the kind has a capacity (a pipe: both
     /// directions together).
     pub capacity: Option<Capacity>,
-    /// How much of that is in use now (items, or bytes of a ring), where the kind has one.
+    /// How much of that is in use now (items, or bytes of a ring; a topic: the slowest
+    /// subscriber's lag, at most the capacity), where the kind has one.
     pub fill: Option<u64>,
     /// Kind-specific facts, as `(what, value)` pairs in display order.
     pub details: Vec<(String, String)>,
     /// The futex words processes sleep on ("bells"), with the sleepers each records, in
     /// display order: a queue's `items`, `space` (and `join`), a ring's `producer` and
-    /// `consumer` sides, a lock's `lock`, a semaphore's `count`, an event's `flag`.
+    /// `consumer` sides, a lock's `lock`, a semaphore's `count`, an event's `flag`, a
+    /// topic's `messages` and `room`.
     pub bells: Vec<Bell>,
-    /// The first waiting messages (rings, queues; a priority queue's smallest item first), or
-    /// the first bytes of the data (other kinds), each cut to the asked length.
+    /// The first waiting messages (rings, queues; a priority queue's smallest item first),
+    /// a topic's last messages (oldest first), or the first bytes of the data (other kinds),
+    /// each cut to the asked length.
     pub contents: Vec<Peeked>,
+    /// A topic's subscribers, each with its process, position, lag and losses, in entry
+    /// order; empty for other kinds. Each also appears in [`Survey::attached`] (role
+    /// `subscriber N (lag L, lost K)`).
+    pub subscribers: Vec<SubscriberLag>,
     /// What failed a consistency check in the kind's own area (the header is valid, or the
     /// survey would have failed). Empty for a healthy segment.
     pub problems: Vec<String>,
@@ -77,7 +84,8 @@ pub struct Survey {
 #[non_exhaustive]
 pub struct Process {
     /// What it is to the segment: `creator`, `producer`, `consumer`, `participant 3`,
-    /// `lock holder`, `user` (found in `/proc`).
+    /// `lock holder`, `publisher`, `subscriber 2 (lag 5, lost 0)`, `user` (found in
+    /// `/proc`).
     pub role: String,
     /// Its pid.
     pub pid: u32,
@@ -127,13 +135,14 @@ pub struct Bell {
     /// Which word: `items` (consumers wait for an item), `space` (producers wait for room),
     /// `join` (`JoinableQueue::join`), `producer` / `consumer` (a ring side; a pipe's are
     /// prefixed with the direction), `lock` (a mutex; a seqlock value's writer lock),
-    /// `count` (a semaphore), `flag` (an event).
+    /// `count` (a semaphore), `flag` (an event), `messages` / `room` (a topic's subscribers
+    /// wait for messages, its publishers for room).
     pub name: String,
     /// The sleepers it records: a count, or for a word that is only a flag (a ring side, at
-    /// most one sleeper; a lock's "contended" bit) 0 or 1.
+    /// most one sleeper; a lock's "contended" bit; a topic's sleep flag) 0 or 1.
     pub sleepers: u32,
-    /// Whether the word counts its sleepers. `false` for a lock, whose word says only that
-    /// someone may sleep on it (`sleepers` 1), not how many.
+    /// Whether the word counts its sleepers. `false` for a lock or a topic, whose word says
+    /// only that someone may sleep on it (`sleepers` 1), not how many.
     pub counted: bool,
 }
 
@@ -145,6 +154,52 @@ impl Bell {
             counted,
         }
     }
+}
+
+/// One subscriber of a [`Topic`](crate::Topic), as a [`Survey`] finds it: which process
+/// holds the entry, how far it has read, and how far behind the publishers it is.
+///
+/// The numbers are a snapshot read with relaxed loads from memory other processes write:
+/// a subscriber reading at that moment may already be further on, and a forged entry can
+/// show any numbers (never make the survey fail).
+///
+/// ```
+/// let name = format!("doc-survey-sub-{}", std::process::id());
+/// let topic = shmq::Topic::create(name.as_str(), 16, 64)?;
+/// let mut sub = topic.subscriber()?;
+/// let mut tx = topic.publisher()?;
+/// for tick in 0..5u8 {
+///     tx.publish(&[tick])?;
+/// }
+/// drop(sub.recv()?); // read one of five
+/// let s = shmq::Survey::of(name.as_str(), 0, 0)?;
+/// let lag = &s.subscribers[0];
+/// assert_eq!(lag.pid, std::process::id());
+/// assert!(lag.alive);
+/// assert_eq!((lag.position, lag.lag, lag.lost), (1, 4, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriberLag {
+    /// Its entry in the topic's subscriber table (the `N` of `subscriber N`).
+    pub index: usize,
+    /// The pid of the process that attached it.
+    pub pid: u32,
+    /// That process's start time in clock ticks since boot, as recorded.
+    pub start_time: u64,
+    /// Whether that process may still run (as [`Process::alive`]). A dead subscriber's entry
+    /// stays until a publisher waiting for room (or a new subscriber needing the entry)
+    /// frees it; until then it holds a [`Policy::Block`](crate::Policy) topic back.
+    pub alive: bool,
+    /// The sequence number of the next message it will read.
+    pub position: u64,
+    /// Messages published that it has not read yet: `published - position` (0 if the
+    /// recorded position is ahead). Under [`Policy::Overwrite`](crate::Policy) a lag above
+    /// the capacity means it was lapped: its next receive reports the loss.
+    pub lag: u64,
+    /// Messages it lost to overwriting so far (the sum of the `Lagged(n)` it was told of).
+    pub lost: u64,
 }
 
 /// One message (or the start of the data) as found in the segment.
@@ -201,6 +256,7 @@ impl Survey {
             details: Vec::new(),
             bells: Vec::new(),
             contents: Vec::new(),
+            subscribers: Vec::new(),
             problems: Vec::new(),
             opts,
             file: seg.inode(),
@@ -302,7 +358,6 @@ impl Survey {
         }
     }
 
-    /// The processes a queue's participant table records, with their sides.
     /// A topic: its geometry, publishers and subscribers (each with its lag), and its last
     /// `peek` messages.
     fn topic(&mut self, payload: Region<'_>, peek: usize, bytes: usize) {
@@ -338,14 +393,32 @@ impl Survey {
             let lag = next.saturating_sub(sub.cursor);
             slowest = Some(slowest.map_or(lag, |s| s.max(lag)));
             let role = format!("subscriber {} (lag {lag}, lost {})", sub.index, sub.lost);
-            self.attached.push(Process::recorded(role, sub.owner));
+            let p = Process::recorded(role, sub.owner);
+            self.subscribers.push(SubscriberLag {
+                index: sub.index,
+                pid: p.pid,
+                start_time: p.start_time,
+                alive: p.alive,
+                position: sub.cursor,
+                lag,
+                lost: sub.lost,
+            });
+            self.attached.push(p);
         }
         self.fill = Some(slowest.unwrap_or(0).min(g.slots));
         let (data_flag, _) = t.sleep_words(true);
         let (room_flag, _) = t.sleep_words(false);
         self.bells.extend([
-            Bell::new("messages", data_flag.load(Ordering::Relaxed), false),
-            Bell::new("room", room_flag.load(Ordering::Relaxed), false),
+            Bell::new(
+                "messages",
+                u32::from(data_flag.load(Ordering::Relaxed) != 0),
+                false,
+            ),
+            Bell::new(
+                "room",
+                u32::from(room_flag.load(Ordering::Relaxed) != 0),
+                false,
+            ),
         ]);
         let mut buf = Vec::new();
         for s in next
@@ -365,6 +438,7 @@ impl Survey {
         }
     }
 
+    /// The processes a queue's participant table records, with their sides.
     fn participants(&mut self, table: Vec<(usize, crate::sys::process::ProcessId, bool, u32)>) {
         for (i, who, reclaiming, sides) in table {
             let side = crate::api::queue::Side::from_bits(sides).map_or("", |s| s.label());

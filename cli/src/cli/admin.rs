@@ -11,7 +11,7 @@ use serde_json::{Value as Json, json};
 use shmq::segment::Removal;
 use shmq::{
     Capacity, Janitor, JanitorError, JanitorEvent, Kind, OpenError, Options, Peeked, Process,
-    Segment, Survey, Trigger,
+    Segment, SubscriberLag, Survey, Trigger,
 };
 
 use crate::cli::decode::{Decoded, decode};
@@ -58,18 +58,24 @@ has these fields (null where the kind has none or the file could not be read):
   name              as in /dev/shm, or the file's path
   path              the segment file
   kind              segment, value, array, mutex, semaphore, event, ring, pipe, queue,
-                    byte-queue, joinable-queue, priority-queue
+                    byte-queue, joinable-queue, priority-queue, topic
   type              the payload type's layout text (a primitive's is its name, u64) or its
                     tag, or null
   type_tagged       whether type is a tag (see the shmq::pod docs)
   capacity          items or bytes, as capacity_unit says (\"items\" or \"bytes\")
-  fill              items or bytes in use now
+  fill              items or bytes in use now (a topic: the slowest subscriber's lag, at
+                    most the capacity)
   size_bytes        the file's size in bytes
   owner_uid, owner  the file's owner: uid, and user name (null if it has none)
   mode              the file's permission bits in octal, a string (\"0600\")
   creator           {\"pid\", \"start_time\", \"alive\"}
   processes         [{\"role\", \"pid\", \"start_time\", \"alive\"}, ...]: recorded in the
-                    segment, then found mapping it (role \"user\")
+                    segment (a topic: its publishers and subscribers), then found
+                    mapping it (role \"user\")
+  subscribers       a topic's: [{\"index\", \"pid\", \"start_time\", \"alive\",
+                    \"position\", \"lag\", \"lost\"}, ...]: position the next message it
+                    reads, lag the messages published it has not read, lost those
+                    overwritten before it read them; null for other kinds
   created_unix_ms   creation time, milliseconds since the Unix epoch
   persistent        true or false
   problems          [\"...\"]: failed consistency checks; empty when healthy";
@@ -79,7 +85,7 @@ has these fields (null where the kind has none or the file could not be read):
 pub(crate) struct InspectArgs {
     /// Segment name (as in /dev/shm), or the path of a file-backed segment.
     pub(crate) name: String,
-    /// How many waiting messages to show.
+    /// How many waiting messages to show (a topic: its last messages).
     #[arg(long, default_value_t = 4)]
     pub(crate) peek: usize,
     /// How many bytes of each message to show.
@@ -102,9 +108,10 @@ Print JSON instead of tables: one object with the fields of a `shmq ls --json` s
   in_use            true while a process holds its use lock or maps it; null if unknown
   bells             [{\"name\", \"sleepers\", \"counted\"}, ...]: the futex words processes
                     sleep on and how many sleep there; counted false: the word only says
-                    whether someone may sleep (a lock), sleepers is then 0 or 1
-  contents          [{\"len\", \"hex\"}, ...]: the first waiting messages (or the data), len
-                    their whole length, hex the bytes shown (up to --bytes)
+                    whether someone may sleep (a lock, a topic), sleepers is then 0 or 1
+  contents          [{\"len\", \"hex\"}, ...]: the first waiting messages (or the data; a
+                    topic: its last messages, oldest first), len their whole length, hex
+                    the bytes shown (up to --bytes)
   values            the decoded numbers when the payload type is a primitive (u8..u64,
                     i8..i64, usize, isize, f32, f64): a value's or lock's data, an array's
                     first elements, each waiting item; NaN and infinities are null. null
@@ -359,6 +366,18 @@ fn process_json(p: &Process) -> Json {
     })
 }
 
+fn subscriber_json(l: &SubscriberLag) -> Json {
+    json!({
+        "index": l.index,
+        "pid": l.pid,
+        "start_time": l.start_time,
+        "alive": l.alive,
+        "position": l.position,
+        "lag": l.lag,
+        "lost": l.lost,
+    })
+}
+
 /// The fields `ls --json` gives each segment (see `LS_JSON_HELP`).
 fn segment_json(s: &Survey, file: Option<&FileFacts>) -> Json {
     let i = &s.info;
@@ -386,6 +405,9 @@ fn segment_json(s: &Survey, file: Option<&FileFacts>) -> Json {
             "alive": s.creator.alive,
         },
         "processes": s.attached.iter().chain(&s.users).map(process_json).collect::<Vec<_>>(),
+        "subscribers": (i.kind == Kind::Topic).then(|| {
+            s.subscribers.iter().map(subscriber_json).collect::<Vec<_>>()
+        }),
         "created_unix_ms": i.created_unix_ms,
         "persistent": i.persistent,
         "problems": s.problems,
@@ -475,6 +497,9 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
         rows.push(row);
     }
     out::table(&rows);
+    for s in surveys.iter().filter(|s| s.info.kind == Kind::Topic) {
+        say!("{}: {}", s.name, subscribers_line(s));
+    }
     for s in surveys.iter().filter(|s| !s.problems.is_empty()) {
         say!("{}: {}", s.name, paint(WARN, &s.problems.join("; ")));
     }
@@ -485,6 +510,48 @@ pub(crate) fn ls(args: &LsArgs) -> Result<(), String> {
         eprintln!("shmq: note: {unreadable} processes of other users could not be checked for use");
     }
     Ok(())
+}
+
+/// Subscribers `ls` names in a topic's line; `inspect` shows them all.
+const LS_SUBSCRIBERS: usize = 6;
+
+/// A topic's subscribers in one line for `ls`: each one's pid (dead ones marked), lag and
+/// losses, as `3 subscribers: 4211 lag 0; 4212 (dead) lag 17; 4213 lag 900 lost 5120`.
+fn subscribers_line(s: &Survey) -> String {
+    let subs = &s.subscribers;
+    if subs.is_empty() {
+        return "no subscribers".into();
+    }
+    let mut parts: Vec<String> = subs
+        .iter()
+        .take(LS_SUBSCRIBERS)
+        .map(|l| {
+            let who = if l.alive {
+                l.pid.to_string()
+            } else {
+                paint(BAD, &format!("{} (dead)", l.pid))
+            };
+            let lost = if l.lost > 0 {
+                format!(" lost {}", l.lost)
+            } else {
+                String::new()
+            };
+            format!("{who} lag {}{lost}", l.lag)
+        })
+        .collect();
+    if subs.len() > LS_SUBSCRIBERS {
+        parts.push(format!(
+            "+{} more (shmq inspect {})",
+            subs.len() - LS_SUBSCRIBERS,
+            s.name
+        ));
+    }
+    let noun = if subs.len() == 1 {
+        "subscriber"
+    } else {
+        "subscribers"
+    };
+    format!("{} {noun}: {}", subs.len(), parts.join("; "))
 }
 
 /// `hexdump -C`-style lines of `bytes`.
@@ -667,7 +734,9 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
                 .map(Cell::from)
                 .to_vec(),
         ];
-        for p in s.attached.iter().chain(&s.users) {
+        // A topic's subscribers have a table of their own, below.
+        let listed = |p: &&Process| !(i.kind == Kind::Topic && p.role.starts_with("subscriber "));
+        for p in s.attached.iter().chain(&s.users).filter(listed) {
             rows.push(vec![
                 p.pid.to_string().into(),
                 p.role.clone().into(),
@@ -677,6 +746,10 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
         }
         out::table(&rows);
     }
+    if i.kind == Kind::Topic {
+        say!("");
+        print_subscribers(&s);
+    }
 
     if !s.bells.is_empty() {
         say!("");
@@ -685,7 +758,7 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<(), String> {
             let sleeping = match (b.counted, b.sleepers) {
                 (true, n) => n.to_string(),
                 (false, 0) => "none".into(),
-                (false, _) => "some (contended; the word does not count them)".into(),
+                (false, _) => "some (the word does not count them)".into(),
             };
             rows.push(vec![b.name.clone().into(), sleeping.into()]);
         }
@@ -740,22 +813,63 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `inspect`'s table of a topic's subscribers: process, liveness, position, lag, losses.
+fn print_subscribers(s: &Survey) {
+    if s.subscribers.is_empty() {
+        say!("no subscribers");
+        return;
+    }
+    let slots = match s.capacity {
+        Some(Capacity::Items(n)) => n,
+        _ => u64::MAX,
+    };
+    let mut rows: Vec<Vec<Cell>> = vec![
+        ["SUBSCRIBER", "PROCESS", "STATE", "POSITION", "LAG", "LOST"]
+            .map(Cell::from)
+            .to_vec(),
+    ];
+    for l in &s.subscribers {
+        // Only under Overwrite can a subscriber be more than the log behind.
+        let lag = if l.lag > slots {
+            Cell::styled(WARN, format!("{} (lapped)", l.lag))
+        } else {
+            l.lag.to_string().into()
+        };
+        rows.push(vec![
+            l.index.to_string().into(),
+            l.pid.to_string().into(),
+            if l.alive {
+                "alive".into()
+            } else {
+                Cell::styled(BAD, "dead")
+            },
+            l.position.to_string().into(),
+            lag,
+            l.lost.to_string().into(),
+        ]);
+    }
+    out::table(&rows);
+}
+
 fn print_contents(contents: &[Peeked], kind: Kind, peek: usize, decoded: Option<&Decoded>) {
     use shmq::Kind as K;
     let messages = matches!(
         kind,
-        K::Ring | K::Pipe | K::Queue | K::ByteQueue | K::JoinableQueue | K::PriorityQueue
+        K::Ring
+            | K::Pipe
+            | K::Queue
+            | K::ByteQueue
+            | K::JoinableQueue
+            | K::PriorityQueue
+            | K::Topic
     );
-    if messages {
-        if contents.is_empty() {
-            say!("no waiting messages");
-            return;
-        }
-        say!("first {} waiting messages (up to {peek}):", contents.len());
-    } else if contents.is_empty() {
-        return;
-    } else {
-        say!("data:");
+    match (kind, contents.len()) {
+        (K::Topic, 0) => return say!("no messages in the log"),
+        (K::Topic, n) => say!("last {n} messages (up to {peek}), oldest first:"),
+        (_, 0) if messages => return say!("no waiting messages"),
+        (_, n) if messages => say!("first {n} waiting messages (up to {peek}):"),
+        (_, 0) => return,
+        _ => say!("data:"),
     }
     // A queue's items decode one each (all of them, or none when --bytes cuts them).
     let values = decoded

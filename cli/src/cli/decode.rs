@@ -98,7 +98,7 @@ impl Number {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Decoded {
     /// The values shown: a value or a lock's data (one), an array's first elements, each
-    /// waiting item of a queue.
+    /// waiting item of a queue, each last message of a typed topic.
     pub(crate) values: Vec<Number>,
     /// How many the segment holds in all (an array's length; otherwise `values.len()`).
     pub(crate) of: u64,
@@ -123,7 +123,7 @@ pub(crate) fn decode(s: &Survey) -> Option<Decoded> {
                 .map(|b| prim.read(b))
                 .collect()
         }
-        Kind::Queue | Kind::JoinableQueue | Kind::PriorityQueue => s
+        Kind::Queue | Kind::JoinableQueue | Kind::PriorityQueue | Kind::Topic => s
             .contents
             .iter()
             .filter(|m| m.len == size)

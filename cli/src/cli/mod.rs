@@ -50,12 +50,15 @@ enum Command {
     Recv(stream::RecvArgs),
     /// List the shmq segments in /dev/shm (and at the paths given): kind, payload type,
     /// capacity, fill, creator and attached processes (alive or dead), the file's mode, owner
-    /// and size in bytes, age. --json for scripts; --kind and --prefix narrow the list.
+    /// and size in bytes, age; under the table, a line per topic with each subscriber's
+    /// process, lag and losses. --json for scripts; --kind and --prefix narrow the list.
     Ls(admin::LsArgs),
-    /// Show everything about one segment: header fields, validation, processes, the sleepers
-    /// on each futex word, and a peek at the data or the first waiting messages (hex, and the
-    /// numbers when the payload type is a primitive such as u64 or f32). Read-only: safe on a
-    /// segment in use or a corrupted one. --json for scripts.
+    /// Show everything about one segment: header fields, validation, processes (a topic's
+    /// subscribers in a table of their own: process, liveness, position, lag, losses), the
+    /// sleepers on each futex word, and a peek at the data, the first waiting messages or a
+    /// topic's last ones (hex, and the numbers when the payload type is a primitive such as
+    /// u64 or f32). Read-only: safe on a segment in use or a corrupted one. --json for
+    /// scripts.
     Inspect(admin::InspectArgs),
     /// Remove shmq segments by name (files that are not shmq segments are refused, and so
     /// are segments in use, unless --force).
