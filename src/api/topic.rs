@@ -1311,3 +1311,106 @@ impl AsRef<Publisher> for Publisher {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::wait::{Sleeper, Source};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// The wake-up protocol the registrations rely on: a topic's sleep flag is cleared by the
+    /// waker that rings, so a sleeper must raise it again before every sleep. `wait_any` and
+    /// the readiness thread run a non-heavy sleeper's `barrier` before each look, and a
+    /// registration's `barrier` raises the flag: each raise gets exactly one ring.
+    #[test]
+    #[cfg_attr(miri, ignore)] // a named segment
+    fn every_barrier_of_a_registration_raises_the_flag_for_one_ring() {
+        let name = format!("shmq-unit-topic-reg-{}", std::process::id());
+        let topic = Topic::create(name.as_str(), 4, 8).unwrap();
+        let mut sub = topic.subscriber().unwrap();
+        let mut tx = topic.publisher().unwrap();
+        // The borrowed and the owned registration sleep on the same words.
+        let owned = sub.readable_owned();
+        assert!(std::ptr::eq(sub.readable().bell(), owned.reg().bell()));
+        let reg = owned.reg();
+        let bell = reg.bell();
+        let b0 = bell.load(Relaxed);
+        tx.publish(b"x").unwrap(); // nobody raised the flag
+        assert_eq!(bell.load(Relaxed), b0);
+        reg.barrier();
+        tx.publish(b"x").unwrap();
+        assert_eq!(bell.load(Relaxed), b0 + 1, "a raised flag rings");
+        drop(sub.try_recv().unwrap());
+        drop(sub.try_recv().unwrap());
+        tx.publish(b"x").unwrap();
+        assert_eq!(bell.load(Relaxed), b0 + 1, "the ring cleared it");
+        reg.barrier();
+        tx.publish(b"x").unwrap();
+        assert_eq!(bell.load(Relaxed), b0 + 2, "raised again: rings again");
+        assert!(reg.ready(false));
+        reg.retract();
+        // The publishers' side: a subscriber moving on rings the room bell once per raise.
+        let owned = tx.writable_owned();
+        let w = owned.reg();
+        let bell = w.bell();
+        let b0 = bell.load(Relaxed);
+        assert!(w.ready(false), "2 of 4 slots unread");
+        tx.publish(b"x").unwrap();
+        tx.publish(b"x").unwrap();
+        assert!(!w.ready(false), "full");
+        w.barrier();
+        drop(sub.try_recv().unwrap());
+        drop(sub.try_recv().unwrap());
+        assert_eq!(bell.load(Relaxed), b0 + 1);
+        assert!(w.ready(false));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // a named segment
+    fn registrations_report_what_the_calls_then_do() {
+        let name = format!("shmq-unit-topic-ready-{}", std::process::id());
+        let topic = Topic::create(name.as_str(), 2, 8).unwrap();
+        let mut sub = topic.subscriber().unwrap();
+        assert!(
+            !sub.readable().ready(true),
+            "no publisher yet: one may come"
+        );
+        let mut tx = topic.publisher().unwrap();
+        assert!(tx.writable().ready(false));
+        tx.publish(b"1").unwrap();
+        tx.publish(b"2").unwrap();
+        assert!(!tx.writable().ready(true), "full at the subscriber");
+        assert!(matches!(tx.try_publish(b"3"), Err(PublishError::Full)));
+        assert!(sub.readable().ready(false));
+        assert!(sub.readable_owned().reg().ready(false));
+        drop(sub.try_recv().unwrap());
+        assert!(tx.writable_owned().reg().ready(false), "room again");
+        drop(sub.try_recv().unwrap());
+        assert!(!sub.readable().ready(true));
+        // A dropped grant leaves a slot to skip: ready, and the call passes it.
+        drop(tx.reserve(1).unwrap());
+        assert!(sub.readable().ready(false));
+        assert!(matches!(sub.try_recv(), Err(TopicRecvError::Empty)));
+        assert!(!sub.readable_owned().reg().ready(false));
+        // Every publisher gone: ready at the deep look, and the call says Disconnected.
+        drop(tx);
+        assert!(!sub.readable().ready(false));
+        assert!(sub.readable().ready(true));
+        sub.next_deep = Instant::now();
+        assert!(matches!(sub.try_recv(), Err(TopicRecvError::Disconnected)));
+        // Lapped (Overwrite): ready, and the call reports the lag.
+        let over = Topic::create_with(
+            format!("{name}-o").as_str(),
+            &TopicConfig::new(2, 8).policy(Policy::Overwrite),
+        )
+        .unwrap();
+        let mut sub = over.subscriber().unwrap();
+        let mut tx = over.publisher().unwrap();
+        for _ in 0..5 {
+            tx.publish(b"x").unwrap();
+            assert!(tx.writable().ready(false), "Overwrite never waits");
+        }
+        assert!(sub.readable_owned().reg().ready(false));
+        assert_eq!(sub.try_recv().unwrap_err(), TopicRecvError::Lagged(3));
+    }
+}
