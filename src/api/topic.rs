@@ -1190,11 +1190,19 @@ impl Subscriber {
     /// As [`Subscriber::recv`], except `Interrupted` (cancel the future instead).
     #[cfg(feature = "async")]
     pub async fn recv_async(&mut self) -> Result<TopicMsg<'_>, TopicRecvError> {
+        let mut woken = false;
         loop {
             match self.recv_inner(Waiting::No) {
                 Ok(got) => return Ok(self.msg(got)),
                 Err(Fail::Empty) => {}
                 Err(f) => return Err(f.recv()),
+            }
+            if std::mem::take(&mut woken) {
+                // Woken, yet nothing to take: the thread's liveness look found the publishers
+                // gone (or a dead one's claim to skip). Look as deep at once, so this try
+                // reports it rather than our own next look, up to 40 ms later.
+                self.next_deep = Instant::now();
+                continue;
             }
             let (raw, c) = (self.raw, self.cursor);
             let waiting = || !matches!(raw.peek(c), Ok(Slot::NotYet));
@@ -1202,10 +1210,7 @@ impl Subscriber {
                 continue;
             }
             crate::api::readiness::until_ready(self.readable_owned()).await;
-            // Woken with nothing at the cursor: the thread's liveness look found the
-            // publishers gone (or a dead one's claim): look as deep at once, so the next try
-            // reports it instead of waiting for our own next look.
-            self.next_deep = Instant::now();
+            woken = true;
         }
     }
 }
