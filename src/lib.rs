@@ -230,10 +230,15 @@ pub use api::serde_ends::{
     DecodeError, EncodeError, SerdeOptions, SerdePipe, SerdeQueue, SerdeReceiver, SerdeRecvError,
     SerdeSendError, SerdeSender,
 };
+#[cfg(feature = "serde")]
+pub use api::serde_ends::{SerdePublisher, SerdeSubscriber, SerdeTopic};
 pub use api::survey::SubscriberLag;
 pub use api::survey::{Bell, Capacity, Peeked, Process, Survey};
 pub use api::topic::{
     Policy, Publisher, StartAt, Subscriber, Topic, TopicConfig, TopicGrant, TopicMsg,
+};
+pub use api::topic_typed::{
+    TypedPublisher, TypedSubscriber, TypedTopic, TypedTopicGrant, TypedTopicMsg,
 };
 pub use api::value::{Integer, Number, Value};
 pub use error::{ArrayError, ValueError};

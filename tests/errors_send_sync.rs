@@ -15,9 +15,9 @@ use common::{assert_gone, unique};
 use shmq::{
     Array, ArrayError, ArrayGuard, AttachError, CreateError, GetError, Interrupted, JanitorError,
     JoinError, LockError, LockTimeoutError, Mutex, MutexGuard, OpenError, OpenOrCreateError,
-    OutOfBounds, OwnerDied, Poisoned, PutError, RecvError, RecvTimeoutError, Ring, Semaphore,
-    SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, TryLockError, TryRecvError,
-    TrySendError, ValueError,
+    OutOfBounds, OwnerDied, Poisoned, PublishError, PutError, RecvError, RecvTimeoutError, Ring,
+    Semaphore, SemaphoreFull, SendError, SendTimeoutError, TaskDoneError, Topic, TopicAttachError,
+    TopicConfig, TopicRecvError, TryLockError, TryRecvError, TrySendError, ValueError,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -72,6 +72,9 @@ fn every_public_error_type_is_send_sync_and_static() {
         JanitorError,
         shmq::SelectError,
         shmq::ReadinessError,
+        PublishError,
+        TopicRecvError,
+        TopicAttachError,
     );
     // And the guards themselves, which the lock errors carry.
     assert_send_sync::<MutexGuard<u64>>();
@@ -224,6 +227,22 @@ fn every_public_error_converts_with_question_mark() {
         converts!(ValueError::WouldBlock([1u64, 2, 3, 4]));
         converts!(ValueError::<()>::Timeout(()));
         converts!(JanitorError::Interrupted);
+
+        // The topic's: made for real where a call gives them.
+        let topic = Topic::create_with(n("topic").as_str(), &TopicConfig::new(2, 8).subscribers(1))
+            .unwrap();
+        let mut sub = topic.subscriber().unwrap();
+        converts!(topic.subscriber().unwrap_err());
+        let mut publisher = topic.publisher().unwrap();
+        converts!(publisher.try_publish(&[0; 9]).unwrap_err());
+        publisher.publish(b"1").unwrap();
+        publisher.publish(b"2").unwrap();
+        converts!(publisher.try_publish(b"3").unwrap_err());
+        drop(publisher);
+        drop(sub.recv().unwrap());
+        drop(sub.recv().unwrap());
+        converts!(sub.try_recv().unwrap_err());
+        converts!(TopicRecvError::Lagged(3));
     }
     assert_gone(&base);
 }

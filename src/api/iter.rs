@@ -14,7 +14,9 @@ use super::priority::PriorityQueue;
 use super::queue::{JoinableQueue, Queue};
 use super::ring::Consumer;
 use super::ring_typed::Receiver;
-use crate::error::{GetError, RecvError, TryRecvError};
+use super::topic::Subscriber;
+use super::topic_typed::TypedSubscriber;
+use crate::error::{GetError, RecvError, TopicRecvError, TryRecvError};
 
 /// A blocking iterator over what a receiving end receives: each `next` waits like the end's
 /// `recv` (rings, pipes) or `get` (queues). Made by the ends' `iter()` methods and by `for`
@@ -22,6 +24,7 @@ use crate::error::{GetError, RecvError, TryRecvError};
 ///
 /// **Ends** (`None`) when nothing more can come: for rings and pipes once the other end is
 /// gone and everything it sent was received (`Disconnected`, as crossbeam-channel's `iter`);
+/// for topic subscribers once every publisher is gone and everything was received;
 /// for queues once the queue is closed and drained (`Closed`) or empty with every put-side
 /// handle gone (`Disconnected`).
 ///
@@ -29,7 +32,9 @@ use crate::error::{GetError, RecvError, TryRecvError};
 /// failure of the underlying call — `Interrupted` (an [`Interrupter`](crate::Interrupter)
 /// fired), `Corrupted` (a peer wrote garbage, or a typed message of the wrong size) — is
 /// yielded once as `Err`, never swallowed, and then the iterator ends (it is fused). Call
-/// `iter()` again to go on after an error you chose to tolerate.
+/// `iter()` again to go on after an error you chose to tolerate. A [`Topic`](crate::Topic)
+/// subscriber's `Lagged(n)` is the exception: it is yielded and the iteration goes on, since
+/// the subscriber already resumed at the oldest message still held.
 ///
 /// Byte ends yield owned `Vec<u8>` copies: a ring's guard borrows its end mutably, so an
 /// iterator cannot hand one out, and a [`ByteQueue`] guard holds its slot, so collected
@@ -352,6 +357,162 @@ impl<'a> IntoIterator for &'a ByteQueue {
 impl<'a, T: Pod + Ord> IntoIterator for &'a PriorityQueue<T> {
     type Item = Result<T, GetError>;
     type IntoIter = Iter<&'a PriorityQueue<T>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+// ----- topic subscribers: a lag is an item, and the iteration goes on -----
+
+fn topic_recv_ends(e: &TopicRecvError) -> bool {
+    matches!(e, TopicRecvError::Disconnected)
+}
+
+fn topic_try_recv_ends(e: &TopicRecvError) -> bool {
+    matches!(e, TopicRecvError::Empty | TopicRecvError::Disconnected)
+}
+
+/// One step over a topic subscriber: as [`step`], except that `Lagged` is yielded and the
+/// iteration goes on (the subscriber already stands at the oldest message still held).
+fn topic_step<T>(
+    done: &mut bool,
+    r: Result<T, TopicRecvError>,
+    ends: impl FnOnce(&TopicRecvError) -> bool,
+) -> Option<Result<T, TopicRecvError>> {
+    match r {
+        Err(e @ TopicRecvError::Lagged(_)) => Some(Err(e)),
+        r => step(done, r, ends),
+    }
+}
+
+/// `Iterator` for `Iter<$end>` and `TryIter<$end>` over a topic subscriber (see
+/// [`topic_step`]); `$own` makes the item from the received guard.
+macro_rules! topic_iterators {
+    ($([$($g:tt)*] $end:ty => $item:ty, $own:expr;)*) => {$(
+        impl<'a, $($g)*> Iterator for Iter<$end> {
+            type Item = Result<$item, TopicRecvError>;
+            fn next(&mut self) -> Option<Self::Item> {
+                if self.done {
+                    return None;
+                }
+                let r = self.end.recv().map($own);
+                topic_step(&mut self.done, r, topic_recv_ends)
+            }
+        }
+        impl<'a, $($g)*> FusedIterator for Iter<$end> {}
+        impl<'a, $($g)*> Iterator for TryIter<$end> {
+            type Item = Result<$item, TopicRecvError>;
+            fn next(&mut self) -> Option<Self::Item> {
+                if self.done {
+                    return None;
+                }
+                let r = self.end.try_recv().map($own);
+                topic_step(&mut self.done, r, topic_try_recv_ends)
+            }
+        }
+        impl<'a, $($g)*> FusedIterator for TryIter<$end> {}
+    )*};
+}
+
+topic_iterators! {
+    [] &'a mut Subscriber => Vec<u8>, |m| m.to_vec();
+    [T: Pod] &'a mut TypedSubscriber<T> => T, |v| v.value();
+}
+
+impl Subscriber {
+    /// A blocking iterator over the messages, each an owned copy: it ends once every
+    /// publisher is gone and everything they published was received. A
+    /// [`Lagged`](TopicRecvError::Lagged) (Overwrite policy) is yielded as `Err` and the
+    /// iteration goes on at the oldest message still held; any other error is yielded and
+    /// ends it (see [`Iter`]).
+    ///
+    /// ```
+    /// let name = format!("doc-topic-iter-{}", std::process::id());
+    /// let topic = shmq::Topic::create(name.as_str(), 64, 16)?;
+    /// let mut sub = topic.subscriber()?;
+    /// let mut tx = topic.publisher()?;
+    /// tx.publish(b"a")?;
+    /// tx.publish(b"b")?;
+    /// drop(tx); // every publisher gone: the iterator ends after the last message
+    /// let got: Vec<Vec<u8>> = sub.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<&mut Subscriber> {
+        Iter {
+            end: self,
+            done: false,
+        }
+    }
+
+    /// An iterator over the messages there now, each an owned copy; it never waits. Lags are
+    /// yielded as in [`Subscriber::iter`]. See [`TryIter`].
+    ///
+    /// ```
+    /// let name = format!("doc-topic-try-iter-{}", std::process::id());
+    /// let topic = shmq::Topic::create(name.as_str(), 64, 16)?;
+    /// let mut sub = topic.subscriber()?;
+    /// assert_eq!(sub.try_iter().count(), 0); // nothing yet: ends at once
+    /// let mut tx = topic.publisher()?;
+    /// tx.publish(b"a")?;
+    /// tx.publish(b"b")?;
+    /// assert_eq!(sub.try_iter().count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_iter(&mut self) -> TryIter<&mut Subscriber> {
+        TryIter {
+            end: self,
+            done: false,
+        }
+    }
+}
+
+impl<T: Pod> TypedSubscriber<T> {
+    /// A blocking iterator over the values, each a copy; ends, and yields lags, as
+    /// [`Subscriber::iter`] (a message that is not one `T` is yielded as `Corrupted` and
+    /// ends it).
+    ///
+    /// ```
+    /// let name = format!("doc-typed-topic-iter-{}", std::process::id());
+    /// let topic = shmq::TypedTopic::<u64>::create(name.as_str(), 64)?;
+    /// let mut sub = topic.subscriber()?;
+    /// let mut tx = topic.publisher()?;
+    /// for i in 1..=3 {
+    ///     tx.publish(&i)?;
+    /// }
+    /// drop(tx);
+    /// let sum: u64 = sub.iter().sum::<Result<u64, _>>()?;
+    /// assert_eq!(sum, 6);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<&mut TypedSubscriber<T>> {
+        Iter {
+            end: self,
+            done: false,
+        }
+    }
+
+    /// An iterator over the values there now, each a copy; it never waits. See
+    /// [`TryIter`].
+    pub fn try_iter(&mut self) -> TryIter<&mut TypedSubscriber<T>> {
+        TryIter {
+            end: self,
+            done: false,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Subscriber {
+    type Item = Result<Vec<u8>, TopicRecvError>;
+    type IntoIter = Iter<&'a mut Subscriber>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a, T: Pod> IntoIterator for &'a mut TypedSubscriber<T> {
+    type Item = Result<T, TopicRecvError>;
+    type IntoIter = Iter<&'a mut TypedSubscriber<T>>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }

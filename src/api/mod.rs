@@ -23,6 +23,7 @@ pub(crate) mod semaphore;
 pub(crate) mod serde_ends;
 pub(crate) mod survey;
 pub(crate) mod topic;
+pub(crate) mod topic_typed;
 pub(crate) mod value;
 
 use crate::error::{LockError, LockTimeoutError, OpenError, OwnerDied, Poisoned, TryLockError};

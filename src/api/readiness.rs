@@ -53,12 +53,13 @@ use crate::segment::Segment;
 use crate::sys::eventfd::EventFd;
 
 /// A file descriptor that is readable while a shmq object registered with it is ready, so
-/// shmq rings, pipes, queues, events, semaphores and mutexes sit in an event loop (epoll,
+/// shmq rings, pipes, queues, topics, events, semaphores and mutexes sit in an event loop (epoll,
 /// mio, tokio's `AsyncFd`, Python's `selectors`) beside sockets and pipes.
 ///
 /// Registration mirrors [`Select`](crate::Select): [`recv`](Readiness::recv),
 /// [`send`](Readiness::send), [`recv_pipe`](Readiness::recv_pipe),
 /// [`send_pipe`](Readiness::send_pipe), [`get`](Readiness::get), [`put`](Readiness::put),
+/// [`recv_topic`](Readiness::recv_topic), [`publish`](Readiness::publish),
 /// [`wait`](Readiness::wait), [`acquire`](Readiness::acquire), [`lock`](Readiness::lock),
 /// each returning the registration's index (the lowest free one);
 /// [`remove`](Readiness::remove) takes one out, and dropping the `Readiness` removes all.
@@ -334,6 +335,49 @@ impl Readiness {
         mutex: &crate::Mutex<T>,
     ) -> Result<usize, ReadinessError> {
         self.add(mutex.registration_owned())
+    }
+
+    /// Registers receiving on a [`Topic`](crate::Topic) subscriber (plain, typed or serde):
+    /// ready when a message, a lag or corrupted memory waits at its cursor, or every
+    /// publisher is gone. The registration reads the cursor from the subscriber's entry in
+    /// the topic, so it follows the subscriber as it receives. Unlike a ring end's, a topic's
+    /// sleep flag has room for any number of sleepers: a blocking `recv` on the same
+    /// subscriber does not disturb the registration.
+    ///
+    /// ```
+    /// use shmq::{Readiness, Topic};
+    ///
+    /// let topic = Topic::create(format!("doc-readiness-topic-{}", std::process::id()), 64, 32)?;
+    /// let mut sub = topic.subscriber()?;
+    /// let mut readiness = Readiness::new()?;
+    /// let on_topic = readiness.recv_topic(&sub)?;
+    /// assert!(readiness.ready().is_empty());
+    /// topic.publisher()?.publish(b"tick")?;
+    /// assert_eq!(readiness.ready(), [on_topic]);
+    /// assert_eq!(&*sub.try_recv()?, b"tick");
+    /// assert!(readiness.ready().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Readiness::recv`].
+    pub fn recv_topic<S: AsRef<crate::Subscriber>>(
+        &mut self,
+        subscriber: &S,
+    ) -> Result<usize, ReadinessError> {
+        self.add(subscriber.as_ref().readable_owned())
+    }
+
+    /// Registers publishing on a [`Topic`](crate::Topic) publisher (plain, typed or serde):
+    /// ready when a publish would not wait, or the memory is corrupt.
+    ///
+    /// # Errors
+    /// As [`Readiness::recv`].
+    pub fn publish<P: AsRef<crate::Publisher>>(
+        &mut self,
+        publisher: &P,
+    ) -> Result<usize, ReadinessError> {
+        self.add(publisher.as_ref().writable_owned())
     }
 
     /// Removes registration `index`; returns whether there was one. When it returns, the

@@ -15,7 +15,7 @@ use crate::error::{
 };
 
 /// `msg` as a `T` in place, if it is exactly one `T` and aligned for it.
-fn in_place<T: Pod>(msg: &[u8]) -> Option<&T> {
+pub(crate) fn in_place<T: Pod>(msg: &[u8]) -> Option<&T> {
     let ptr = msg.as_ptr().cast::<T>();
     if msg.len() != size_of::<T>() || !ptr.is_aligned() {
         return None;

@@ -9,8 +9,8 @@ use crate::ring::wait::{self, CHECK_EVERY, Ended, MAX_SOURCES, Sleeper, Source};
 
 /// Waits for the first of many operations to become ready: receiving on ring consumers and
 /// pipes, sending on ring producers and pipes, getting from and putting to every queue kind,
-/// an [`Event`](crate::Event) being set, a [`Semaphore`](crate::Semaphore) permit, a
-/// [`Mutex`](crate::Mutex) being free. As in crossbeam-channel, each registration returns
+/// receiving from and publishing to a [`Topic`](crate::Topic), an [`Event`](crate::Event)
+/// being set, a [`Semaphore`](crate::Semaphore) permit, a [`Mutex`](crate::Mutex) being free. As in crossbeam-channel, each registration returns
 /// its index, the `select` calls return the index of a ready one, and the caller then
 /// performs that operation itself with its `try_` form.
 ///
@@ -195,6 +195,40 @@ impl<'a> Select<'a> {
     /// Registers locking `mutex`: ready when it is free or its holder died.
     pub fn lock<T: crate::Pod>(&mut self, mutex: &'a crate::Mutex<T>) -> usize {
         self.add(mutex.registration())
+    }
+
+    /// Registers receiving on a [`Topic`](crate::Topic) subscriber (a
+    /// [`Subscriber`](crate::Subscriber), a [`TypedSubscriber`](crate::TypedSubscriber) or a
+    /// serde one): ready when a message, a lag ([`Lagged`](crate::TopicRecvError::Lagged)) or
+    /// corrupted memory waits at its cursor, or every publisher is gone (noticed within about
+    /// 40 ms). Returns the index.
+    ///
+    /// ```
+    /// use shmq::{Select, Topic};
+    ///
+    /// let topic = Topic::create(format!("doc-select-topic-{}", std::process::id()), 64, 32)?;
+    /// let mut sub = topic.subscriber()?;
+    /// let mut sel = Select::new()?;
+    /// let on_topic = sel.recv_topic(&sub);
+    /// assert!(sel.try_select().is_err()); // nothing published yet
+    /// topic.publisher()?.publish(b"tick")?;
+    /// assert_eq!(sel.try_select()?, on_topic);
+    /// drop(sel);
+    /// assert_eq!(&*sub.try_recv()?, b"tick");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_topic<S: AsRef<crate::Subscriber>>(&mut self, subscriber: &'a S) -> usize {
+        self.add(subscriber.as_ref().readable())
+    }
+
+    /// Registers publishing on a [`Topic`](crate::Topic) publisher (a
+    /// [`Publisher`](crate::Publisher), a [`TypedPublisher`](crate::TypedPublisher) or a serde
+    /// one): ready when a publish would not wait (always under
+    /// [`Policy::Overwrite`](crate::Policy::Overwrite); under `Block` when the slowest live
+    /// subscriber is less than a whole log behind), or the memory is corrupt. Returns the
+    /// index.
+    pub fn publish<P: AsRef<crate::Publisher>>(&mut self, publisher: &'a P) -> usize {
+        self.add(publisher.as_ref().writable())
     }
 
     /// How many registrations there are.

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::Waiting;
 use super::ensure;
+use super::readiness::OwnedReg;
 use super::ring::due;
+use super::select::Reg;
 use crate::error::{
     CreateError, OpenError, OpenOrCreateError, PublishError, TopicAttachError, TopicRecvError,
 };
@@ -1052,5 +1054,368 @@ impl fmt::Debug for TopicMsg<'_> {
             .field("seq", &self.seq)
             .field("len", &self.len)
             .finish()
+    }
+}
+
+// ----- Select, Readiness and async registration -----
+
+/// What a subscriber's registration knows of its publishers when it is made: the attach
+/// count when the subscriber joined, and whether it has seen one attached since.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    attaches: u64,
+    seen: bool,
+}
+
+/// Whether a subscriber at cursor `c` (`None`: a forged cursor word, "ready" so that the
+/// subscriber's own call says what it sees) would not wait: a message, a slot to skip, a lag
+/// or corrupted memory is there; or, with `deep`, every publisher is gone (one having been
+/// there since it joined) and nothing is left. With `deep` it also marks a dead publisher's
+/// abandoned claim skipped, as a waiting `recv` does, so that claim cannot hold a select.
+fn subscriber_ready(raw: RawTopic<'_>, c: Option<u64>, watch: Watch, deep: bool) -> bool {
+    let Some(c) = c else {
+        return true;
+    };
+    if !matches!(raw.peek(c), Ok(Slot::NotYet)) {
+        return true;
+    }
+    if !deep {
+        return false;
+    }
+    if raw.unstick(c) {
+        return true;
+    }
+    !raw.any_publisher(true) && (watch.seen || raw.publisher_attaches() != watch.attaches)
+}
+
+/// Whether a publish would not wait: the claim limit (fresh, not a publisher's cached one)
+/// lets the next sequence through, or the memory is corrupt. With `deep` a dead subscriber
+/// holding the limit is dropped first, as a waiting publisher does.
+fn publisher_ready(raw: RawTopic<'_>, deep: bool) -> bool {
+    let (limit, _) = raw.limit(deep);
+    match raw.next() {
+        Ok(n) => limit.is_none_or(|l| n < l),
+        Err(_) => true,
+    }
+}
+
+/// The registration of [`Subscriber::readable_owned`]: reads the cursor from the
+/// subscriber's shared entry (equal to the handle's own copy whenever no call of the handle
+/// runs). The `'static` log is shortened to the borrow of the segment that keeps it mapped.
+fn readable_shared<'s>(
+    _: &'s Segment,
+    &(raw, index, watch): &'s (RawTopic<'static>, usize, Watch),
+) -> Reg<'s> {
+    let raw: RawTopic<'s> = raw;
+    let (flag, bell) = raw.sleep_words(true);
+    Reg::new(
+        Raised { flag, bell },
+        move |deep| subscriber_ready(raw, raw.cursor(index), watch, deep),
+        None,
+    )
+}
+
+/// The registration of [`Publisher::writable_owned`], shortened as in [`readable_shared`].
+fn writable_shared<'s>(_: &'s Segment, &raw: &'s RawTopic<'static>) -> Reg<'s> {
+    let raw: RawTopic<'s> = raw;
+    let (flag, bell) = raw.sleep_words(false);
+    Reg::new(
+        Raised { flag, bell },
+        move |deep| publisher_ready(raw, deep),
+        None,
+    )
+}
+
+impl Subscriber {
+    fn watch(&self) -> Watch {
+        Watch {
+            attaches: self.attaches,
+            seen: self.publisher_seen,
+        }
+    }
+
+    /// This subscriber's [`Select`](crate::Select) registration: ready when a message, a
+    /// lag or corrupted memory waits at its cursor, or every publisher is gone (noticed
+    /// within about 40 ms, as by `recv`). Any number of sleepers share a topic's sleep flag,
+    /// so a blocking `recv` elsewhere and a registration do not disturb each other.
+    pub(crate) fn readable(&self) -> Reg<'_> {
+        let (raw, c, watch) = (self.raw, self.cursor, self.watch());
+        let (flag, bell) = raw.sleep_words(true);
+        Reg::new(
+            Raised { flag, bell },
+            move |deep| subscriber_ready(raw, Some(c), watch, deep),
+            None,
+        )
+    }
+
+    /// [`Subscriber::readable`] for a [`Readiness`](crate::Readiness): it owns a clone of the
+    /// segment and reads the cursor from the subscriber's shared entry.
+    pub(crate) fn readable_owned(&self) -> OwnedReg {
+        OwnedReg::new(
+            Arc::clone(&self.seg),
+            (self.raw, self.index, self.watch()),
+            readable_shared,
+        )
+    }
+
+    /// [`Subscriber::recv`] for async code (feature `async`): takes a waiting message at
+    /// once; when there is none it spins for up to 50 µs in the hybrid and busy-poll
+    /// [`WaitMode`]s (not in `Blocking`), then waits without blocking the thread, woken by
+    /// the process's readiness thread (see [`Readiness`](crate::Readiness)); any executor.
+    ///
+    /// ```
+    /// # #[cfg(feature = "async")] {
+    /// let name = format!("doc-topic-recv-async-{}", std::process::id());
+    /// let topic = shmq::Topic::create(name.as_str(), 64, 32)?;
+    /// let mut sub = topic.subscriber()?;
+    /// topic.publisher()?.publish(b"tick")?;
+    /// // Any executor; here a minimal one from the standard library's pieces.
+    /// let msg = block_on(async { sub.recv_async().await.map(|m| m.to_vec()) })?;
+    /// assert_eq!(msg, b"tick");
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v } }
+    /// # }
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has taken nothing (the message
+    /// stays for the next receive).
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`], except `Interrupted` (cancel the future instead).
+    #[cfg(feature = "async")]
+    pub async fn recv_async(&mut self) -> Result<TopicMsg<'_>, TopicRecvError> {
+        let mut woken = false;
+        loop {
+            match self.recv_inner(Waiting::No) {
+                Ok(got) => return Ok(self.msg(got)),
+                Err(Fail::Empty) => {}
+                Err(f) => return Err(f.recv()),
+            }
+            if std::mem::take(&mut woken) {
+                // Woken, yet nothing to take: the thread's liveness look found the publishers
+                // gone (or a dead one's claim to skip). Look as deep at once, so this try
+                // reports it rather than our own next look, up to 40 ms later.
+                self.next_deep = Instant::now();
+                continue;
+            }
+            let (raw, c) = (self.raw, self.cursor);
+            let waiting = || !matches!(raw.peek(c), Ok(Slot::NotYet));
+            if self.mode != WaitMode::Blocking && wait::spin_for(wait::HYBRID_SPIN, waiting) {
+                continue;
+            }
+            crate::api::readiness::until_ready(self.readable_owned()).await;
+            woken = true;
+        }
+    }
+}
+
+impl Publisher {
+    /// This publisher's [`Select`](crate::Select) registration: ready when a publish would
+    /// not wait (always under [`Policy::Overwrite`]; under [`Policy::Block`] when the slowest
+    /// live subscriber is less than a whole log behind, a dead one being dropped within
+    /// about 40 ms), or the memory is corrupt.
+    pub(crate) fn writable(&self) -> Reg<'_> {
+        let raw = self.raw;
+        let (flag, bell) = raw.sleep_words(false);
+        Reg::new(
+            Raised { flag, bell },
+            move |deep| publisher_ready(raw, deep),
+            None,
+        )
+    }
+
+    /// [`Publisher::writable`] for a [`Readiness`](crate::Readiness), owning a clone of the
+    /// segment.
+    pub(crate) fn writable_owned(&self) -> OwnedReg {
+        OwnedReg::new(Arc::clone(&self.seg), self.raw, writable_shared)
+    }
+
+    /// [`Publisher::reserve`] for async code (feature `async`): claims at once if there is
+    /// room; under [`Policy::Block`] with the log full it spins for up to 50 µs in the hybrid
+    /// and busy-poll [`WaitMode`]s, then waits without blocking the thread, woken by the
+    /// process's readiness thread (see [`Readiness`](crate::Readiness)); any executor.
+    ///
+    /// One wait stays synchronous, as in every reserve: a subscriber that joins behind this
+    /// publisher's cached limit, right as it claims, is waited for until it has read one
+    /// message (see [`Topic`]'s notes on joining); it is rare and short.
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has claimed nothing.
+    ///
+    /// # Errors
+    /// As [`Publisher::reserve`], except `Interrupted`.
+    #[cfg(feature = "async")]
+    pub async fn reserve_async(&mut self, len: usize) -> Result<TopicGrant<'_>, PublishError> {
+        loop {
+            match self.claim(len, Waiting::No) {
+                Ok(s) => return Ok(self.grant(s, len)),
+                Err(Fail::Empty) => {}
+                Err(f) => return Err(f.publish()),
+            }
+            let raw = self.raw;
+            let room = || publisher_ready(raw, false);
+            if self.mode != WaitMode::Blocking && wait::spin_for(wait::HYBRID_SPIN, room) {
+                continue;
+            }
+            crate::api::readiness::until_ready(self.writable_owned()).await;
+        }
+    }
+
+    /// [`Publisher::publish`] for async code (feature `async`): copies `msg` in once there
+    /// is room; returns its sequence number.
+    ///
+    /// ```
+    /// # #[cfg(feature = "async")] {
+    /// let name = format!("doc-topic-publish-async-{}", std::process::id());
+    /// let topic = shmq::Topic::create(name.as_str(), 64, 32)?;
+    /// let (mut tx, mut rx) = (topic.publisher()?, topic.subscriber()?);
+    /// let seq = block_on(tx.publish_async(b"tick"))?;
+    /// assert_eq!(rx.try_recv()?.seq(), seq);
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v } }
+    /// # }
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Cancellation-safe: dropped before it completes, it has published nothing.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`], except `Interrupted`.
+    #[cfg(feature = "async")]
+    pub async fn publish_async(&mut self, msg: &[u8]) -> Result<u64, PublishError> {
+        let mut grant = self.reserve_async(msg.len()).await?;
+        grant.copy_from_slice(msg);
+        Ok(grant.commit())
+    }
+}
+
+/// So that [`Select::recv_topic`](crate::Select::recv_topic) and
+/// [`Readiness::recv_topic`](crate::Readiness::recv_topic) take any subscriber: this one,
+/// a typed one or a serde one.
+impl AsRef<Subscriber> for Subscriber {
+    fn as_ref(&self) -> &Subscriber {
+        self
+    }
+}
+
+/// So that [`Select::publish`](crate::Select::publish) and
+/// [`Readiness::publish`](crate::Readiness::publish) take any publisher.
+impl AsRef<Publisher> for Publisher {
+    fn as_ref(&self) -> &Publisher {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::wait::{Sleeper, Source};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// The wake-up protocol the registrations rely on: a topic's sleep flag is cleared by the
+    /// waker that rings, so a sleeper must raise it again before every sleep. `wait_any` and
+    /// the readiness thread run a non-heavy sleeper's `barrier` before each look, and a
+    /// registration's `barrier` raises the flag: each raise gets exactly one ring.
+    #[test]
+    #[cfg_attr(miri, ignore)] // a named segment
+    fn every_barrier_of_a_registration_raises_the_flag_for_one_ring() {
+        let name = format!("shmq-unit-topic-reg-{}", std::process::id());
+        let topic = Topic::create(name.as_str(), 4, 8).unwrap();
+        let mut sub = topic.subscriber().unwrap();
+        let mut tx = topic.publisher().unwrap();
+        // The borrowed and the owned registration sleep on the same words.
+        let owned = sub.readable_owned();
+        assert!(std::ptr::eq(sub.readable().bell(), owned.reg().bell()));
+        let reg = owned.reg();
+        let bell = reg.bell();
+        let b0 = bell.load(Relaxed);
+        tx.publish(b"x").unwrap(); // nobody raised the flag
+        assert_eq!(bell.load(Relaxed), b0);
+        reg.barrier();
+        tx.publish(b"x").unwrap();
+        assert_eq!(bell.load(Relaxed), b0 + 1, "a raised flag rings");
+        drop(sub.try_recv().unwrap());
+        drop(sub.try_recv().unwrap());
+        tx.publish(b"x").unwrap();
+        assert_eq!(bell.load(Relaxed), b0 + 1, "the ring cleared it");
+        reg.barrier();
+        tx.publish(b"x").unwrap();
+        assert_eq!(bell.load(Relaxed), b0 + 2, "raised again: rings again");
+        assert!(reg.ready(false));
+        reg.retract();
+        // The publishers' side: a subscriber moving on rings the room bell once per raise.
+        let owned = tx.writable_owned();
+        let w = owned.reg();
+        let bell = w.bell();
+        let b0 = bell.load(Relaxed);
+        assert!(w.ready(false), "2 of 4 slots unread");
+        tx.publish(b"x").unwrap();
+        tx.publish(b"x").unwrap();
+        assert!(!w.ready(false), "full");
+        w.barrier();
+        drop(sub.try_recv().unwrap());
+        drop(sub.try_recv().unwrap());
+        assert_eq!(bell.load(Relaxed), b0 + 1);
+        assert!(w.ready(false));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // a named segment
+    fn registrations_report_what_the_calls_then_do() {
+        let name = format!("shmq-unit-topic-ready-{}", std::process::id());
+        let topic = Topic::create(name.as_str(), 2, 8).unwrap();
+        let mut sub = topic.subscriber().unwrap();
+        assert!(
+            !sub.readable().ready(true),
+            "no publisher yet: one may come"
+        );
+        let mut tx = topic.publisher().unwrap();
+        assert!(tx.writable().ready(false));
+        tx.publish(b"1").unwrap();
+        tx.publish(b"2").unwrap();
+        assert!(!tx.writable().ready(true), "full at the subscriber");
+        assert!(matches!(tx.try_publish(b"3"), Err(PublishError::Full)));
+        assert!(sub.readable().ready(false));
+        assert!(sub.readable_owned().reg().ready(false));
+        drop(sub.try_recv().unwrap());
+        assert!(tx.writable_owned().reg().ready(false), "room again");
+        drop(sub.try_recv().unwrap());
+        assert!(!sub.readable().ready(true));
+        // A dropped grant leaves a slot to skip: ready, and the call passes it.
+        drop(tx.reserve(1).unwrap());
+        assert!(sub.readable().ready(false));
+        assert!(matches!(sub.try_recv(), Err(TopicRecvError::Empty)));
+        assert!(!sub.readable_owned().reg().ready(false));
+        // Every publisher gone: ready at the deep look, and the call says Disconnected.
+        drop(tx);
+        assert!(!sub.readable().ready(false));
+        assert!(sub.readable().ready(true));
+        sub.next_deep = Instant::now();
+        assert!(matches!(sub.try_recv(), Err(TopicRecvError::Disconnected)));
+        // Lapped (Overwrite): ready, and the call reports the lag.
+        let over = Topic::create_with(
+            format!("{name}-o").as_str(),
+            &TopicConfig::new(2, 8).policy(Policy::Overwrite),
+        )
+        .unwrap();
+        let mut sub = over.subscriber().unwrap();
+        let mut tx = over.publisher().unwrap();
+        for _ in 0..5 {
+            tx.publish(b"x").unwrap();
+            assert!(tx.writable().ready(false), "Overwrite never waits");
+        }
+        assert!(sub.readable_owned().reg().ready(false));
+        assert_eq!(sub.try_recv().unwrap_err(), TopicRecvError::Lagged(3));
     }
 }

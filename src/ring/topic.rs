@@ -601,6 +601,14 @@ impl<'a> RawTopic<'a> {
         self.wake(ROOM_SLEEPING, ROOM_BELL);
     }
 
+    /// Subscriber `i`'s stored cursor, if it is a sane position (for a readiness
+    /// registration, which may outlive the handle and so reads the shared word).
+    pub(crate) fn cursor(&self, i: usize) -> Option<u64> {
+        // Acquire: pairs with `release`'s Release store (as the subscriber's own copy).
+        let c = self.sub_word(i, 1).load(Ordering::Acquire);
+        (c < POSITION_LIMIT).then_some(c)
+    }
+
     /// Records `n` messages lost by subscriber `i` (for `inspect`).
     pub(crate) fn add_lost(&self, i: usize, n: u64) {
         self.sub_word(i, 2).fetch_add(n, Ordering::Relaxed);
@@ -629,9 +637,7 @@ impl<'a> RawTopic<'a> {
             return false;
         }
         // Under Block the slot may be rewritten only once every subscriber is past `c - slots`.
-        if let (Some(limit), _) = self.limit(false)
-            && c >= limit
-        {
+        if self.limit(false).0.is_some_and(|limit| c >= limit) {
             return false;
         }
         let w = self.seq_word(c).load(Ordering::Acquire);

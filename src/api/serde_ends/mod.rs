@@ -1,6 +1,7 @@
 //! Serde messages (feature `serde`): typed ends that move any `T: Serialize + DeserializeOwned`
-//! through a ring ([`SerdeSender`] / [`SerdeReceiver`]), a duplex pipe ([`SerdePipe`]) or a
-//! multi-producer multi-consumer byte queue ([`SerdeQueue`]), encoded with `postcard`.
+//! through a ring ([`SerdeSender`] / [`SerdeReceiver`]), a duplex pipe ([`SerdePipe`]), a
+//! multi-producer multi-consumer byte queue ([`SerdeQueue`]) or a broadcast topic
+//! ([`SerdeTopic`], [`SerdePublisher`] / [`SerdeSubscriber`]), encoded with `postcard`.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ mod error;
 mod pipe;
 mod queue;
 mod ring;
+mod topic;
 
 use std::any::type_name;
 use std::cell::Cell;
@@ -50,6 +52,7 @@ pub use error::{DecodeError, EncodeError, SerdeRecvError, SerdeSendError};
 pub use pipe::SerdePipe;
 pub use queue::SerdeQueue;
 pub use ring::{SerdeReceiver, SerdeSender};
+pub use topic::{SerdePublisher, SerdeSubscriber, SerdeTopic};
 
 /// The identity of a serde end: the user's tag if there is one, else the message type's
 /// name and the schema version (`"my_app::Job#1"`). The one place identities are made.
