@@ -286,6 +286,7 @@ impl Topic {
             index,
             limit,
             joins,
+            pending: None,
             mode: WaitMode::default(),
             scratch: Vec::new(),
             next_deep: Instant::now() + wait::CHECK_EVERY,
@@ -451,6 +452,10 @@ pub struct Publisher {
     limit: Option<u64>,
     /// `joins` when `limit` was computed.
     joins: u64,
+    /// A sequence claimed but not yet free to write: a subscriber joined behind this
+    /// publisher's stale limit and would be lapped (see `ring::topic` on joining). The next
+    /// publish fills it once that subscriber has moved on; dropping the publisher lets it go.
+    pending: Option<u64>,
     mode: WaitMode,
     /// Where grants are written under Overwrite (copied into the slot on commit).
     scratch: Vec<u8>,
@@ -482,12 +487,6 @@ impl Publisher {
         self.raw.geometry().max as usize
     }
 
-    fn has_room(&self) -> Result<bool, Corrupt> {
-        Ok(self
-            .limit
-            .is_none_or(|l| self.raw.next().is_ok_and(|n| n < l)))
-    }
-
     /// Claims the next sequence, waiting for room as `waiting` allows.
     fn claim(&mut self, len: usize, waiting: Waiting) -> Result<u64, Fail> {
         let raw = self.raw;
@@ -496,23 +495,35 @@ impl Publisher {
             return Err(Fail::TooLarge(len, max));
         }
         loop {
-            if let Some(s) = raw.try_claim(self.index, self.limit)? {
-                if raw.joins_moved(self.joins) {
-                    (self.limit, self.joins) = raw.limit(false);
-                    if self.limit.is_some_and(|l| s >= l) {
-                        self.wait_for_joiner(s)?;
-                    }
+            let fits = |limit: Option<u64>, s: u64| limit.is_none_or(|l| s < l);
+            if let Some(s) = self.pending {
+                if fits(self.limit, s) {
+                    self.pending = None;
+                    return Ok(s);
                 }
-                return Ok(s);
+            } else if let Some(s) = raw.try_claim(self.index, self.limit)? {
+                if !raw.joins_moved(self.joins) {
+                    return Ok(s);
+                }
+                (self.limit, self.joins) = raw.limit(false);
+                if fits(self.limit, s) {
+                    return Ok(s);
+                }
+                self.pending = Some(s);
+                continue;
             }
             (self.limit, self.joins) = raw.limit(due(&mut self.next_deep));
-            if self.has_room()? {
+            let target = match self.pending {
+                Some(s) => s,
+                None => raw.next()?,
+            };
+            if fits(self.limit, target) {
                 continue;
             }
             let Some(deadline) = waiting.deadline() else {
                 return Err(Fail::Empty);
             };
-            self.wait_room(deadline, None)?;
+            self.wait_room(deadline, self.pending)?;
         }
     }
 
@@ -548,20 +559,6 @@ impl Publisher {
             Err(Ended::TimedOut | Ended::PeerGone) => Err(Fail::Timeout),
             Err(Ended::Interrupted) => Err(Fail::Interrupted),
             Err(Ended::Failed(c)) => Err(c.into()),
-        }
-    }
-
-    /// A subscriber joined behind this publisher's stale limit and `s` (claimed) would lap
-    /// it: waits for it to read one message (see the module notes of `ring::topic`). If the
-    /// wait is interrupted the claim is let go (a waiting subscriber marks it skipped).
-    #[cold]
-    fn wait_for_joiner(&mut self, s: u64) -> Result<(), Fail> {
-        match self.wait_room(None, Some(s)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.raw.abandon_claim(self.index);
-                Err(e)
-            }
         }
     }
 
@@ -691,6 +688,10 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        if self.pending.is_some() {
+            // A waiting subscriber marks it skipped once there is room for it.
+            self.raw.abandon_claim(self.index);
+        }
         self.raw.detach_publisher(self.index);
     }
 }
@@ -1091,9 +1092,11 @@ fn subscriber_ready(raw: RawTopic<'_>, c: Option<u64>, watch: Watch, deep: bool)
 /// Whether a publish would not wait: the claim limit (fresh, not a publisher's cached one)
 /// lets the next sequence through, or the memory is corrupt. With `deep` a dead subscriber
 /// holding the limit is dropped first, as a waiting publisher does.
-fn publisher_ready(raw: RawTopic<'_>, deep: bool) -> bool {
+fn publisher_ready(raw: RawTopic<'_>, index: usize, deep: bool) -> bool {
     let (limit, _) = raw.limit(deep);
-    match raw.next() {
+    // A claim the publisher holds but could not yet fill is what its next publish needs room
+    // for; else the next sequence.
+    match raw.pending_claim(index).map_or_else(|| raw.next(), Ok) {
         Ok(n) => limit.is_none_or(|l| n < l),
         Err(_) => true,
     }
@@ -1116,12 +1119,12 @@ fn readable_shared<'s>(
 }
 
 /// The registration of [`Publisher::writable_owned`], shortened as in [`readable_shared`].
-fn writable_shared<'s>(_: &'s Segment, &raw: &'s RawTopic<'static>) -> Reg<'s> {
+fn writable_shared<'s>(_: &'s Segment, &(raw, index): &'s (RawTopic<'static>, usize)) -> Reg<'s> {
     let raw: RawTopic<'s> = raw;
     let (flag, bell) = raw.sleep_words(false);
     Reg::new(
         Raised { flag, bell },
-        move |deep| publisher_ready(raw, deep),
+        move |deep| publisher_ready(raw, index, deep),
         None,
     )
 }
@@ -1221,11 +1224,11 @@ impl Publisher {
     /// live subscriber is less than a whole log behind, a dead one being dropped within
     /// about 40 ms), or the memory is corrupt.
     pub(crate) fn writable(&self) -> Reg<'_> {
-        let raw = self.raw;
+        let (raw, index) = (self.raw, self.index);
         let (flag, bell) = raw.sleep_words(false);
         Reg::new(
             Raised { flag, bell },
-            move |deep| publisher_ready(raw, deep),
+            move |deep| publisher_ready(raw, index, deep),
             None,
         )
     }
@@ -1233,17 +1236,17 @@ impl Publisher {
     /// [`Publisher::writable`] for a [`Readiness`](crate::Readiness), owning a clone of the
     /// segment.
     pub(crate) fn writable_owned(&self) -> OwnedReg {
-        OwnedReg::new(Arc::clone(&self.seg), self.raw, writable_shared)
+        OwnedReg::new(
+            Arc::clone(&self.seg),
+            (self.raw, self.index),
+            writable_shared,
+        )
     }
 
     /// [`Publisher::reserve`] for async code (feature `async`): claims at once if there is
     /// room; under [`Policy::Block`] with the log full it spins for up to 50 µs in the hybrid
     /// and busy-poll [`WaitMode`]s, then waits without blocking the thread, woken by the
     /// process's readiness thread (see [`Readiness`](crate::Readiness)); any executor.
-    ///
-    /// One wait stays synchronous, as in every reserve: a subscriber that joins behind this
-    /// publisher's cached limit, right as it claims, is waited for until it has read one
-    /// message (see [`Topic`]'s notes on joining); it is rare and short.
     ///
     /// # Cancel safety
     /// Cancellation-safe: dropped before it completes, it has claimed nothing.
@@ -1258,8 +1261,8 @@ impl Publisher {
                 Err(Fail::Empty) => {}
                 Err(f) => return Err(f.publish()),
             }
-            let raw = self.raw;
-            let room = || publisher_ready(raw, false);
+            let (raw, index) = (self.raw, self.index);
+            let room = || publisher_ready(raw, index, false);
             if self.mode != WaitMode::Blocking && wait::spin_for(wait::HYBRID_SPIN, room) {
                 continue;
             }
@@ -1322,6 +1325,60 @@ mod tests {
     use super::*;
     use crate::ring::wait::{Sleeper, Source};
     use std::sync::atomic::Ordering::Relaxed;
+
+    /// A subscriber joining at the oldest message behind a publisher whose cached limit
+    /// predates it: the publisher's next claim would lap the joiner, so the claim is held
+    /// pending and `try_publish` says `Full` instead of waiting; once the joiner reads on, the
+    /// pending sequence is filled; a publisher dropped with one pending gives it up and the
+    /// subscribers skip it.
+    #[test]
+    #[cfg_attr(miri, ignore)] // a named segment
+    fn a_claim_that_would_lap_a_joiner_is_held_pending_not_waited_for() {
+        let name = format!("shmq-unit-topic-pending-{}", std::process::id());
+        let topic = Topic::create(name.as_str(), 4, 8).unwrap();
+        let mut a = topic.subscriber().unwrap();
+        let mut p = topic.publisher().unwrap();
+        for i in 0..4u8 {
+            p.try_publish(&[i]).unwrap();
+        }
+        for i in 0..4u8 {
+            assert_eq!(*a.try_recv().unwrap(), [i]);
+        }
+        assert_eq!(p.try_publish(&[4]), Ok(4)); // the cached limit is now a's cursor + 4
+        let mut b = topic.subscriber_from(StartAt::Oldest).unwrap();
+        assert_eq!(b.position(), 1);
+        // Sequence 5 goes in slot 1, which b is about to read: held, not written, no wait.
+        assert_eq!(p.try_publish(&[5]), Err(PublishError::Full));
+        assert_eq!(*b.try_recv().unwrap(), [1]);
+        assert_eq!(p.try_publish(&[5]), Ok(5));
+        for i in 2..6u8 {
+            assert_eq!(*b.try_recv().unwrap(), [i]);
+        }
+        assert_eq!(*a.try_recv().unwrap(), [4]);
+        assert_eq!(*a.try_recv().unwrap(), [5]);
+        // Again, and this time the publisher goes away with the claim pending.
+        assert_eq!(p.try_publish(&[6]), Ok(6)); // a and b are level: the limit moves to 10
+        assert_eq!(*a.try_recv().unwrap(), [6]);
+        assert_eq!(*b.try_recv().unwrap(), [6]);
+        let mut c = topic.subscriber_from(StartAt::Oldest).unwrap();
+        assert_eq!(c.position(), 3);
+        assert_eq!(p.try_publish(&[7]), Err(PublishError::Full));
+        drop(p);
+        let mut got = Vec::new();
+        while let Ok(m) = c.recv_timeout(Duration::from_millis(300)) {
+            got.push(m[0]);
+        }
+        assert_eq!(got, [3, 4, 5, 6], "sequence 7 was never written");
+        let mut q = topic.publisher().unwrap();
+        assert_eq!(q.try_publish(&[8]), Ok(8));
+        for sub in [&mut a, &mut b, &mut c] {
+            assert_eq!(
+                *sub.recv_timeout(Duration::from_secs(5)).unwrap(),
+                [8],
+                "7 skipped"
+            );
+        }
+    }
 
     /// The wake-up protocol the registrations rely on: a topic's sleep flag is cleared by the
     /// waker that rings, so a sleeper must raise it again before every sleep. `wait_any` and

@@ -32,8 +32,11 @@
 //! publisher reads `joins` (SeqCst) after every claim and refreshes its limit when it moved
 //! — the store-buffer pattern, so one of the two sees the other. Claims the publisher made
 //! without seeing the join are below the `next` the joiner read, so the joiner moves its
-//! cursor to at least `next - slots`; a claim made after seeing it waits for room (rarely: only
-//! a subscriber joining behind a publisher's stale limit makes it wait).
+//! cursor to at least `next - slots`. A claim made after seeing it that turns out to be beyond
+//! the refreshed limit is kept by the publisher as *pending*: its publish call reports the log
+//! full (or waits, as its bound allows), and a later publish fills that sequence once the
+//! joiner has moved on. A publisher dropped with a pending claim gives it up (`claiming` set
+//! to none), and a waiting subscriber marks it skipped once there is room.
 //!
 //! **Reading under Overwrite.** A lapped subscriber may read a slot while a publisher rewrites
 //! it, so it copies the payload with atomic loads and checks `seq` again afterwards (a
@@ -446,6 +449,12 @@ impl<'a> RawTopic<'a> {
     /// skipped ([`RawTopic::unstick`]) once there is room.
     pub(crate) fn abandon_claim(&self, i: usize) {
         self.pub_word(i, 1).store(u64::MAX, Ordering::Release);
+    }
+
+    /// The sequence publisher `i` claimed and has not committed (or began to write), if any.
+    pub(crate) fn pending_claim(&self, i: usize) -> Option<u64> {
+        let s = self.pub_word(i, 1).load(Ordering::Acquire);
+        (self.next().is_ok_and(|n| s < n) && matches!(self.peek(s), Ok(Slot::NotYet))).then_some(s)
     }
 
     /// Marks `seq`'s slot as being written (before any payload store).
