@@ -43,12 +43,20 @@ fn block_every_subscriber_process_gets_every_message() {
     let topic = Topic::create(name.as_str(), 256, MAX).unwrap();
     // Subscribers first (they start at the oldest message: nothing is lost before they join).
     let mut kids: Vec<_> = (0..4)
-        .map(|_| spawn("block_every_subscriber_process_gets_every_message", &format!("{name}:sub")))
+        .map(|_| {
+            spawn(
+                "block_every_subscriber_process_gets_every_message",
+                &format!("{name}:sub"),
+            )
+        })
         .collect();
     while topic.subscriber_count() < 4 {
         std::thread::sleep(Duration::from_millis(5));
     }
-    kids.push(spawn("block_every_subscriber_process_gets_every_message", &format!("{name}:pub")));
+    kids.push(spawn(
+        "block_every_subscriber_process_gets_every_message",
+        &format!("{name}:pub"),
+    ));
     wait_all_ok(&mut kids, Duration::from_secs(120));
     assert_eq!(topic.published(), N);
 }

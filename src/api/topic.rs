@@ -128,7 +128,9 @@ impl TopicConfig {
 /// - [`Policy::Block`] (lossless): publishers wait for it. A subscriber that dies stops
 ///   holding the log back within about 100 ms; one that is merely slow holds it back, as it
 ///   should. Subscribers read messages in place (zero-copy), publishers write them in place.
-/// - [`Policy::Overwrite`]: publishers never wait; a subscriber that was lapped gets
+/// - [`Policy::Overwrite`]: publishers never wait for subscribers (only, rarely, for a
+///   publisher that has not finished the message a whole log earlier, which writes the same
+///   slot; one that died is skipped within about 40 ms); a subscriber that was lapped gets
 ///   [`TopicRecvError::Lagged`] with the number of messages it lost, then resumes at the
 ///   oldest message still held. A message overwritten while it is read is detected and never
 ///   delivered torn. Because a slot may be rewritten while a subscriber looks at it, a
@@ -480,10 +482,11 @@ impl Publisher {
         self.raw.geometry().max as usize
     }
 
+    /// Whether the next sequence may be claimed: below the cached limit, and its slot's
+    /// previous lap committed.
     fn has_room(&self) -> Result<bool, Corrupt> {
-        Ok(self
-            .limit
-            .is_none_or(|l| self.raw.next().is_ok_and(|n| n < l)))
+        let n = self.raw.next()?;
+        Ok(self.limit.is_none_or(|l| n < l) && self.raw.lap_settled(n))
     }
 
     /// Claims the next sequence, waiting for room as `waiting` allows.
@@ -503,7 +506,14 @@ impl Publisher {
                 }
                 return Ok(s);
             }
-            (self.limit, self.joins) = raw.limit(due(&mut self.next_deep));
+            // We hold no claim now: one from an earlier grant that was leaked (never committed
+            // nor dropped) is let go, so that it can be skipped (`unstick_lap`).
+            raw.abandon_claim(self.index);
+            let deep = due(&mut self.next_deep);
+            (self.limit, self.joins) = raw.limit(deep);
+            if deep {
+                raw.unstick_lap();
+            }
             if self.has_room()? {
                 continue;
             }
@@ -525,15 +535,23 @@ impl Publisher {
             true,
             || {
                 let (limit, joins) = raw.limit(false);
-                let next = match seq {
-                    Some(s) => s,
-                    None => raw.next()?,
+                let (next, settled) = match seq {
+                    Some(s) => (s, true),
+                    None => {
+                        let n = raw.next()?;
+                        (n, raw.lap_settled(n))
+                    }
                 };
-                Ok::<_, Corrupt>(limit.is_none_or(|l| next < l).then_some((limit, joins)))
+                Ok::<_, Corrupt>(
+                    (settled && limit.is_none_or(|l| next < l)).then_some((limit, joins)),
+                )
             },
             |deep| {
                 if deep {
                     raw.limit(true);
+                    if seq.is_none() {
+                        raw.unstick_lap();
+                    }
                 }
                 false
             },
