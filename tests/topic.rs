@@ -1035,3 +1035,64 @@ fn scribbled_topic_memory_gives_errors_or_lags_never_a_panic_or_hang() {
         assert_gone(&name);
     }
 }
+
+// ----- a joiner behind a publisher's stale limit -----
+
+/// A subscriber joins at `Oldest` while a publisher's cached limit is stale, so the
+/// publisher's next claim would lap it: the publisher waits for it to read, but `try_publish`
+/// does not wait and `publish_timeout` waits no longer than asked (both publish nothing),
+/// and once the joiner reads, publishing and receiving go on, nothing lost or torn.
+#[test]
+fn bounded_publishes_do_not_wait_past_their_bound_for_a_joiner_behind_a_stale_limit() {
+    let name = unique("topic-stale");
+    let topic = Topic::create(name.as_str(), 4, MAX).unwrap();
+    let mut a = topic.subscriber().unwrap();
+    let mut p = topic.publisher().unwrap();
+    let mut buf = Vec::new();
+    for i in 0..5 {
+        if i == 4 {
+            // `a` reads 0..4: room again, and the publisher's limit becomes 4 + 4.
+            for j in 0..4 {
+                assert_eq!(verify(&a.recv().unwrap(), MAX), Ok((0, j)));
+            }
+        }
+        stamped(0, i, MAX, &mut buf);
+        assert_eq!(p.try_publish(&buf), Ok(i));
+    }
+    // Joins at the oldest message held (1); the publisher's cached limit (8) does not know.
+    let mut b = topic.subscriber_from(StartAt::Oldest).unwrap();
+    assert_eq!(b.position(), 1);
+    stamped(0, 5, MAX, &mut buf);
+    // In a thread, so that a publish that waits for `b` (which this thread must read) fails
+    // the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let publisher = std::thread::spawn(move || {
+        let tried = p.try_publish(&buf);
+        let started = Instant::now();
+        let timed = p.publish_timeout(&buf, Duration::from_millis(50));
+        tx.send((tried, timed, started.elapsed())).unwrap();
+        (p, buf)
+    });
+    let (tried, timed, took) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a bounded publish waited for the joiner past its bound");
+    assert_eq!(tried, Err(PublishError::Full));
+    assert_eq!(timed, Err(PublishError::Timeout));
+    assert!(
+        took >= Duration::from_millis(50),
+        "timed out after {took:?}"
+    );
+    let (mut p, buf) = publisher.join().unwrap();
+    // `b` reads what it joined for; the claim the publisher let go is skipped.
+    for j in 1..5 {
+        assert_eq!(verify(&b.recv().unwrap(), MAX), Ok((0, j)));
+    }
+    assert_eq!(verify(&a.recv().unwrap(), MAX), Ok((0, 4)));
+    let s = p.publish_timeout(&buf, Duration::from_secs(10)).unwrap();
+    for sub in [&mut a, &mut b] {
+        let m = sub.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((m.seq(), verify(&m, MAX)), (s, Ok((0, 5))));
+    }
+    drop((a, b, p, topic));
+    assert_gone(&name);
+}

@@ -393,6 +393,20 @@ pub(crate) fn raw_of(seg: &Arc<Segment>, g: Geometry) -> Option<RawTopic<'static
     RawTopic::new(region, g)
 }
 
+/// `waiting`'s deadline (see [`Waiting::deadline`]), computed once: a relative timeout is
+/// turned into its deadline the first time it is needed, so that a claim that waits more
+/// than once waits no longer in all than asked (and the fast path reads no clock).
+fn fixed_deadline(waiting: &mut Waiting) -> Option<Option<Instant>> {
+    let deadline = waiting.deadline();
+    if let Waiting::For(_) = waiting {
+        *waiting = match deadline {
+            Some(Some(at)) => Waiting::Until(at),
+            _ => Waiting::Forever,
+        };
+    }
+    deadline
+}
+
 /// Internal outcome of a publish or receive attempt.
 enum Fail {
     Empty,
@@ -490,7 +504,7 @@ impl Publisher {
     }
 
     /// Claims the next sequence, waiting for room as `waiting` allows.
-    fn claim(&mut self, len: usize, waiting: Waiting) -> Result<u64, Fail> {
+    fn claim(&mut self, len: usize, mut waiting: Waiting) -> Result<u64, Fail> {
         let raw = self.raw;
         let max = raw.geometry().max as usize;
         if len > max {
@@ -501,7 +515,7 @@ impl Publisher {
                 if raw.joins_moved(self.joins) {
                     (self.limit, self.joins) = raw.limit(false);
                     if self.limit.is_some_and(|l| s >= l) {
-                        self.wait_for_joiner(s)?;
+                        self.wait_for_joiner(s, &mut waiting)?;
                     }
                 }
                 return Ok(s);
@@ -517,7 +531,7 @@ impl Publisher {
             if self.has_room()? {
                 continue;
             }
-            let Some(deadline) = waiting.deadline() else {
+            let Some(deadline) = fixed_deadline(&mut waiting) else {
                 return Err(Fail::Empty);
             };
             self.wait_room(deadline, None)?;
@@ -568,15 +582,21 @@ impl Publisher {
     }
 
     /// A subscriber joined behind this publisher's stale limit and `s` (claimed) would lap
-    /// it: waits for it to read one message (see the module notes of `ring::topic`). If the
-    /// wait is interrupted the claim is let go (a waiting subscriber marks it skipped).
+    /// it: waits for it to read one message (see the module notes of `ring::topic`), as long
+    /// as `waiting` allows (a non-waiting call looks once). If the wait ends first (deadline,
+    /// interrupt) the claim is let go (a waiting subscriber marks it skipped) and nothing is
+    /// published.
     #[cold]
-    fn wait_for_joiner(&mut self, s: u64) -> Result<(), Fail> {
-        match self.wait_room(None, Some(s)) {
+    fn wait_for_joiner(&mut self, s: u64, waiting: &mut Waiting) -> Result<(), Fail> {
+        let deadline = fixed_deadline(waiting).unwrap_or_else(|| Some(Instant::now()));
+        match self.wait_room(deadline, Some(s)) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.raw.abandon_claim(self.index);
-                Err(e)
+                Err(match (e, *waiting) {
+                    (Fail::Timeout, Waiting::No) => Fail::Empty,
+                    (e, _) => e,
+                })
             }
         }
     }
