@@ -456,7 +456,8 @@ impl Fail {
 /// # Crash safety
 /// A publisher that dies mid-publish never has its half-written message delivered: once no
 /// live publisher claims that message, the first subscriber to wait on it (within about
-/// 40 ms) marks it skipped, and everyone moves on. Every message it committed stays.
+/// 40 ms), or a publisher a whole log later that needs its slot, marks it skipped, and
+/// everyone moves on. Every message it committed stays.
 pub struct Publisher {
     raw: RawTopic<'static>,
     seg: Arc<Segment>,

@@ -407,6 +407,9 @@ impl<'a> RawTopic<'a> {
                     {
                         continue;
                     }
+                    // Wakes publishers waiting for room, the reaper too: its wait would
+                    // otherwise sleep until its next liveness check before it looks again.
+                    self.ring(ROOM_SLEEPING, ROOM_BELL, true);
                 }
                 Some((c, _, _)) => {
                     return (
