@@ -975,8 +975,11 @@ pub enum TopicAttachError {
 #[non_exhaustive]
 pub enum PublishError {
     /// `try_publish`: the log is full (Block policy: the slowest subscriber is a whole log
-    /// behind).
-    #[error("topic is full: the slowest subscriber is a whole log behind")]
+    /// behind; either policy, rarely: a publisher has not finished the message a whole log
+    /// earlier, in the slot the next one needs).
+    #[error(
+        "topic is full: the slowest subscriber (or an unfinished message) is a whole log behind"
+    )]
     Full,
     /// `publish_timeout`: still full when the timeout passed.
     #[error("timed out waiting for the slowest subscriber to make room")]

@@ -130,7 +130,9 @@ impl TopicConfig {
 /// - [`Policy::Block`] (lossless): publishers wait for it. A subscriber that dies stops
 ///   holding the log back within about 100 ms; one that is merely slow holds it back, as it
 ///   should. Subscribers read messages in place (zero-copy), publishers write them in place.
-/// - [`Policy::Overwrite`]: publishers never wait; a subscriber that was lapped gets
+/// - [`Policy::Overwrite`]: publishers never wait for subscribers (only, rarely, for a
+///   publisher that has not finished the message a whole log earlier, which writes the same
+///   slot; one that died is skipped within about 40 ms); a subscriber that was lapped gets
 ///   [`TopicRecvError::Lagged`] with the number of messages it lost, then resumes at the
 ///   oldest message still held. A message overwritten while it is read is detected and never
 ///   delivered torn. Because a slot may be rewritten while a subscriber looks at it, a
@@ -394,6 +396,20 @@ pub(crate) fn raw_of(seg: &Arc<Segment>, g: Geometry) -> Option<RawTopic<'static
     RawTopic::new(region, g)
 }
 
+/// `waiting`'s deadline (see [`Waiting::deadline`]), computed once: a relative timeout is
+/// turned into its deadline the first time it is needed, so that a claim that waits more
+/// than once waits no longer in all than asked (and the fast path reads no clock).
+fn fixed_deadline(waiting: &mut Waiting) -> Option<Option<Instant>> {
+    let deadline = waiting.deadline();
+    if let Waiting::For(_) = waiting {
+        *waiting = match deadline {
+            Some(Some(at)) => Waiting::Until(at),
+            _ => Waiting::Forever,
+        };
+    }
+    deadline
+}
+
 /// Internal outcome of a publish or receive attempt.
 enum Fail {
     Empty,
@@ -443,7 +459,8 @@ impl Fail {
 /// # Crash safety
 /// A publisher that dies mid-publish never has its half-written message delivered: once no
 /// live publisher claims that message, the first subscriber to wait on it (within about
-/// 40 ms) marks it skipped, and everyone moves on. Every message it committed stays.
+/// 40 ms), or a publisher a whole log later that needs its slot, marks it skipped, and
+/// everyone moves on. Every message it committed stays.
 pub struct Publisher {
     raw: RawTopic<'static>,
     seg: Arc<Segment>,
@@ -487,8 +504,15 @@ impl Publisher {
         self.raw.geometry().max as usize
     }
 
+    /// Whether the next sequence may be claimed: below the cached limit, and its slot's
+    /// previous lap committed.
+    fn has_room(&self) -> Result<bool, Corrupt> {
+        let n = self.raw.next()?;
+        Ok(self.limit.is_none_or(|l| n < l) && self.raw.lap_settled(n))
+    }
+
     /// Claims the next sequence, waiting for room as `waiting` allows.
-    fn claim(&mut self, len: usize, waiting: Waiting) -> Result<u64, Fail> {
+    fn claim(&mut self, len: usize, mut waiting: Waiting) -> Result<u64, Fail> {
         let raw = self.raw;
         let max = raw.geometry().max as usize;
         if len > max {
@@ -511,16 +535,26 @@ impl Publisher {
                 }
                 self.pending = Some(s);
                 continue;
+            } else {
+                // We hold no claim now: one from an earlier grant that was leaked (never
+                // committed nor dropped) is let go, so that it can be skipped (`unstick_lap`).
+                raw.abandon_claim(self.index);
             }
-            (self.limit, self.joins) = raw.limit(due(&mut self.next_deep));
-            let target = match self.pending {
-                Some(s) => s,
-                None => raw.next()?,
+            let deep = due(&mut self.next_deep);
+            (self.limit, self.joins) = raw.limit(deep);
+            let ready = match self.pending {
+                Some(s) => fits(self.limit, s),
+                None => {
+                    if deep {
+                        raw.unstick_lap();
+                    }
+                    self.has_room()?
+                }
             };
-            if fits(self.limit, target) {
+            if ready {
                 continue;
             }
-            let Some(deadline) = waiting.deadline() else {
+            let Some(deadline) = fixed_deadline(&mut waiting) else {
                 return Err(Fail::Empty);
             };
             self.wait_room(deadline, self.pending)?;
@@ -538,15 +572,23 @@ impl Publisher {
             true,
             || {
                 let (limit, joins) = raw.limit(false);
-                let next = match seq {
-                    Some(s) => s,
-                    None => raw.next()?,
+                let (next, settled) = match seq {
+                    Some(s) => (s, true),
+                    None => {
+                        let n = raw.next()?;
+                        (n, raw.lap_settled(n))
+                    }
                 };
-                Ok::<_, Corrupt>(limit.is_none_or(|l| next < l).then_some((limit, joins)))
+                Ok::<_, Corrupt>(
+                    (settled && limit.is_none_or(|l| next < l)).then_some((limit, joins)),
+                )
             },
             |deep| {
                 if deep {
                     raw.limit(true);
+                    if seq.is_none() {
+                        raw.unstick_lap();
+                    }
                 }
                 false
             },
