@@ -23,8 +23,10 @@
 //!   `idle` the subscribers are attached and never read (the publisher's cost with nobody
 //!   reading). When the benchmark ends, each draining subscriber reports what it received and
 //!   lost; received + lost must equal the messages published, and each must have received
-//!   some. In `--bench` mode a line after each `n = 64` benchmark gives its mean over the
-//!   `n = 1` one (the issue's target: at most 1.5).
+//!   some. In `--bench` mode a line after each kind gives the 64-subscriber cost over the
+//!   1-subscriber one (the issue's target: at most 1.5), as the median of 9 pairs of 60 ms
+//!   bursts into the two topics, both open, taken back to back (see `latency/` on why
+//!   pairs).
 //! - `delivery/16sub/<transport>/64`: one publisher process sends a stream of 64-byte
 //!   messages that each of 16 subscriber processes receives, every process unpinned (17
 //!   processes on however many CPUs the bench may use, so every side sleeps when it waits:
@@ -43,7 +45,11 @@
 //!   subscribes to the other; the echo copies the message from its read guard into a reserved
 //!   slot). `ring-busy`: the SPSC ring, as `shmq-busy` in `benches/ring.rs` (a [`Pipe`], the
 //!   echo in place). In `--bench` mode a line after each gives p50/p99 of the one-way time,
-//!   and after the topic's, its p50 over the ring's (the issue's target: at most 1.3).
+//!   and after each size the topic's p50 over the ring's (the issue's target: at most 1.3),
+//!   as the median of 9 pairs of short measurements taken back to back (ring, then topic,
+//!   each on a fresh pair of processes): on a VM the host may move the vCPUs mid-run,
+//!   changing every figure at once (between ~100 and ~300 ns one way on the machine this
+//!   was written on), and such a move skews one pair, not the median.
 //!
 //! Cleanup: every process is killed and reaped when its benchmark ends (also while unwinding
 //! from a panic), the kernel kills a peer whose parent dies (`PR_SET_PDEATHSIG`), a peer whose
@@ -360,6 +366,16 @@ impl PublishGroup {
         start.elapsed()
     }
 
+    /// Publishes for about `d`; returns the mean time per publish in ns.
+    fn mean_for(&mut self, d: Duration) -> f64 {
+        let (mut n, mut t) = (0u64, Duration::ZERO);
+        while t < d {
+            t += self.timed(4096);
+            n += 4096;
+        }
+        t.as_nanos() as f64 / n as f64
+    }
+
     /// Lets go of the publisher and checks every draining subscriber's account: received +
     /// lost = published, some received.
     fn finish(mut self) {
@@ -388,36 +404,55 @@ fn publish(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
     for draining in [true, false] {
-        let mut one = None;
+        // The pairs run only where the command line's filter let both benchmarks run.
+        let mut ran = 0;
         for n in PUBLISH_SUBS {
             let what = if draining { "drain" } else { "idle" };
             let id = format!("{n}sub-{what}/{SIZE}");
             let mut group: Option<PublishGroup> = None;
-            let mut total = (0u64, Duration::ZERO);
             g.bench_function(&id, |b| {
                 let grp = group.get_or_insert_with(|| PublishGroup::open(n, draining));
-                b.iter_custom(|iters| {
-                    let t = grp.timed(iters);
-                    total = (total.0 + iters, total.1 + t);
-                    t
-                })
+                b.iter_custom(|iters| grp.timed(iters))
             });
             if let Some(grp) = group.take() {
                 grp.finish();
+                ran += 1;
             }
-            // The mean over every timed publish (warm-up included) of this benchmark.
-            let mean = total.1.as_nanos() as f64 / total.0.max(1) as f64;
-            match one {
-                None => one = Some(mean),
-                Some(base) if bench_mode => println!(
-                    "publish/{id}: mean {mean:.1} ns per publish, {:.2}x the 1-subscriber {base:.1} ns",
-                    mean / base
-                ),
-                Some(_) => {}
-            }
+        }
+        if bench_mode && ran == PUBLISH_SUBS.len() {
+            paired_publish(draining);
         }
     }
     g.finish();
+}
+
+/// The 64-subscriber publish cost over the 1-subscriber one, as the median over [`PAIRS`]
+/// pairs of bursts: both topics stay open (the subscribers of the one not publishing catch
+/// up and sleep) and the bench publishes [`PAIR_BUDGET`] into one, then into the other. As
+/// with latency, a vCPU move skews one pair, not the median.
+fn paired_publish(draining: bool) {
+    let (mut one, mut many) = (
+        PublishGroup::open(PUBLISH_SUBS[0], draining),
+        PublishGroup::open(PUBLISH_SUBS[1], draining),
+    );
+    one.mean_for(PAIR_BUDGET);
+    many.mean_for(PAIR_BUDGET);
+    let mut pairs: Vec<(f64, f64)> = (0..PAIRS)
+        .map(|_| (one.mean_for(PAIR_BUDGET), many.mean_for(PAIR_BUDGET)))
+        .collect();
+    one.finish();
+    many.finish();
+    pairs.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+    let (a, b) = pairs[PAIRS / 2];
+    println!(
+        "publish/{}: {} subscribers over {} = {:.2} (median of {PAIRS} back-to-back pairs; \
+         that pair: {a:.1} ns and {b:.1} ns per publish; all ratios {:.2?})",
+        if draining { "drain" } else { "idle" },
+        PUBLISH_SUBS[1],
+        PUBLISH_SUBS[0],
+        b / a,
+        pairs.iter().map(|(a, b)| b / a).collect::<Vec<_>>()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -631,7 +666,7 @@ fn latency(c: &mut Criterion) {
         .measurement_time(Duration::from_millis(1500))
         .sample_size(30);
     for size in LATENCY_SIZES {
-        let mut ring_p50 = None;
+        let mut ran = 0;
         for t in [T::Ring, T::Topic] {
             let id = format!("{}-busy/{size}", t.name());
             let mut link: Option<Box<dyn RoundTrip>> = None;
@@ -639,26 +674,46 @@ fn latency(c: &mut Criterion) {
                 let l = link.get_or_insert_with(|| open_latency(t, size));
                 b.iter_custom(|iters| l.timed(iters) / 2)
             });
+            ran += usize::from(link.is_some());
             if let (Some(mut l), true) = (link.take(), bench_mode) {
                 let (p50, p99, trips) = l.percentiles(PERCENTILE_TRIPS, PERCENTILE_BUDGET);
-                drop(l);
-                let ratio = match ring_p50 {
-                    Some(r) => format!(
-                        "; p50 {:.2}x the ring's",
-                        p50.as_nanos() as f64 / u128::max(1, Duration::as_nanos(&r)) as f64
-                    ),
-                    None => String::new(),
-                };
                 println!(
-                    "latency/{id}: one-way p50 {} ns, p99 {} ns ({trips} round trips){ratio}",
+                    "latency/{id}: one-way p50 {} ns, p99 {} ns ({trips} round trips)",
                     p50.as_nanos(),
                     p99.as_nanos(),
                 );
-                ring_p50.get_or_insert(p50);
             }
+        }
+        if bench_mode && ran == 2 {
+            paired_ratio(size);
         }
     }
     g.finish();
+}
+
+/// Pairs of short back-to-back p50 measurements, ring then topic, each on a fresh link.
+const PAIRS: usize = 9;
+const PAIR_BUDGET: Duration = Duration::from_millis(60);
+
+/// The topic's p50 over the ring's, as the median over [`PAIRS`] pairs measured back to
+/// back: on a VM the host may move the vCPUs mid-run and change both figures at once, and a
+/// move between the two benchmarks above would skew their ratio; one inside a pair skews
+/// only that pair.
+fn paired_ratio(size: usize) {
+    let p50 = |t| {
+        let mut l = open_latency(t, size);
+        l.timed(1000);
+        l.percentiles(PERCENTILE_TRIPS, PAIR_BUDGET).0.as_nanos() as f64
+    };
+    let mut pairs: Vec<(f64, f64)> = (0..PAIRS).map(|_| (p50(T::Ring), p50(T::Topic))).collect();
+    pairs.sort_by(|a, b| (a.1 / a.0).total_cmp(&(b.1 / b.0)));
+    let (ring, topic) = pairs[PAIRS / 2];
+    println!(
+        "latency/{size}: topic p50 / ring p50 = {:.2} (median of {PAIRS} back-to-back pairs; \
+         that pair: ring {ring:.0} ns, topic {topic:.0} ns; all ratios {:.2?})",
+        topic / ring,
+        pairs.iter().map(|(r, t)| t / r).collect::<Vec<_>>()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
