@@ -2,9 +2,9 @@
 //! added, delivery to 16 subscriber processes against one SPSC ring per subscriber, and
 //! one-way latency against the SPSC ring, all in the same run.
 //!
-//! `cargo bench --bench topic` (about 40 s; `-- --quick` about 15 s). The bench binary
-//! re-executes itself for every other process (the `SHMQ_TOPIC_BENCH_PEER` variable picks the
-//! role, so `main` runs the peer instead of criterion). Messages are 64 bytes (latency also 8)
+//! `cargo bench --bench topic` (about 40 s; `-- latency` and the like for one group). The
+//! bench binary re-executes itself for every other process (the `SHMQ_TOPIC_BENCH_PEER`
+//! variable picks the role, so `main` runs the peer instead of criterion). Messages are 64 bytes (latency also 8)
 //! and carry their sequence number in their first and last 8 bytes; every receiver checks both
 //! copies, so a lost, repeated, reordered or torn message fails the run.
 //!
