@@ -99,16 +99,23 @@ fn bench_measures_every_transport_and_reports_progress() {
     let rows = json["rows"].as_array().expect("rows");
     let count = |metric: &str| rows.iter().filter(|r| r["metric"] == metric).count();
     // One row per (metric, size, pairs, transport): 8 transports x 3 latency sizes x p50/p99,
-    // plus shmq-select-64, shmq-async-blocking and shmq-async-hybrid at 8 B; the parked p50/p99 of shmq-blocking and shmq-select-64;
+    // plus shmq-select-64, shmq-async-blocking and shmq-async-hybrid at 8 B and
+    // shmq-topic-busy at 8 B and 64 B; the parked p50/p99 of shmq-blocking and shmq-select-64;
     // 6 transports x 5 stream sizes plus the raw ring's 8-byte stream and shmq-queue's 8 B,
-    // 64 B and 1 KiB streams; and the MPMC section, 3 transports x 2P2C/4P4C.
-    assert_eq!(count("latency_p50_ns"), 27, "{json:#}");
-    assert_eq!(count("latency_p99_ns"), 27);
+    // 64 B and 1 KiB streams; the MPMC section, 3 transports x 2P2C/4P4C; and the Topic
+    // section's publish cost (1 and 64 subscribers) and delivery (topic and rings).
+    assert_eq!(count("latency_p50_ns"), 29, "{json:#}");
+    assert_eq!(count("latency_p99_ns"), 29);
     assert_eq!(count("parked_latency_p50_ns"), 2);
     assert_eq!(count("parked_latency_p99_ns"), 2);
     assert_eq!(count("throughput_msgs_per_s"), 34);
     assert_eq!(count("mpmc_throughput_msgs_per_s"), 6);
-    for transport in TRANSPORTS {
+    assert_eq!(count("topic_publish_ns"), 2);
+    assert_eq!(count("topic_delivery_msgs_per_s"), 2);
+    for transport in TRANSPORTS
+        .into_iter()
+        .chain(["shmq-topic", "shmq-rings", "shmq-topic-busy"])
+    {
         assert!(
             rows.iter().any(|r| r["transport"] == transport),
             "{transport} missing"
@@ -123,6 +130,7 @@ fn bench_measures_every_transport_and_reports_progress() {
         if r["transport"] != "pipe"
             && metric != "mpmc_throughput_msgs_per_s"
             && !metric.starts_with("parked_")
+            && !metric.starts_with("topic_")
         {
             assert!(r["vs_pipe"].as_f64().is_some_and(|v| v > 0.0), "{r}");
         }
@@ -142,30 +150,60 @@ fn bench_measures_every_transport_and_reports_progress() {
             assert!(r["select_over_blocking"].is_null(), "{r}");
         }
     }
+    // The Topic section's rows with a baseline, and only they, carry their figure over the
+    // baseline's: publish with 64 subscribers over 1, the topic's delivery over the rings',
+    // the topic's busy-poll latency over shmq-busy's of the same metric and size.
+    let with_ratio: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| !r["topic_ratio"].is_null())
+        .collect();
+    assert_eq!(with_ratio.len(), 6, "{json:#}");
+    for r in with_ratio {
+        let (transport, pairs) = match (r["metric"].as_str().unwrap(), &r["transport"]) {
+            ("topic_publish_ns", _) => ("shmq-topic", 1),
+            ("topic_delivery_msgs_per_s", t) if t == "shmq-topic" => ("shmq-rings", 16),
+            ("latency_p50_ns" | "latency_p99_ns", t) if t == "shmq-topic-busy" => ("shmq-busy", 1),
+            _ => panic!("a ratio on {r}"),
+        };
+        let base = rows
+            .iter()
+            .find(|b| {
+                b["metric"] == r["metric"]
+                    && b["size"] == r["size"]
+                    && b["pairs"] == pairs
+                    && b["transport"] == transport
+            })
+            .expect("the baseline row");
+        let want = r["value"].as_f64().unwrap() / base["value"].as_f64().unwrap();
+        let ratio = r["topic_ratio"].as_f64().unwrap();
+        assert!((ratio - want).abs() < 1e-9, "{r}");
+    }
     assert!(json["cpus"].as_u64().is_some_and(|n| n >= 1));
-    // stderr is not a terminal: one progress line per measurement (29 latency, 34 throughput
-    // and 6 MPMC ones), then the total; the select runs right after the blocking one.
+    // stderr is not a terminal: one progress line per measurement (31 latency, 34
+    // throughput, 6 MPMC and 3 Topic ones: the publish cost with 1 and 64 subscribers is
+    // one), then the total; the select runs right after the blocking one, the topic's
+    // latency right after shmq-busy's.
     let lines: Vec<&str> = progress.lines().collect();
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/69] "))
+            .filter(|l| l.starts_with("shmq bench: [") && l.contains("/74] "))
             .count(),
-        69,
+        74,
         "{progress}"
     );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("[1/69] latency raw 8 B: p50 ")),
-        "{progress}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("[5/69] latency shmq-select-64 8 B: p50 ")),
-        "{progress}"
-    );
+    for first in [
+        "[1/74] latency raw 8 B: p50 ",
+        "[3/74] latency shmq-topic-busy 8 B: p50 ",
+        "[6/74] latency shmq-select-64 8 B: p50 ",
+        "[72/74] topic-publish 1 vs 64 subs shmq-topic 64 B: ",
+        "[73/74] topic-delivery 16 subs shmq-topic 64 B: ",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(first)),
+            "{first}: {progress}"
+        );
+    }
     assert!(
         lines.last().unwrap().starts_with("shmq bench: done in "),
         "{progress}"
@@ -200,6 +238,19 @@ fn bench_table_fits_100_columns_unless_wide() {
     // The Select section: both rows and the ratio column.
     assert!(table.contains("select / recv"), "{table}");
     assert!(table.contains("parked p99 8 B"), "{table}");
+    // The Topic section: its rows, each with a figure, and its ratio column.
+    assert!(table.contains("Topic: one publisher"), "{table}");
+    for label in [
+        "publish 64 B, 64 subscribers",
+        "delivery to 16, 64 B",
+        "latency p50 64 B",
+    ] {
+        let line = table
+            .lines()
+            .rfind(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label} missing:\n{table}"));
+        assert!(line.contains('×') && !line.contains('—'), "{line}");
+    }
 
     let (wide, _) = bench(&["--wide"]);
     // One heading names every transport of the main table, so it is wider than 100 columns.

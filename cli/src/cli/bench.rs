@@ -27,6 +27,10 @@
 //! sleeps, so the section also has parked rows: each side works (spins) for [`THINK`] before
 //! it answers, every receiver is asleep when its message comes, and the think time is taken
 //! off the figures. Its ratio is select time / blocking-recv time, from the same run.
+//!
+//! The Topic section (see [`topic`]): a [`shmq::Topic`]'s publish cost with 1 and with 64
+//! subscriber processes, its delivery to 16 subscriber processes against 16 SPSC rings, and
+//! its busy-poll latency against the ring's, each as a ratio to its baseline from the run.
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -43,6 +47,8 @@ use shmq::{
 
 use crate::cli::out::{self, say};
 use crate::cli::units::size;
+
+mod topic;
 
 /// Transports, in table order.
 const TRANSPORTS: [&str; 8] = [
@@ -92,7 +98,8 @@ const THINK: Duration = Duration::from_micros(100);
 struct Cell {
     metric: &'static str,
     size: usize,
-    /// Producer processes (and as many consumers): 1 outside the MPMC section.
+    /// MPMC section: producer processes (and as many consumers); Topic section: subscriber
+    /// processes; 1 elsewhere.
     pairs: usize,
     transport: &'static str,
     /// Nanoseconds for latencies, messages per second for throughput.
@@ -153,6 +160,10 @@ pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
     for size in LATENCY_SIZES {
         for t in TRANSPORTS {
             jobs.push(("latency", t, size, 1));
+            if t == "shmq-busy" && topic::LATENCY_SIZES.contains(&size) {
+                // Right after the ring it is compared with.
+                jobs.push(("latency", topic::LATENCY, size, 1));
+            }
             if t == "shmq-blocking" && size == 8 {
                 // Right after the blocking recv they are compared with.
                 for s in SELECT_JOBS.into_iter().chain(ASYNC_JOBS) {
@@ -177,16 +188,23 @@ pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
             jobs.push(("mpmc", t, MPMC_SIZE, pairs));
         }
     }
+    // One job for both rows of the publish cost (1 and 64 subscribers).
+    let [_, most] = topic::PUBLISH_SUBSCRIBERS;
+    jobs.push(("topic-publish", "shmq-topic", topic::SIZE, most));
+    for t in topic::DELIVERY {
+        jobs.push(("topic-delivery", t, topic::SIZE, topic::FANOUT));
+    }
     all_cpus(); // before pinning narrows the answer
     if cpus() >= 2 {
         pin([0]);
     }
     let started = Instant::now();
     for (i, &(kind, transport, size, pairs)) in jobs.iter().enumerate() {
-        let who = if pairs > 1 {
-            format!("{pairs}P{pairs}C ")
-        } else {
-            String::new()
+        let who = match kind {
+            "topic-publish" => format!("1 vs {pairs} subs "),
+            "topic-delivery" => format!("{pairs} subs "),
+            _ if pairs > 1 => format!("{pairs}P{pairs}C "),
+            _ => String::new(),
         };
         let job = format!(
             "[{}/{}] {kind} {who}{transport} {}",
@@ -231,6 +249,24 @@ pub(crate) fn run(json: bool, quick: bool, wide: bool) -> Result<(), String> {
                     .map_err(|e| format!("{transport} throughput: {e}"))?;
                 cells.push(cell("throughput_msgs_per_s", rate));
                 format_rate(rate, size)
+            }
+            "topic-publish" => {
+                let costs = topic::publish_cost(budget)
+                    .map_err(|e| format!("{transport} publish cost: {e}"))?;
+                for (n, ns) in topic::PUBLISH_SUBSCRIBERS.into_iter().zip(costs) {
+                    cells.push(Cell {
+                        pairs: n,
+                        ..cell("topic_publish_ns", ns)
+                    });
+                }
+                let [a, b] = costs.map(format_ns);
+                format!("{a} and {b} per publish")
+            }
+            "topic-delivery" => {
+                let rate = topic::delivery(transport, budget)
+                    .map_err(|e| format!("{transport} delivery: {e}"))?;
+                cells.push(cell("topic_delivery_msgs_per_s", rate));
+                format!("{} to all", format_rate(rate, size))
             }
             _ => {
                 let rate = mpmc::throughput(transport, pairs, budget)
@@ -345,6 +381,7 @@ fn print_table(cells: &[Cell], wide: bool) {
         })
         .collect();
     print_grid(cells, &MPMC_TRANSPORTS, &rows, wide);
+    topic::print(cells);
 }
 
 /// Select time / blocking-recv time for a `shmq-select-64` cell (the target: at most
@@ -615,7 +652,9 @@ fn format_ratio(r: f64) -> String {
 }
 
 /// `{"cpus": N, "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe",
-/// "select_over_blocking"}, ...]}`; the last is null except on `shmq-select-64` rows.
+/// "select_over_blocking", "topic_ratio"}, ...]}`; `select_over_blocking` is null except on
+/// `shmq-select-64` rows, `topic_ratio` (the figure over its baseline's) except on the Topic
+/// section's rows that have a baseline.
 fn print_json(cells: &[Cell]) {
     let rows: Vec<serde_json::Value> = cells
         .iter()
@@ -628,6 +667,7 @@ fn print_json(cells: &[Cell]) {
                 "value": c.value,
                 "vs_pipe": vs_pipe(cells, c),
                 "select_over_blocking": select_over_blocking(cells, c),
+                "topic_ratio": topic::baseline(cells, c).map(|(_, r)| r),
             })
         })
         .collect();
@@ -745,6 +785,7 @@ fn latency(transport: &str, size: usize, budget: Duration) -> Result<(f64, f64),
             _ => return Err(format!("no {size}-byte queue items")),
         },
         t if t.starts_with("shmq-select-64") => select_latency(&peer_args, think, &mut timed)?,
+        topic::LATENCY => topic::latency(&peer_args, size, &mut timed)?,
         t if t.starts_with("shmq-async") => {
             let name = seg_name("async-lat");
             let mut end = Pipe::create(name.as_str(), 64 * 1024).map_err(|e| e.to_string())?;
@@ -1236,6 +1277,9 @@ pub(crate) fn peer(transport: &str, role: &str, endpoint: &str, size: usize) -> 
     }
     if let Some(role) = role.strip_prefix("mpmc-") {
         return mpmc::peer(transport, role, endpoint);
+    }
+    if role.starts_with("topic-") || transport == topic::LATENCY {
+        return topic::peer(transport, role, endpoint, size);
     }
     let echo = role == "echo";
     if transport == "shmq-queue" {

@@ -25,7 +25,8 @@ enum Command {
     /// error: a status line on a terminal, else one line per finished measurement.
     Bench {
         /// Print machine-readable JSON instead of a table:
-        /// {"cpus", "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe"}]}.
+        /// {"cpus", "rows": [{"metric", "size", "pairs", "transport", "value", "vs_pipe",
+        /// "select_over_blocking", "topic_ratio"}]}.
         #[arg(long, conflicts_with = "wide")]
         json: bool,
         /// Shorter measurements (about 5 s in all): noisier figures, for a smoke test.
