@@ -822,6 +822,12 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
             }
         }
         words.clear();
+        // The bells first, then the barriers (see `wait::Sleeper`): a waker that rings
+        // after a bell is read changes the word we sleep on.
+        for g in (0..n).filter(|&g| announced[g]) {
+            // Acquire: pairs with the waker's Release increment of the bell.
+            words.push((regs[g].bell(), regs[g].bell().load(Ordering::Acquire)));
+        }
         // One heavy barrier (a membarrier system call) covers every ring flag announced
         // before it, as in `wait::wait_any`; the others run their own.
         if (0..n).any(|g| announced[g] && regs[g].barrier_is_heavy()) {
@@ -829,10 +835,6 @@ fn serve_generation(items: &[Arc<Item>], generation: u64) {
         }
         for g in (0..n).filter(|&g| announced[g] && !regs[g].barrier_is_heavy()) {
             regs[g].barrier();
-        }
-        for g in (0..n).filter(|&g| announced[g]) {
-            // Acquire: pairs with the waker's Release increment of the bell.
-            words.push((regs[g].bell(), regs[g].bell().load(Ordering::Acquire)));
         }
         let now = Instant::now();
         let deep = now >= next_deep;

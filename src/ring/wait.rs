@@ -43,7 +43,10 @@ pub enum WaitMode {
 /// The contract that makes a wake-up impossible to miss: the waker makes its change visible,
 /// then looks for sleepers (the ring: the flag; the queue: the waiter count) and, if it sees
 /// one, increments the bell and wakes it. The sleeper announces itself, then before every
-/// poll runs `barrier`, reads the bell, polls, and sleeps only while the bell is unchanged.
+/// poll reads the bell, runs `barrier`, polls, and sleeps only while the bell is unchanged
+/// since that read. (The bell is read *before* the barrier: a topic's waker lowers the
+/// flag as it rings, so a ring seen after the barrier could be one that lowered the flag
+/// just raised, and the next waker would then see no sleeper.)
 pub(crate) trait Sleeper {
     /// The futex word the sleeper sleeps on.
     fn bell(&self) -> &AtomicU32;
@@ -192,9 +195,13 @@ pub(crate) fn wait<R, E>(
     sleeper.announce();
     let bell = sleeper.bell();
     let result = loop {
-        sleeper.barrier();
+        // The bell before the barrier: a waker that rings after this read changes the word
+        // we would sleep on. Read after the barrier, a sleeper whose flag a waker clears as
+        // it rings (a topic's) could see that ring, find nothing yet, and sleep through the
+        // next waker, who finds the flag down.
         // Acquire: pairs with the waker's Release increment of the bell.
         let rung = bell.load(Ordering::Acquire);
+        sleeper.barrier();
         match poll() {
             Ok(Some(r)) => break Ok(r),
             Ok(None) => {}
@@ -309,15 +316,16 @@ pub(crate) fn wait_any(
     let heavy = sources.iter().any(|s| s.barrier_is_heavy());
     let result = loop {
         words.clear();
+        // The bells before the barriers, as in `wait`.
+        for s in sources {
+            // Acquire: pairs with the waker's Release increment of the bell.
+            words.push((s.bell(), s.bell().load(Ordering::Acquire)));
+        }
         if heavy {
             fence::heavy();
         }
         for s in sources.iter().filter(|s| !s.barrier_is_heavy()) {
             s.barrier();
-        }
-        for s in sources {
-            // Acquire: pairs with the waker's Release increment of the bell.
-            words.push((s.bell(), s.bell().load(Ordering::Acquire)));
         }
         let now = Instant::now();
         let deep = now >= next_check;
