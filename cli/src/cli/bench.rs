@@ -1504,7 +1504,11 @@ mod mpmc {
     const EVERY: u64 = 256;
 
     /// Control segment: the stop flag at 0; consumer `i`'s count at `slot(i)` and its
-    /// "my end is open" flag 8 bytes later, each consumer on its own 128-byte block.
+    /// "my end is open" flag 8 bytes later, each consumer on its own 128-byte block; producer
+    /// `i`'s "my end is open" flag at `slot(pairs + i) + 8`. The bench starts timing only once
+    /// every end is open: a producer that opened late (a loaded machine) would otherwise find
+    /// the others done, and the consumers, having seen every writer close (end of file on the
+    /// FIFO, or every putter gone from the queue), would have quit before its items came.
     fn slot(i: usize) -> usize {
         128 * (1 + i)
     }
@@ -1526,13 +1530,13 @@ mod mpmc {
         budget: Duration,
     ) -> Result<f64, String> {
         let ctl_name = seg_name("mpmc-ctl");
-        let ctl = Segment::create(ctl_name.as_str(), slot(pairs)).map_err(|e| e.to_string())?;
+        let ctl = Segment::create(ctl_name.as_str(), slot(2 * pairs)).map_err(|e| e.to_string())?;
         let word = |at: usize| ctl.atomic_u64(at).ok_or("control segment too small");
         let stop = word(0)?;
         let counts = (0..pairs)
             .map(|i| word(slot(i)))
             .collect::<Result<Vec<_>, _>>()?;
-        let ready = (0..pairs)
+        let ready = (0..2 * pairs)
             .map(|i| word(slot(i) + 8))
             .collect::<Result<Vec<_>, _>>()?;
         let (data, _queue, _fifo) = if transport.starts_with("shmq") {
@@ -1579,7 +1583,8 @@ mod mpmc {
                 .sum::<u64>()
         };
 
-        // Wait until every consumer has its end open and items flow, then warm up.
+        // Wait until every consumer and producer has its end open and items flow, then warm
+        // up.
         let since = Instant::now();
         while total() == 0 || ready.iter().any(|r| r.load(Ordering::Relaxed) == 0) {
             for (p, _) in consumers.iter_mut().chain(producers.iter_mut()) {
@@ -1654,6 +1659,7 @@ mod mpmc {
             "put" if queue => {
                 let mut q = Queue::<u64>::open(data).map_err(|e| e.to_string())?;
                 q.set_wait_mode(wait_mode(transport));
+                word(slot(pairs + index) + 8)?.store(1, Ordering::Relaxed);
                 produce(index, over, |v| {
                     q.put_timeout(v, PEER_PATIENCE).map_err(|e| e.to_string())
                 })?
@@ -1663,6 +1669,7 @@ mod mpmc {
                     .write(true)
                     .open(data)
                     .map_err(|e| e.to_string())?;
+                word(slot(pairs + index) + 8)?.store(1, Ordering::Relaxed);
                 produce(index, over, |v| {
                     w.write_all(&v.to_le_bytes()).map_err(|e| e.to_string())
                 })?
