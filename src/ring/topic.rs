@@ -1,4 +1,3 @@
-#![allow(unsafe_code)]
 //! The topic log: one stream of messages that every subscriber reads, each with its own cursor.
 //!
 //! Implementation notes. A log of `slots` fixed-size slots (a power of two), each holding one
@@ -758,7 +757,9 @@ impl<'a> RawTopic<'a> {
 
 /// The topic's sleeper: a flag any number of sleepers raise before *every* sleep (a waker
 /// clears it when it rings, so a stream of messages rings once per sleep, not per message)
-/// and the heavy barrier, so the waker's fast path needs no fence.
+/// and the heavy barrier, so the waker's fast path needs no fence. It relies on the wait
+/// loops reading the bell *before* `barrier` (see `wait::Sleeper`): a ring that lowers the
+/// flag just raised then changes the word the sleeper would sleep on.
 pub(crate) struct Raised<'a> {
     pub(crate) flag: &'a AtomicU32,
     pub(crate) bell: &'a AtomicU32,
