@@ -51,14 +51,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{RoundTrip, remove_stale, set_affinity};
+use common::{RoundTrip, readable_within, remove_stale, set_affinity};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
 use shmq::{GetError, Pod, Queue, RecvError, Ring, Segment, WaitMode};
 
@@ -90,7 +89,8 @@ fn main() {
         peer::main(&spec);
         return;
     }
-    ALL_CPUS.get_or_init(allowed_cpus);
+    // Every CPU the bench may use, read before it pins itself.
+    let _ = cpu_list(None);
     if let Err(e) = set_affinity(&[BENCH_CPU]) {
         eprintln!("queue bench: not pinned to CPU {BENCH_CPU} ({e}); results will be noisier");
     }
@@ -210,24 +210,9 @@ fn unique(tag: &str) -> String {
     format!("{PREFIX}-{}-{n}-{tag}", std::process::id())
 }
 
-/// The CPUs the bench may run on, read before it pins itself.
-static ALL_CPUS: OnceLock<Vec<usize>> = OnceLock::new();
-
-fn allowed_cpus() -> Vec<usize> {
-    common::allowed_cpus().unwrap_or_else(|| vec![BENCH_CPU, PEER_CPU])
-}
-
 /// The `cpus` field of a peer's spec: one CPU, or every CPU the bench started with.
 fn cpu_list(pinned: Option<usize>) -> String {
-    match pinned {
-        Some(cpu) => cpu.to_string(),
-        None => ALL_CPUS
-            .get_or_init(allowed_cpus)
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    }
+    common::cpu_list(pinned, &[BENCH_CPU, PEER_CPU])
 }
 
 /// A pipe whose ends are inherited by the processes spawned while it is open (no
@@ -249,29 +234,6 @@ fn inheritable_pipe() -> (OwnedFd, OwnedFd) {
         )
     };
     (r, w)
-}
-
-/// Waits until `fd` has something to read (or is closed); `false` after `limit`.
-fn readable_within(fd: BorrowedFd<'_>, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, and a count of one.
-        let rc = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        if rc > 0 {
-            return true;
-        }
-        let interrupted =
-            rc < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
-        if !interrupted || left.is_zero() {
-            return false;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! What the cross-process benchmarks (`ring`, `queue`) share: CPU affinity, clean-up after a
-//! killed run, and the ping-pong timing of latency benchmarks.
+//! What the cross-process benchmarks (`ring`, `queue`, `topic`) share: CPU affinity, clean-up
+//! after a killed run, waiting on a peer's report pipe, and the ping-pong timing of latency
+//! benchmarks.
 
 #![allow(dead_code)]
 
@@ -27,6 +28,45 @@ pub fn allowed_cpus() -> Option<Vec<usize>> {
             .filter(|&cpu| set.is_set(cpu))
             .collect(),
     )
+}
+
+/// The `cpus` field of a peer's spec: one CPU, or every CPU the bench started with (read once,
+/// before the bench pins itself; `fallback` if the kernel does not say).
+pub fn cpu_list(pinned: Option<usize>, fallback: &[usize]) -> String {
+    static ALL_CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    match pinned {
+        Some(cpu) => cpu.to_string(),
+        None => ALL_CPUS
+            .get_or_init(|| allowed_cpus().unwrap_or_else(|| fallback.to_vec()))
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Waits until `fd` has something to read (or is closed); `false` after `limit`.
+pub fn readable_within(fd: std::os::fd::BorrowedFd<'_>, limit: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and a count of one.
+        let rc = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if rc > 0 {
+            return true;
+        }
+        let interrupted =
+            rc < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        if !interrupted || left.is_zero() {
+            return false;
+        }
+    }
 }
 
 /// Removes the files in `dirs` named `PREFIX-x-PID...` whose process `PID` is gone: what an
