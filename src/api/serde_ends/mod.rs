@@ -208,8 +208,18 @@ pub(crate) fn decode<T: DeserializeOwned>(msg: &[u8]) -> Result<T, DecodeError> 
 /// says `end` (quietly) or fails otherwise (yielded once, then the end). Decode errors are
 /// yielded and the iteration goes on: the bad message was consumed.
 pub(crate) fn until_end<T, E>(
+    next: impl FnMut() -> Result<T, SerdeRecvError<E>>,
+    end: impl Fn(&E) -> bool,
+) -> impl Iterator<Item = Result<T, SerdeRecvError<E>>> {
+    until_end_or(next, end, |_| false)
+}
+
+/// [`until_end`], except that a transport error `goes_on` says is recoverable (a topic
+/// subscriber's lag) is yielded and the iteration goes on, as after a decode error.
+pub(crate) fn until_end_or<T, E>(
     mut next: impl FnMut() -> Result<T, SerdeRecvError<E>>,
     end: impl Fn(&E) -> bool,
+    goes_on: impl Fn(&E) -> bool,
 ) -> impl Iterator<Item = Result<T, SerdeRecvError<E>>> {
     let mut done = false;
     std::iter::from_fn(move || {
@@ -221,6 +231,7 @@ pub(crate) fn until_end<T, E>(
                 done = true;
                 None
             }
+            Err(SerdeRecvError::Recv(e)) if goes_on(&e) => Some(Err(SerdeRecvError::Recv(e))),
             Err(e @ SerdeRecvError::Recv(_)) => {
                 done = true;
                 Some(Err(e))

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{SerdeOptions, SerdeRecvError, SerdeSendError, decode, encode_into, encoded_len};
+use super::{
+    SerdeOptions, SerdeRecvError, SerdeSendError, decode, encode_into, encoded_len, until_end_or,
+};
 use crate::api::topic::{Publisher, Subscriber, Topic, TopicConfig, TopicGrant, TopicMsg};
 use crate::error::{
     CreateError, OpenError, OpenOrCreateError, PublishError, TopicAttachError, TopicRecvError,
@@ -344,33 +346,6 @@ fn take<T: DeserializeOwned>(msg: TopicMsg<'_>) -> Result<T, SerdeRecvError<Topi
     Ok(value?)
 }
 
-/// The iterator behind the subscriber's `iter` / `try_iter`: as the other serde ends'
-/// (decode errors are yielded and it goes on; `end` ends it quietly; any other error is
-/// yielded and ends it), except that a lag is yielded and it goes on too.
-fn topic_items<T>(
-    mut next: impl FnMut() -> Result<T, SerdeRecvError<TopicRecvError>>,
-    end: impl Fn(&TopicRecvError) -> bool,
-) -> impl Iterator<Item = Result<T, SerdeRecvError<TopicRecvError>>> {
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match next() {
-            Err(SerdeRecvError::Recv(e)) if end(&e) => {
-                done = true;
-                None
-            }
-            Err(e @ SerdeRecvError::Recv(TopicRecvError::Lagged(_))) => Some(Err(e)),
-            Err(e @ SerdeRecvError::Recv(_)) => {
-                done = true;
-                Some(Err(e))
-            }
-            other => Some(other),
-        }
-    })
-}
-
 impl<T: DeserializeOwned> SerdeSubscriber<T> {
     /// Receives through a subscriber attached elsewhere. No identity is checked.
     pub fn new(inner: Subscriber) -> SerdeSubscriber<T> {
@@ -447,9 +422,10 @@ impl<T: DeserializeOwned> SerdeSubscriber<T> {
     /// was received. A message that does not decode, and a lag, come as an `Err` and the
     /// iteration goes on; any other error comes as an `Err` and ends it.
     pub fn iter(&mut self) -> impl Iterator<Item = Result<T, SerdeRecvError<TopicRecvError>>> + '_ {
-        topic_items(
+        until_end_or(
             move || self.recv(),
             |e| matches!(e, TopicRecvError::Disconnected),
+            |e| matches!(e, TopicRecvError::Lagged(_)),
         )
     }
 
@@ -458,9 +434,10 @@ impl<T: DeserializeOwned> SerdeSubscriber<T> {
     pub fn try_iter(
         &mut self,
     ) -> impl Iterator<Item = Result<T, SerdeRecvError<TopicRecvError>>> + '_ {
-        topic_items(
+        until_end_or(
             move || self.try_recv(),
             |e| matches!(e, TopicRecvError::Empty | TopicRecvError::Disconnected),
+            |e| matches!(e, TopicRecvError::Lagged(_)),
         )
     }
 
